@@ -1,0 +1,1 @@
+"""Data sets and data loading of recbole-adaptssr."""

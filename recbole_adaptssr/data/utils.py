@@ -1,0 +1,16 @@
+"""``create_dataset`` that looks in recbole-adaptssr first, then falls back to RecBole."""
+
+from __future__ import annotations
+
+import importlib
+
+from recbole.data import create_dataset as recbole_create_dataset
+
+
+def create_dataset(config):
+    """Build ``<model>Dataset`` from :mod:`recbole_adaptssr.data.dataset` if defined, else RecBole's choice."""
+    module = importlib.import_module("recbole_adaptssr.data.dataset")
+    dataset_class = getattr(module, config["model"] + "Dataset", None)
+    if dataset_class is None:
+        return recbole_create_dataset(config)
+    return dataset_class(config)

@@ -1,0 +1,67 @@
+"""Shared fixtures: a tiny atomic data set with learnable structure, and an isolated working directory."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+import recbole_adaptssr  # noqa: F401  (compatibility shims before any RecBole import in tests)
+
+
+def write_tiny_dataset(root, name="tiny", n_users=120, n_items=60, n_clusters=4, min_len=6, max_len=24, seed=0):
+    """Write ``root/name/name.inter``: each user draws behaviours mostly from its cluster's items, so user
+    representations have something to learn. Returns the data set folder."""
+    rng = np.random.RandomState(seed)
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    per_cluster = n_items // n_clusters
+    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
+    for user in range(1, n_users + 1):
+        cluster = user % n_clusters
+        length = rng.randint(min_len, max_len + 1)
+        for t in range(length):
+            if rng.rand() < 0.85:
+                item = cluster * per_cluster + rng.randint(per_cluster) + 1
+            else:
+                item = rng.randint(n_items) + 1
+            lines.append(f"u{user}\ti{item}\t{t}")
+    (folder / f"{name}.inter").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _isolated_run(tmp_path, monkeypatch):
+    """RecBole reads ``--key=value`` from sys.argv and writes log/ and saved/ into the cwd: isolate both."""
+    monkeypatch.setattr(sys, "argv", ["pytest"])
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_data_path(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    write_tiny_dataset(root)
+    return root
+
+
+@pytest.fixture
+def tiny_config(tiny_data_path, tmp_path):
+    """Settings for fast runs on the tiny data set (CPU, small model, no progress bars)."""
+    return {
+        "data_path": str(tiny_data_path),
+        "checkpoint_dir": str(tmp_path / "saved"),
+        "device": "cpu",
+        "use_gpu": False,
+        "show_progress": False,
+        "MAX_ITEM_LIST_LENGTH": 20,
+        "hidden_size": 32,
+        "inner_size": 64,
+        "train_batch_size": 32,
+        "eval_batch_size": 64,
+        "learning_rate": 0.001,
+        "mlm_epochs": 2,
+        "ssr_epochs": 2,
+        "seed": 2023,
+        "state": "WARNING",
+    }
