@@ -14,7 +14,12 @@ applied by :func:`apply`, which ``import recbole_adaptssr`` calls before any Rec
 3. ``ce_without_negatives``: a sequential model with ``loss_type: CE`` raises a config error unless the
    user also writes ``train_neg_sample_args: None``. :func:`default_train_neg_sampling` sets that default
    when the user did not choose a sampling themselves (our ``Config`` calls it).
-4. ray: RecBole's ``ray<=2.6.3`` pin installs a ray that imports ``pkg_resources`` (gone from
+4. ``fill_missing_values``: pandas 3 (copy-on-write) turns RecBole's chained
+   ``feat[field].fillna(..., inplace=True)`` in ``Dataset._fill_nan`` into a silent no-op, so missing token
+   and float values stay NaN. We replace that method with one that assigns the filled column back
+   (identical result on pandas 2). Not covered: RecBole's ``_load_feat`` has the same chained call for
+   empty ``token_seq``/``float_seq`` cells; our data sets have no sequence fields in atomic files.
+5. ray: RecBole's ``ray<=2.6.3`` pin installs a ray that imports ``pkg_resources`` (gone from
    setuptools >= 81) and uses ``np.bool8``. This is an install-level fix: we install RecBole with
    ``--no-deps`` and require ``ray[tune]>=2.40`` ourselves (see README); :func:`check_ray` turns an old
    ray into a clear error instead of an obscure import failure.
@@ -101,6 +106,34 @@ def safe_checkpoints() -> None:
     rb_trainer.PretrainTrainer.save_pretrained_model = save_pretrained_model
 
 
+def fill_missing_values() -> None:
+    """Make ``Dataset._fill_nan`` fill NaNs on pandas 3 too (assignment instead of chained in-place fill)."""
+    from recbole.data.dataset import dataset as rb_dataset
+    from recbole.utils import FeatureType
+
+    dataset_cls = rb_dataset.Dataset
+    if getattr(dataset_cls._fill_nan, "_adaptssr_safe", False):
+        return
+
+    def _fill_nan(self):
+        for feat_name in self.feat_name_list:
+            feat = getattr(self, feat_name)
+            for field in feat:
+                ftype = self.field2type[field]
+                if ftype == FeatureType.TOKEN:
+                    feat[field] = feat[field].fillna(value=0)
+                elif ftype == FeatureType.FLOAT:
+                    feat[field] = feat[field].fillna(value=feat[field].mean())
+                else:
+                    dtype = np.int64 if ftype == FeatureType.TOKEN_SEQ else np.float64
+                    feat[field] = feat[field].apply(
+                        lambda x: np.array([], dtype=dtype) if isinstance(x, float) else x
+                    )
+
+    _fill_nan._adaptssr_safe = True
+    dataset_cls._fill_nan = _fill_nan
+
+
 def default_train_neg_sampling(internal: dict, external: dict, model_type) -> None:
     """Use no training negatives for sequential ``loss_type: CE`` unless the user chose a sampling."""
     from recbole.utils import ModelType
@@ -140,4 +173,5 @@ def apply() -> None:
     numpy_aliases()
     check_ray()
     safe_checkpoints()
+    fill_missing_values()
     _applied = True
