@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from recbole.config import Config as RecBoleConfig
+from recbole.utils import ModelType
 
 from recbole_adaptssr import compat
 from recbole_adaptssr.utils import PROPERTIES_DIR, get_model
@@ -14,9 +15,12 @@ class Config(RecBoleConfig):
     """RecBole's ``Config`` with two additions (RecBole-GNN's pattern):
 
     * model names resolve through :func:`recbole_adaptssr.utils.get_model` (our package first, then RecBole);
-    * after RecBole's own defaults, ``properties/overall.yaml`` and ``properties/model/<Model>.yaml`` of this
-      project are loaded, so our models get their defaults from YAML; the precedence of RecBole is kept:
-      command line > config_dict > config files > model YAML > overall YAML.
+    * after RecBole's own defaults, ``properties/overall.yaml``, ``properties/model/<Model>.yaml`` and
+      ``properties/dataset/<dataset>.yaml`` of this project are loaded (in that order), so our models get their
+      defaults from YAML; RecBole's precedence is kept: command line > config_dict > config files > ours;
+    * the model type follows the stage: a model may declare ``model_type_for(train_stage)`` (AdaptSSR is
+      SEQUENTIAL while pre-training and GENERAL on a downstream task), and any model run on a downstream task
+      is GENERAL, so RecBole's loaders treat a sample as a task record and rank per user.
     """
 
     def _get_model_and_dataset(self, model, dataset):
@@ -36,9 +40,16 @@ class Config(RecBoleConfig):
         for path in (
             os.path.join(PROPERTIES_DIR, "overall.yaml"),
             os.path.join(PROPERTIES_DIR, "model", f"{model}.yaml"),
+            os.path.join(PROPERTIES_DIR, "dataset", f"{dataset}.yaml"),
         ):
             if os.path.isfile(path):
                 self._update_internal_config_dict(path)
+        stage = self.external_config_dict.get("train_stage", self.internal_config_dict.get("train_stage"))
+        if hasattr(model_class, "model_type_for"):
+            self.internal_config_dict["MODEL_TYPE"] = model_class.model_type_for(stage)
+        elif self.external_config_dict.get("downstream_task"):
+            # RecBole's models on one of our tasks: samples are task records, ranked per user (GENERAL type)
+            self.internal_config_dict["MODEL_TYPE"] = ModelType.GENERAL
         compat.default_train_neg_sampling(
             self.internal_config_dict, self.external_config_dict, self.internal_config_dict["MODEL_TYPE"]
         )

@@ -3,7 +3,13 @@
 Stages (configuration, not scripts; as RecBole's S3Rec):
   * ``mlm``: masked behaviour prediction warm-up (PeterRec's MLM; Algorithm 1 line 1);
   * ``ssr``: augmentation-adaptive self-supervised ranking (Eq. 6-7), or with ``ranking: False`` the
-    InfoNCE contrastive task on the two explicit views (the paper's "w/o SSR" ablation).
+    InfoNCE contrastive task on the two explicit views (the paper's "w/o SSR" ablation);
+  * ``finetune``: a downstream task (user profiling, CVR or cold recommendation) with a two-layer MLP head;
+    the whole model is fine-tuned.
+
+In the pre-training stages a sample is one user's sequence (RecBole's SEQUENTIAL type); in ``finetune`` a sample
+is a task record whose user's sequence is a joined user feature, so the model declares itself GENERAL there
+(:meth:`model_type_for`), which makes RecBole's full-sort evaluation rank per user with history masking.
 """
 
 from __future__ import annotations
@@ -11,14 +17,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from recbole.model.abstract_recommender import SequentialRecommender
-from recbole.utils import InputType
+from recbole.utils import InputType, ModelType
 from torch import nn
 
 from recbole_adaptssr.losses import adaptssr_lambda, adaptssr_loss, ranking_accuracies
 from recbole_adaptssr.model.augmentation import SequenceAugmenter
+from recbole_adaptssr.model.heads import TaskHead
 from recbole_adaptssr.model.user_model import UserModel
 
 PRETRAIN_STAGES = ("mlm", "ssr")
+STAGES = PRETRAIN_STAGES + ("finetune",)
 
 
 class MaskedItemHead(nn.Module):
@@ -42,6 +50,8 @@ class AdaptSSR(SequentialRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
+        if hasattr(dataset, "behaviour_vocabulary_size"):  # a downstream task: ITEM_ID is the target field
+            self.n_items = dataset.behaviour_vocabulary_size()
         self.user_model = UserModel(
             n_items=self.n_items,
             max_seq_length=self.max_seq_length,
@@ -73,19 +83,47 @@ class AdaptSSR(SequentialRecommender):
             ranking=config["ranking"],
             infonce_temperature=config["infonce_temperature"],
         )
+        self.task_head = None
+        if getattr(dataset, "task_kind", None) is not None:
+            self.task_head = TaskHead(
+                dataset.task_kind,
+                config["hidden_size"],
+                config["head_hidden_size"],
+                config["head_dropout_prob"],
+                num_classes=dataset.num_classes(),
+                num_targets=dataset.num_targets(),
+            )
+        self.LABEL = config["LABEL_FIELD"]
         self.train_stage = None
         self.set_stage(config["train_stage"])
 
     # ------------------------------------------------------------------ stages
     def set_stage(self, stage: str) -> None:
         """Select the task ``calculate_loss`` trains."""
-        if stage not in self.stages():
-            raise ValueError(f"train_stage must be one of {list(self.stages())}, got {stage!r}")
+        if stage not in STAGES:
+            raise ValueError(f"train_stage must be one of {list(STAGES)}, got {stage!r}")
+        if stage == "finetune" and self.task_head is None:
+            raise ValueError("train_stage=finetune needs a downstream task data set (set downstream_task)")
         self.train_stage = stage
 
-    @classmethod
-    def stages(cls) -> tuple:
-        return PRETRAIN_STAGES
+    @staticmethod
+    def model_type_for(train_stage: str) -> ModelType:
+        """SEQUENTIAL for pre-training (one sample per sequence), GENERAL for a downstream task."""
+        return ModelType.GENERAL if train_stage == "finetune" else ModelType.SEQUENTIAL
+
+    def load_pretrained(self, state_dict: dict) -> None:
+        """Copy the user-model weights of a pre-training checkpoint (heads are task specific)."""
+        prefix = "user_model."
+        weights = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        if not weights:
+            raise ValueError("the checkpoint holds no user_model weights")
+        try:
+            self.user_model.load_state_dict(weights, strict=True)
+        except RuntimeError as error:
+            raise ValueError(
+                f"the checkpoint's user model does not fit this configuration (hidden_size, n_layers, "
+                f"MAX_ITEM_LIST_LENGTH and the vocabulary must match pre-training): {error}"
+            ) from None
 
     # ------------------------------------------------------------------ encoder
     def forward(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor | None = None) -> torch.Tensor:
@@ -95,6 +133,10 @@ class AdaptSSR(SequentialRecommender):
     def calculate_loss(self, interaction):
         item_seq = interaction[self.ITEM_SEQ]
         item_seq_len = interaction[self.ITEM_SEQ_LEN]
+        if self.train_stage == "finetune":
+            u = self.user_model(item_seq)
+            return self.task_head.loss(u, interaction[self.LABEL] if self.LABEL in interaction else None,
+                                       interaction[self.ITEM_ID] if self.ITEM_ID in interaction else None)
         if self.train_stage == "mlm":
             return self.mlm_loss(item_seq, item_seq_len)[0]
         if item_seq.size(0) < 2:
@@ -160,14 +202,24 @@ class AdaptSSR(SequentialRecommender):
         }
 
     # ------------------------------------------------------------------ RecBole's prediction API
+    def _check_finetune(self):
+        if self.train_stage != "finetune":
+            raise ValueError(
+                f"AdaptSSR in train_stage={self.train_stage!r} is a pre-training task and scores nothing; "
+                "fine-tune it on a downstream task (train_stage=finetune) to predict."
+            )
+
     def predict(self, interaction):
-        raise ValueError(
-            f"AdaptSSR in train_stage={self.train_stage!r} is a pre-training task and scores nothing; "
-            "fine-tune it on a downstream task to predict."
-        )
+        """Class probabilities (B, C), P(label=1) (B,), or (user, target) scores (B,), by task kind."""
+        self._check_finetune()
+        u = self.user_model(interaction[self.ITEM_SEQ])
+        target = interaction[self.ITEM_ID] if self.ITEM_ID in interaction else None
+        return self.task_head.predict(u, target)
 
     def full_sort_predict(self, interaction):
-        return self.predict(interaction)
+        """Scores of every target item for each user (all-ranking), flattened as RecBole expects."""
+        self._check_finetune()
+        return self.task_head.full_sort(self.user_model(interaction[self.ITEM_SEQ])).reshape(-1)
 
 
 def _ratio(value, name: str) -> float:

@@ -1,0 +1,231 @@
+"""Downstream task data: the samples of one task file plus each user's behaviour sequence.
+
+Atomic layout (see README "Data layout"): ``NAME.inter`` is the behaviour log
+(``user_id:token item_id:token timestamp:float``); ``NAME.<task>`` holds the task's samples; ``NAME.tasks.json``
+says each task's kind. The task samples become RecBole's interactions (user, label | target); the behaviour
+sequence becomes a user feature ``<ITEM_ID_FIELD>_list`` (+ ``ITEM_LIST_LENGTH_FIELD``) joined into every batch.
+
+Behaviour ids come from a vocabulary (token -> id): the pre-training checkpoint's, so pretrained embedding
+rows land on the right tokens whatever order the fine-tune files list them in. Behaviours unseen in
+pre-training map to the OOV id, which is the model's learned mask token (id = vocabulary size): "a behaviour
+the model cannot identify". Without a checkpoint the vocabulary is built from the behaviour log. RecBole's
+own sequential models (SASRec, ...) score their item table, so for them behaviours share the target vocabulary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import torch
+from recbole.data.dataset import Dataset
+from recbole.data.interaction import Interaction
+from recbole.utils import FeatureSource, FeatureType
+
+TASK_KINDS = ("multiclass", "binary", "cvr", "recommendation")
+PAD = "[PAD]"
+
+
+def read_task_manifest(folder: str, name: str) -> dict:
+    """Return ``{task: {"kind": ..., ...}}`` from ``NAME.tasks.json`` of a converted data set."""
+    path = os.path.join(folder, f"{name}.tasks.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{path} not found: a downstream data set needs the task manifest written by dataset_converters"
+        )
+    with open(path, encoding="utf-8") as f:
+        tasks = json.load(f).get("tasks", {})
+    for task, info in tasks.items():
+        if info.get("kind") not in TASK_KINDS:
+            raise ValueError(f"{path}: task {task!r} has kind {info.get('kind')!r}, expected one of {TASK_KINDS}")
+    return tasks
+
+
+def read_behaviour_log(path: str, user_field: str = "user_id", item_field: str = "item_id",
+                       time_field: str = "timestamp") -> pd.DataFrame:
+    """Read a behaviour ``.inter`` file as strings (user, item) and float time, in file order."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"behaviour log not found: {path}")
+    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, engine="c")
+    columns = {c.split(":")[0]: c for c in frame.columns}
+    missing = [f for f in (user_field, item_field, time_field) if f not in columns]
+    if missing:
+        raise ValueError(f"{path}: header lacks field(s) {missing}; found {list(frame.columns)}")
+    return pd.DataFrame(
+        {
+            "user": frame[columns[user_field]].to_numpy(),
+            "item": frame[columns[item_field]].to_numpy(),
+            "time": pd.to_numeric(frame[columns[time_field]], errors="raise").to_numpy(),
+        }
+    )
+
+
+def vocabulary_from_log(items) -> dict:
+    """``[PAD]`` -> 0, then tokens in order of first appearance (RecBole's remapping order)."""
+    tokens = pd.unique(pd.Series(items, dtype=str))
+    vocab = {PAD: 0}
+    for token in tokens:
+        vocab.setdefault(token, len(vocab))
+    return vocab
+
+
+class AdaptSSRTaskDataset(Dataset):
+    """A downstream task of a converted data set (``downstream_task`` names the task file suffix)."""
+
+    def __init__(self, config, item_vocabulary: dict | None = None):
+        self.task = config["downstream_task"]
+        folder = config["data_path"]
+        manifest = read_task_manifest(folder, config["dataset"])
+        if self.task not in manifest:
+            raise ValueError(
+                f"downstream_task {self.task!r} is not in {config['dataset']}.tasks.json (has {sorted(manifest)})"
+            )
+        self.task_kind = manifest[self.task]["kind"]
+        self.item_vocabulary = dict(item_vocabulary) if item_vocabulary is not None else None
+        self.label_tokens = None
+        super().__init__(config)
+
+    # ------------------------------------------------------------------ loading
+    def _load_data(self, token, dataset_path):
+        path = os.path.join(dataset_path, f"{token}.{self.task}")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"task file not found: {path}")
+        self.inter_feat = self._load_feat(path, FeatureSource.INTERACTION)
+        self.user_feat = None
+        self.item_feat = None
+        self._check_task_fields(path)
+        if self.task_kind in ("multiclass", "binary"):
+            self._encode_class_labels(path)
+            # RecBole needs an item field beside the user field; a profiling sample's "item" is the task itself
+            self.inter_feat[self.iid_field] = self.task
+            self.set_field_property(self.iid_field, FeatureType.TOKEN, FeatureSource.INTERACTION, 1)
+        self._behaviours = read_behaviour_log(
+            os.path.join(dataset_path, f"{token}.inter"), user_field=self.uid_field
+        )
+
+    def _check_task_fields(self, path):
+        need = {"multiclass": ["label"], "binary": ["label"], "cvr": ["target", "label"], "recommendation": ["target"]}
+        fields = {"label": self.label_field, "target": self.iid_field}
+        for role in [self.uid_field and "user"] + need[self.task_kind]:
+            field = self.uid_field if role == "user" else fields[role]
+            if field not in self.inter_feat:
+                raise ValueError(
+                    f"{path}: a {self.task_kind} task file needs field {field!r}; found {list(self.inter_feat)}"
+                )
+
+    def _encode_class_labels(self, path):
+        """Label tokens -> class index 0..C-1 in sorted order (numeric when all tokens are numbers)."""
+        labels = self.inter_feat[self.label_field].astype(str)
+        tokens = sorted(labels.unique(), key=lambda t: (0, float(t), t) if _is_number(t) else (1, 0.0, t))
+        if self.task_kind == "binary" and len(tokens) != 2:
+            raise ValueError(f"{path}: a binary task needs exactly 2 label values, found {tokens}")
+        if len(tokens) < 2:
+            raise ValueError(f"{path}: a classification task needs at least 2 label values, found {tokens}")
+        index = {token: i for i, token in enumerate(tokens)}
+        self.label_tokens = [str(t) for t in tokens]
+        self.inter_feat[self.label_field] = labels.map(index).astype(np.float32)
+        self.field2type[self.label_field] = FeatureType.FLOAT
+        self.field2seqlen[self.label_field] = 1
+
+    # ------------------------------------------------------------------ behaviour sequences
+    def _change_feat_format(self):
+        super()._change_feat_format()
+        if self.user_feat is None:
+            self.user_feat = self._behaviour_user_feat()
+
+    def _behaviour_user_feat(self) -> Interaction:
+        """(user_num, L) behaviour ids of each user's most recent ``MAX_ITEM_LIST_LENGTH`` behaviours."""
+        max_len = self.config["MAX_ITEM_LIST_LENGTH"]
+        list_field = self.iid_field + self.config["LIST_SUFFIX"]
+        length_field = self.config["ITEM_LIST_LENGTH_FIELD"]
+        log = self._behaviours
+        token2uid = self.field2token_id[self.uid_field]
+        uids = log["user"].map(token2uid)
+        log = log.assign(uid=uids).dropna(subset=["uid"])
+        log = log.assign(uid=log["uid"].astype(np.int64)).sort_values(["uid", "time"], kind="stable")
+
+        vocab = self._resolve_vocabulary(log["item"].to_numpy())
+        oov_id = len(vocab)
+        ids = log["item"].map(vocab)
+        self.oov_behaviours = int(ids.isna().sum())
+        item_ids = ids.fillna(oov_id).astype(np.int64).to_numpy()
+
+        user_num = self.user_num
+        uid = log["uid"].to_numpy()
+        users, first, counts = np.unique(uid, return_index=True, return_counts=True)
+        lengths = np.minimum(counts, max_len)
+        start = first + counts - lengths
+        offsets = np.arange(max_len)
+        valid = offsets[None, :] < lengths[:, None]
+        gathered = item_ids[np.minimum(start[:, None] + offsets[None, :], len(item_ids) - 1)]
+        matrix = np.zeros((user_num, max_len), dtype=np.int64)
+        matrix[users] = np.where(valid, gathered, 0)
+        length = np.zeros(user_num, dtype=np.int64)
+        length[users] = lengths
+
+        no_history = np.setdiff1d(np.unique(self.inter_feat[self.uid_field].numpy()), users)
+        if len(no_history):
+            names = [self.field2id_token[self.uid_field][u] for u in no_history[:5]]
+            raise ValueError(
+                f"{len(no_history)} user(s) of task {self.task!r} have no behaviour in {self.dataset_name}.inter "
+                f"(e.g. {names})"
+            )
+        self.set_field_property(list_field, FeatureType.TOKEN_SEQ, FeatureSource.USER, max_len)
+        self.set_field_property(length_field, FeatureType.TOKEN, FeatureSource.USER, 1)
+        del self._behaviours
+        return Interaction({
+            self.uid_field: torch.arange(user_num),
+            list_field: torch.from_numpy(matrix),
+            length_field: torch.from_numpy(length),
+        })
+
+    def _resolve_vocabulary(self, items) -> dict:
+        if self.item_vocabulary is not None:  # the checkpoint's ids
+            return self.item_vocabulary
+        if self.config["behaviour_vocabulary"] == "targets":
+            # RecBole's sequential models score their own item table: behaviours and targets share ids
+            if self.task_kind not in ("cvr", "recommendation"):
+                raise ValueError(
+                    f"behaviour_vocabulary=targets needs a target field; task {self.task!r} ({self.task_kind}) has none"
+                )
+            token2id = self.field2token_id[self.iid_field]
+            extra = [t for t in pd.unique(pd.Series(items, dtype=str)) if t not in token2id]
+            for token in extra:  # behaviours that are never targets still need an id (and become candidates)
+                token2id[token] = len(self.field2id_token[self.iid_field])
+                self.field2id_token[self.iid_field] = np.append(self.field2id_token[self.iid_field], token)
+            self.item_vocabulary = dict(token2id)
+            return self.item_vocabulary
+        self.item_vocabulary = vocabulary_from_log(items)
+        return self.item_vocabulary
+
+    def behaviour_vocabulary_size(self) -> int:
+        """Number of behaviour ids including ``[PAD]`` (the OOV / mask id equals this number)."""
+        return len(self.item_vocabulary)
+
+    def num_classes(self) -> int:
+        return len(self.label_tokens) if self.label_tokens is not None else 0
+
+    def num_targets(self) -> int:
+        """Target items including padding (0 for profiling tasks, which have none)."""
+        return self.num(self.iid_field) if self.task_kind in ("cvr", "recommendation") else 0
+
+    def __str__(self):
+        info = [f"[{self.dataset_name}] task {self.task!r} ({self.task_kind}): {len(self.inter_feat)} samples, "
+                f"{self.user_num - 1} users"]
+        if self.label_tokens is not None:
+            info.append(f"classes (index order): {self.label_tokens}")
+        if self.task_kind in ("cvr", "recommendation"):
+            info.append(f"target items: {self.num_targets() - 1}")
+        if getattr(self, "oov_behaviours", None) is not None:
+            info.append(f"behaviours outside the vocabulary (mapped to the OOV id): {self.oov_behaviours}")
+        return "\n".join(info)
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+        return True
+    except ValueError:
+        return False
