@@ -2,7 +2,9 @@
 
     python run_recbole_adaptssr.py --model=AdaptSSR --dataset=ml-100k --config_files="a.yaml b.yaml" --key=value
 
-Any other RecBole setting is given as ``--key=value`` (RecBole's ``Config`` reads them from the command line).
+``--model=AdaptSSR`` runs the whole pipeline (MLM warm-up, AdaptSSR pre-training, fine-tuning on every task of
+the data set, ``--repeat`` seeds each, results table). Any other model name is RecBole's (``--downstream_task=rec``
+runs it on our recommendation task). Every other RecBole setting is ``--key=value``.
 """
 
 import argparse
@@ -15,6 +17,8 @@ if __name__ == "__main__":
     parser.add_argument("--model", "-m", type=str, default="AdaptSSR", help="model name (ours or RecBole's)")
     parser.add_argument("--dataset", "-d", type=str, default="ml-100k", help="data set name")
     parser.add_argument("--config_files", type=str, default=None, help="space-separated YAML files")
+    parser.add_argument("--repeat", type=int, default=None, help="seeds per downstream task (mean +- std)")
     args, _ = parser.parse_known_args()
     config_file_list = args.config_files.strip().split(" ") if args.config_files else None
-    run(model=args.model, dataset=args.dataset, config_file_list=config_file_list)
+    config_dict = {"repeat": args.repeat} if args.repeat is not None else None
+    run(model=args.model, dataset=args.dataset, config_file_list=config_file_list, config_dict=config_dict)
