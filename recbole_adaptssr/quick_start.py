@@ -243,8 +243,9 @@ def finetune_task(model, dataset, task, kind, seed, config, config_file_list, co
     )
     trainer.fit(train_data, valid_data, saved=True, show_progress=cfg["show_progress"])
     test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=cfg["show_progress"])
-    logger.info(set_color(f"{task} [{variant}] seed {seed} test", "yellow") + f": {dict(test_result)}")
-    return dict(test_result)
+    test_result = {metric: float(value) for metric, value in test_result.items()}
+    logger.info(set_color(f"{task} [{variant}] seed {seed} test", "yellow") + f": {test_result}")
+    return test_result
 
 
 def _report(model, dataset, config, records, logger, **extra) -> dict:

@@ -13,6 +13,9 @@ from tqdm import tqdm
 
 from recbole_adaptssr.checkpoint import save_checkpoint
 
+# mean fusion coefficient below which the ranking stage starts from nearly collapsed representations
+COLLAPSE_LAMBDA = 0.05
+
 # validation metric of each pre-training stage -> whether bigger is better
 STAGE_METRICS = {
     "mlm": {"loss": False, "mlm_acc": True},
@@ -51,6 +54,13 @@ class AdaptSSRTrainer(Trainer):
 
         initial = self.evaluate_pretrain(valid_data, show_progress=False)
         self.logger.info(set_color(f"[{stage}] before training", "green") + f": {_fmt(initial)}")
+        if stage == "ssr" and initial.get("lambda", 1.0) < COLLAPSE_LAMBDA and self.config["lambda_mode"] == "adaptive":
+            self.logger.warning(
+                f"[ssr] mean lambda {initial['lambda']:.4f} < {COLLAPSE_LAMBDA}: the two augmented views are "
+                "almost identical (cross-view cosine ~1), typically because the MLM warm-up leaves the pooled "
+                "representations of all users nearly parallel. The ranking loss then starts near log 2 and may "
+                "stay there on small data (see README, 'Known behaviour'); compare with pretrain_stages=[ssr]."
+            )
         best_score, best_epoch, best_state, best_result = None, -1, None, initial
         history, patience = [], 0
         for epoch in range(epochs):
