@@ -82,6 +82,10 @@ class Config(RecBoleConfig):
         elif self.external_config_dict.get("downstream_task"):
             # RecBole's models on one of our tasks: samples are task records, ranked per user (GENERAL type)
             self.internal_config_dict["MODEL_TYPE"] = ModelType.GENERAL
+        if self.internal_config_dict["MODEL_TYPE"] == ModelType.GENERAL and model_class.type == ModelType.SEQUENTIAL:
+            # RecBole's sequential.yaml sets repeatable: True, whose sampler records no user history, so the
+            # full-sort evaluation would mask nothing; a task record ranks items the user has not had yet
+            self.internal_config_dict["repeatable"] = False
         compat.default_train_neg_sampling(
             self.internal_config_dict, self.external_config_dict, self.internal_config_dict["MODEL_TYPE"]
         )

@@ -167,7 +167,7 @@ class AdaptSSRTaskDataset(Dataset):
 
         no_history = np.setdiff1d(np.unique(self.inter_feat[self.uid_field].numpy()), users)
         if len(no_history):
-            names = [self.field2id_token[self.uid_field][u] for u in no_history[:5]]
+            names = [str(self.field2id_token[self.uid_field][u]) for u in no_history[:5]]
             raise ValueError(
                 f"{len(no_history)} user(s) of task {self.task!r} have no behaviour in {self.dataset_name}.inter "
                 f"(e.g. {names})"
