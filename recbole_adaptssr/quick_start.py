@@ -109,6 +109,9 @@ def run_adaptssr(dataset=EMBEDDED_DATASET, config_file_list=None, config_dict=No
     data set from each start point of ``finetune_from``, ``repeat`` seeds each; returns all results."""
     dataset, config_dict = prepare_embedded_default(dataset, config_dict)
     config, logger = _setup("AdaptSSR", dataset, config_file_list, config_dict)
+    missing = [v for v in config["finetune_from"] if v in ("mlm", "ssr") and v not in config["pretrain_stages"]]
+    if missing:  # fail before spending the pre-training time
+        raise ValueError(f"finetune_from names stage(s) {missing}, but pretrain_stages is {config['pretrain_stages']}")
     pretrain = pretrain_user_model(config, logger) if config["pretrain_stages"] else {}
     tasks = _downstream_tasks(config, logger)
     if not tasks:

@@ -48,7 +48,7 @@ def markdown_table(rows: list, decimals: int = 4) -> str:
 def write_results(rows: list, records: list, folder: str, stem: str) -> dict:
     """Write ``stem.md``, ``stem.json`` (summary and per-seed records) and ``stem.csv``; return the paths."""
     os.makedirs(folder, exist_ok=True)
-    stem = f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    stem = f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.time_ns() % 10**6:06d}"
     paths = {ext: os.path.join(folder, f"{stem}.{ext}") for ext in ("md", "json", "csv")}
     with open(paths["md"], "w", encoding="utf-8") as f:
         f.write(markdown_table(rows) + "\n")
