@@ -11,12 +11,14 @@ from logging import getLogger
 import recbole
 from recbole.data import data_preparation
 from recbole.data.dataloader import TrainDataLoader
+from recbole.trainer import Trainer
 from recbole.utils import init_logger, init_seed, set_color
 
 from recbole_adaptssr.checkpoint import load_checkpoint
 from recbole_adaptssr.config import Config
 from recbole_adaptssr.data.task_dataset import read_task_manifest
 from recbole_adaptssr.data.utils import create_dataset
+from recbole_adaptssr.trainer import TaskTrainer
 from recbole_adaptssr.results import markdown_table, summarize, write_results
 from recbole_adaptssr.utils import get_model, get_trainer
 
@@ -240,7 +242,10 @@ def finetune_task(model, dataset, task, kind, seed, config, config_file_list, co
     net = get_model(model)(cfg, train_data._dataset).to(cfg["device"])
     if state is not None:
         net.load_pretrained(state["state_dict"])
-    trainer = get_trainer(cfg["MODEL_TYPE"], model)(cfg, net)
+    trainer_class = get_trainer(cfg["MODEL_TYPE"], model)
+    if trainer_class is Trainer:  # RecBole's default trainer: rank only the task's target items
+        trainer_class = TaskTrainer
+    trainer = trainer_class(cfg, net)
     trainer.saved_model_file = os.path.join(
         cfg["checkpoint_dir"], f"{model}-{dataset}-{task}-{os.path.basename(str(variant))}-seed{seed}.pth"
     )

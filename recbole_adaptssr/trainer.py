@@ -6,6 +6,7 @@ import copy
 import os
 from time import time
 
+import numpy as np
 import torch
 from recbole.trainer import Trainer
 from recbole.utils import set_color
@@ -23,7 +24,27 @@ STAGE_METRICS = {
 }
 
 
-class AdaptSSRTrainer(Trainer):
+class TaskTrainer(Trainer):
+    """RecBole's ``Trainer`` for our downstream tasks: the all-ranking candidates are the task's target items.
+
+    When RecBole's own sequential models run on a task, behaviours share the target vocabulary and
+    behaviour-only items are appended after the targets (``candidate_item_num``); they can never be a positive,
+    so their scores are set to -inf, keeping the candidate set identical to the one AdaptSSR ranks.
+    """
+
+    def _full_sort_batch_eval(self, batched_data):
+        interaction, scores, positive_u, positive_i = super()._full_sort_batch_eval(batched_data)
+        if self.candidate_item_num is not None:
+            scores[:, self.candidate_item_num:] = -np.inf
+        return interaction, scores, positive_u, positive_i
+
+    @torch.no_grad()
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        self.candidate_item_num = getattr(eval_data._dataset, "candidate_item_num", None)
+        return super().evaluate(eval_data, load_best_model, model_file, show_progress)
+
+
+class AdaptSSRTrainer(TaskTrainer):
     """Runs the pre-training stages of :class:`~recbole_adaptssr.model.adaptssr.AdaptSSR`.
 
     Each stage gets a fresh optimizer (``learner``, ``learning_rate``), trains for at most

@@ -333,3 +333,52 @@ def test_finetune_from_a_stage_that_did_not_run_is_an_error(tmp_path):
         qs.run_adaptssr("tt", config_dict=config_dict)
     # checked before pre-training: no stage ran, so no checkpoint was written
     assert not list((tmp_path / "saved").glob("*.pth")) if (tmp_path / "saved").exists() else True
+
+
+def test_recbole_models_rank_only_target_items(tmp_path):
+    """SASRec on a task shares one vocabulary between behaviours and targets; behaviour-only items are appended
+    after the targets and must not compete: TaskTrainer's NDCG@10 equals the brute force over target items, even
+    when the model scores behaviour-only items highest (RecBole's plain Trainer would let them take the top 10)."""
+    from recbole.trainer import Trainer
+
+    from recbole_adaptssr.trainer import TaskTrainer
+
+    data = write_task_dataset(tmp_path / "data", "tt", tasks=("rec",), n_users=32, n_targets=24, rec_per_user=4)
+    config_dict = base_config(data, tmp_path, metric_decimal_place=12, n_layers=1, hidden_size=16, inner_size=32)
+    base = Config(model="SASRec", dataset=data.name, config_dict={**config_dict, "downstream_task": "rec"})
+    config = Config(model="SASRec", dataset=data.name,
+                    config_dict=qs.task_config_dict("rec", "recommendation", 2023, base, config_dict, num_targets=24))
+    assert config["behaviour_vocabulary"] == "targets" and config["repeatable"] is False
+    init_seed(2023, True)
+    dataset = create_dataset(config)
+    train, valid, test = data_preparation(config, dataset)
+    tokens_by_id = [str(t) for t in dataset.field2id_token["target_id"]]
+    n_candidates = dataset.candidate_item_num
+    assert n_candidates == 25 and dataset.item_num > n_candidates  # behaviour-only items were appended
+    targets = tokens_by_id[1:n_candidates]
+
+    def pairs(split):
+        out = {}
+        for u, t in zip(tokens(split, "user_id"), tokens(split, "target_id")):
+            out.setdefault(u, set()).add(t)
+        return out
+
+    train_pos, valid_pos, test_pos = pairs(train.dataset), pairs(valid.dataset), pairs(test.dataset)
+    score = fixed_scores([(u, t) for u in data.users for t in tokens_by_id[1:]], seed=7)
+    for u in data.users:  # behaviour-only items get the highest scores
+        for t in tokens_by_id[n_candidates:]:
+            score[u, t] += 100.0
+    id2user = dataset.field2id_token["user_id"]
+
+    from recbole.model.sequential_recommender.sasrec import SASRec
+
+    model = SASRec(config, train._dataset)
+    model.full_sort_predict = lambda interaction: torch.tensor(
+        [[0.0] + [score[str(id2user[u]), t] for t in tokens_by_id[1:]] for u in interaction["user_id"].tolist()],
+        dtype=torch.float32).reshape(-1)
+    history_test = {u: train_pos.get(u, set()) | valid_pos.get(u, set()) for u in data.users}
+    expected = brute_force_ndcg10(score, test_pos, history_test, targets)
+    restricted = TaskTrainer(config, model).evaluate(test, load_best_model=False)["ndcg@10"]
+    unrestricted = Trainer(config, model).evaluate(test, load_best_model=False)["ndcg@10"]
+    assert restricted == pytest.approx(expected, abs=1e-9)
+    assert expected > 0.0 and unrestricted < expected  # the appended items would have pushed targets down

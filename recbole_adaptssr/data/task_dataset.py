@@ -85,6 +85,7 @@ class AdaptSSRTaskDataset(Dataset):
         self.task_kind = manifest[self.task]["kind"]
         self.item_vocabulary = dict(item_vocabulary) if item_vocabulary is not None else None
         self.label_tokens = None
+        self.candidate_item_num = None  # set when behaviour-only items are appended after the targets
         super().__init__(config)
 
     # ------------------------------------------------------------------ loading
@@ -191,6 +192,7 @@ class AdaptSSRTaskDataset(Dataset):
                     f"behaviour_vocabulary=targets needs a target field; task {self.task!r} ({self.task_kind}) has none"
                 )
             token2id = self.field2token_id[self.iid_field]
+            self.candidate_item_num = len(self.field2id_token[self.iid_field])  # targets (+ padding) come first
             extra = [t for t in pd.unique(pd.Series(items, dtype=str)) if t not in token2id]
             for token in extra:  # behaviours that are never targets still need an id (and become candidates)
                 token2id[token] = len(self.field2id_token[self.iid_field])
