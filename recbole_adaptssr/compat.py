@@ -19,7 +19,10 @@ applied by :func:`apply`, which ``import recbole_adaptssr`` calls before any Rec
    and float values stay NaN. We replace that method with one that assigns the filled column back
    (identical result on pandas 2). Not covered: RecBole's ``_load_feat`` has the same chained call for
    empty ``token_seq``/``float_seq`` cells; our data sets have no sequence fields in atomic files.
-5. ray: RecBole's ``ray<=2.6.3`` pin installs a ray that imports ``pkg_resources`` (gone from
+5. ``no_anomaly_detection``: importing RecBole's ``sequential_recommender`` package (any lookup of SASRec,
+   GRU4Rec, ...) runs ``sine.py``, which calls ``torch.autograd.set_detect_anomaly(True)`` for the whole
+   process and slows every later training step 2-4x. We import the package once and switch it back off.
+6. ray: RecBole's ``ray<=2.6.3`` pin installs a ray that imports ``pkg_resources`` (gone from
    setuptools >= 81) and uses ``np.bool8``. This is an install-level fix: we install RecBole with
    ``--no-deps`` and require ``ray[tune]>=2.40`` ourselves (see README); :func:`check_ray` turns an old
    ray into a clear error instead of an obscure import failure.
@@ -134,6 +137,15 @@ def fill_missing_values() -> None:
     dataset_cls._fill_nan = _fill_nan
 
 
+def no_anomaly_detection() -> None:
+    """Import RecBole's sequential models (whose sine.py enables anomaly detection) and disable it again."""
+    import torch
+
+    import recbole.model.sequential_recommender  # noqa: F401
+
+    torch.autograd.set_detect_anomaly(False)
+
+
 def default_train_neg_sampling(internal: dict, external: dict, model_type) -> None:
     """Use no training negatives for sequential ``loss_type: CE`` unless the user chose a sampling."""
     from recbole.utils import ModelType
@@ -174,4 +186,5 @@ def apply() -> None:
     check_ray()
     safe_checkpoints()
     fill_missing_values()
+    no_anomaly_detection()
     _applied = True

@@ -18,7 +18,12 @@ def get_model(model_name: str):
     """Return the model class called ``model_name``: ours if we define it, otherwise RecBole's."""
     if model_name in _MODELS:
         return getattr(importlib.import_module(_MODELS[model_name]), model_name)
-    return recbole_get_model(model_name)
+    try:
+        return recbole_get_model(model_name)
+    except (ValueError, ImportError) as error:  # RecBole's search imports optional packages (lightgbm, ...)
+        raise ValueError(
+            f"model {model_name!r} is neither ours ({sorted(_MODELS)}) nor RecBole's ({error})"
+        ) from None
 
 
 def get_trainer(model_type, model_name: str):
