@@ -1,0 +1,284 @@
+"""Pre-training data (one sequence per user, 90/10 split), the staged pre-training run end to end on the tiny data
+set, its weights-only checkpoints, stage selection, and a lone leftover batch in the ranking stage."""
+
+import collections
+import math
+import random
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from recbole.utils import init_seed
+
+from conftest import write_tiny_dataset
+from recbole_adaptssr.checkpoint import load_checkpoint
+from recbole_adaptssr.config import Config
+from recbole_adaptssr.data.dataset import AdaptSSRDataset
+from recbole_adaptssr.data.utils import create_dataset
+from recbole_adaptssr.model.adaptssr import AdaptSSR
+from recbole_adaptssr.quick_start import run_adaptssr
+
+MAX_LEN = 20  # tiny_config's MAX_ITEM_LIST_LENGTH; the tiny data holds users with up to 24 behaviours
+
+
+def read_inter(folder, name):
+    """user token -> [(timestamp, item token), ...] in file order, from the raw atomic file."""
+    rows = collections.defaultdict(list)
+    lines = (folder / name / f"{name}.inter").read_text().splitlines()[1:]
+    for line in lines:
+        user, item, ts = line.split("\t")
+        rows[user].append((float(ts), item))
+    return rows
+
+
+def dataset_of(config_dict, name="tiny"):
+    """The AdaptSSRDataset of a run, before ``build()`` (which turns the behaviour log into one row per user)."""
+    config = Config(model="AdaptSSR", dataset=name, config_dict=config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    return config, create_dataset(config)
+
+
+def user_rows(data):
+    """user token -> (item tokens of the row's valid part, item_length) of an AdaptSSRDataset (or split)."""
+    feat = data.inter_feat
+    list_field = data.iid_field + data.config["LIST_SUFFIX"]
+    out = {}
+    for uid, items, length in zip(
+        feat[data.uid_field].tolist(), feat[list_field].tolist(), feat[data.item_list_length_field].tolist()
+    ):
+        tokens = [data.id2token(data.iid_field, i) for i in items[:length]]
+        assert all(i == 0 for i in items[length:])  # left-aligned, 0-padded
+        out[data.id2token(data.uid_field, uid)] = (list(map(str, tokens)), length)
+    return out
+
+
+# ------------------------------------------------------------------------------------------- AdaptSSRDataset
+def test_one_row_per_user_with_most_recent_behaviours(tiny_config, tiny_data_path):
+    _, data = dataset_of(tiny_config)
+    assert isinstance(data, AdaptSSRDataset)
+    data.build()
+    raw = read_inter(tiny_data_path, "tiny")
+    rows = user_rows(data)
+    assert len(data.inter_feat) == len(raw) == 120
+    assert set(rows) == set(raw)
+    longer = [u for u in raw if len(raw[u]) > MAX_LEN]
+    assert longer, "the tiny data must hold users longer than MAX_ITEM_LIST_LENGTH"
+    for user, behaviours in raw.items():
+        expected = [item for _, item in sorted(behaviours, key=lambda b: b[0])][-MAX_LEN:]
+        assert rows[user] == (expected, min(len(behaviours), MAX_LEN)), user
+    assert data.behaviour_count == sum(len(b) for b in raw.values())
+    assert data.truncated_behaviours == sum(len(raw[u]) - MAX_LEN for u in longer)
+
+
+def test_rows_are_chronological_even_if_file_is_not(tmp_path, tiny_config):
+    """Lines shuffled in the file: the row order follows the timestamps, not the file."""
+    folder = tmp_path / "shuf" / "shuf"
+    folder.mkdir(parents=True)
+    rng = random.Random(0)
+    lines, expected = [], {}
+    for user in range(1, 31):
+        n = rng.randint(3, 8) if user % 5 else 26  # every 5th user is longer than MAX_LEN
+        times = rng.sample(range(1000), n)
+        items = [f"i{rng.randint(1, 40)}" for _ in range(n)]
+        lines += [f"u{user}\t{item}\t{t}" for item, t in zip(items, times)]
+        expected[f"u{user}"] = [item for _, item in sorted(zip(times, items))][-MAX_LEN:]
+    rng.shuffle(lines)
+    (folder / "shuf.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\n" + "\n".join(lines) + "\n")
+    _, data = dataset_of({**tiny_config, "data_path": str(tmp_path / "shuf")}, name="shuf")
+    data.build()
+    rows = user_rows(data)
+    assert {u: r[0] for u, r in rows.items()} == expected
+    assert rows["u5"][1] == MAX_LEN
+
+
+def test_split_90_10_disjoint_covering_and_seeded(tiny_config):
+    _, data = dataset_of(tiny_config)
+    train, valid = data.build()
+    assert (len(train), len(valid)) == (108, 12)
+    train_users = set(train.inter_feat[data.uid_field].tolist())
+    valid_users = set(valid.inter_feat[data.uid_field].tolist())
+    assert not train_users & valid_users
+    assert train_users | valid_users == set(data.inter_feat[data.uid_field].tolist())
+    # rows travel whole: a user's sequence is the same in its split as in the full data set
+    assert user_rows(valid).items() <= user_rows(data).items()
+
+    def valid_ids(seed):
+        return sorted(data.split_users(0.1, seed)[1].inter_feat[data.uid_field].tolist())
+
+    assert valid_ids(tiny_config["seed"]) == sorted(valid_users)  # build() uses the configured seed
+    assert valid_ids(7) == valid_ids(7)
+    assert valid_ids(7) != valid_ids(8)
+    assert len(data.split_users(0.25, 7)[1]) == 30
+
+
+def test_split_rejects_too_few_users_and_bad_ratio(tmp_path, tiny_config):
+    write_tiny_dataset(tmp_path / "few", name="few", n_users=12)
+    _, data = dataset_of({**tiny_config, "data_path": str(tmp_path / "few")}, name="few")
+    with pytest.raises(ValueError, match="12 user sequences are too few"):
+        data.build()  # round(1.2) = 1 validation sequence < 2
+    for ratio in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match=r"pretrain_valid_ratio must be in \(0, 1\)"):
+            data.split_users(ratio, 0)
+
+
+# ------------------------------------------------------------------------------------------- end to end
+# MLM then ranking on a 300-user version of the tiny data (the 120-user one leaves 12 validation sequences: too
+# noisy to compare accuracies). Measured over seeds 2023 and 1-5 with these settings (initial -> kept epoch):
+#   MLM valid loss falls by 0.36-0.68 on every seed;
+#   acc_implicit rises by 0.17-0.23 on every seed (2023: 0.74 -> 0.97);
+#   acc_explicit rises on every seed, by 0.01-0.17 (2023: 0.79 -> 0.91).
+# With the paper's adaptive lambda (Eq. 7) and the same settings the ranking loss falls too, but BOTH accuracies
+# fall on every seed (2023: 0.76/0.76 -> 0.71/0.58): per-sample lambda polarises towards 0 or 1 on this data
+# (the adaptive loss is checked against a loop reference in test_losses.py). The learning check therefore runs
+# the fixed-lambda variant of the same loss (lambda_mode: fixed, fixed_lambda: 0.5).
+E2E_USERS = 300
+E2E_SETTINGS = {
+    "mlm_epochs": 6,
+    "ssr_epochs": 12,
+    "learning_rate": 0.005,
+    "train_batch_size": 24,
+    "mlm_mask_ratio": 0.4,
+    "lambda_mode": "fixed",
+    "fixed_lambda": 0.5,
+    "stopping_step": 100,
+}
+MLM_MARGIN = 0.2
+ACC_MARGIN = 0.05
+
+
+def tiny_settings(data_path, work):
+    """conftest's tiny_config, for a module-scoped run (checkpoints under ``work``)."""
+    return {
+        "data_path": str(data_path), "checkpoint_dir": str(work / "saved"), "device": "cpu", "use_gpu": False,
+        "show_progress": False, "MAX_ITEM_LIST_LENGTH": MAX_LEN, "hidden_size": 32, "inner_size": 64,
+        "train_batch_size": 32, "eval_batch_size": 64, "learning_rate": 0.001, "mlm_epochs": 2, "ssr_epochs": 2,
+        "seed": 2023, "state": "WARNING",
+    }
+
+
+@pytest.fixture(scope="module")
+def e2e(tmp_path_factory):
+    """One pre-training run shared by the tests below (module scope: it is the slow part of this file)."""
+    work = tmp_path_factory.mktemp("e2e")
+    data_path = work / "data"
+    write_tiny_dataset(data_path, n_users=E2E_USERS)
+    config_dict = {**tiny_settings(data_path, work), **E2E_SETTINGS}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(work)  # the autouse isolation is per test; this runs before it
+        mp.setattr(sys, "argv", ["pytest"])
+        result = run_adaptssr("tiny", config_dict=config_dict)
+    return config_dict, result["pretrain"]
+
+
+def test_pretraining_learns(e2e):
+    """MLM validation loss falls; then both ranking accuracies of the kept ranking epoch rise above their values
+    before the ranking stage (``initial_valid_result``)."""
+    _, pretrain = e2e
+    assert list(pretrain) == ["mlm", "ssr"]
+    mlm, ssr = pretrain["mlm"], pretrain["ssr"]
+    assert mlm["valid_metric"] == "loss" and ssr["valid_metric"] == "loss"
+    assert len(mlm["history"]) == E2E_SETTINGS["mlm_epochs"] and len(ssr["history"]) == E2E_SETTINGS["ssr_epochs"]
+    for summary in (mlm, ssr):  # the kept epoch is the best epoch of the history by the stage's metric
+        losses = [h["loss"] for h in summary["history"]]
+        assert summary["best_epoch"] == losses.index(min(losses))
+        kept = summary["history"][summary["best_epoch"]]
+        assert all(kept[k] == pytest.approx(v) for k, v in summary["best_valid_result"].items())
+    assert mlm["best_valid_result"]["loss"] < mlm["initial_valid_result"]["loss"] - MLM_MARGIN
+    assert mlm["best_valid_result"]["mlm_acc"] > mlm["initial_valid_result"]["mlm_acc"]
+    best, initial = ssr["best_valid_result"], ssr["initial_valid_result"]
+    for key in ("acc_implicit", "acc_explicit"):
+        assert best[key] > initial[key] + ACC_MARGIN, (key, initial, best)
+    assert best["loss"] < initial["loss"]
+    assert best["lambda"] == pytest.approx(0.5)
+
+
+def test_checkpoints_of_both_stages(e2e):
+    config_dict, pretrain = e2e
+    config = Config(model="AdaptSSR", dataset="tiny", config_dict=config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    data = create_dataset(config)
+    train_set, _ = data.build()
+    model = AdaptSSR(config, train_set)
+    expected = model.state_dict()
+    raw_items = {item for rows in read_inter(Path(config_dict["data_path"]), "tiny").values() for _, item in rows}
+
+    states = {}
+    for stage, summary in pretrain.items():
+        path = Path(summary["checkpoint"])
+        assert path.name == f"AdaptSSR-tiny-{stage}.pth" and path.parent == Path(config_dict["checkpoint_dir"])
+        state = load_checkpoint(path)
+        plain_state = torch.load(path, weights_only=True)
+        assert set(plain_state) == set(state)
+        assert state["stage"] == stage and state["model"] == "AdaptSSR"
+        assert state["epoch"] == summary["best_epoch"]
+        assert state["valid_result"] == pytest.approx(summary["best_valid_result"])
+        assert {k: tuple(v.shape) for k, v in state["state_dict"].items()} == {
+            k: tuple(v.shape) for k, v in expected.items()
+        }
+        model.load_state_dict(state["state_dict"])  # strict
+        cfg = state["config"]
+        assert type(cfg) is dict and cfg["model"] == "AdaptSSR" and cfg["dataset"] == "tiny"
+        assert cfg["MODEL_TYPE"] == "SEQUENTIAL" and cfg["mlm_epochs"] == E2E_SETTINGS["mlm_epochs"]
+        vocabulary = state["item_vocabulary"]
+        assert vocabulary["[PAD]"] == 0
+        assert set(vocabulary) == raw_items | {"[PAD]"}
+        assert sorted(vocabulary.values()) == list(range(model.n_items))  # the mask token (n_items) is not an item
+        assert all(vocabulary[t] == data.token2id(data.iid_field, t) for t in raw_items)
+        states[stage] = state
+    # the ranking stage trained on from the MLM weights: the two checkpoints differ
+    assert not torch.equal(
+        states["mlm"]["state_dict"]["user_model.pooling.query"], states["ssr"]["state_dict"]["user_model.pooling.query"]
+    )
+    assert states["mlm"]["item_vocabulary"] == states["ssr"]["item_vocabulary"]
+
+
+def test_load_checkpoint_rejects_other_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "missing.pth")
+    torch.save({"state_dict": {}}, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match="not a recbole-adaptssr checkpoint"):
+        load_checkpoint(tmp_path / "other.pth")
+
+
+# ------------------------------------------------------------------------------------------- stage selection
+def test_skipping_mlm_writes_only_the_ranking_checkpoint(tiny_config):
+    result = run_adaptssr("tiny", config_dict={**tiny_config, "pretrain_stages": ["ssr"], "ssr_epochs": 1})
+    assert list(result["pretrain"]) == ["ssr"]
+    saved = Path(tiny_config["checkpoint_dir"])
+    assert sorted(p.name for p in saved.iterdir()) == ["AdaptSSR-tiny-ssr.pth"]
+    assert load_checkpoint(saved / "AdaptSSR-tiny-ssr.pth")["stage"] == "ssr"
+
+
+def test_unknown_stage_is_rejected(tiny_config):
+    with pytest.raises(ValueError, match="contrastive"):
+        run_adaptssr("tiny", config_dict={**tiny_config, "pretrain_stages": ["mlm", "contrastive"]})
+    saved = Path(tiny_config["checkpoint_dir"])
+    assert not saved.exists() or not any(saved.iterdir())  # rejected before any stage ran
+
+
+# ------------------------------------------------------------------------------------------- lone leftover batch
+def test_lone_leftover_batch_in_ranking_stage(tiny_config):
+    """108 training sequences in batches of 107: the last batch holds one sequence (no in-batch negatives)."""
+    result = run_adaptssr(
+        "tiny",
+        config_dict={**tiny_config, "pretrain_stages": ["ssr"], "ssr_epochs": 1, "train_batch_size": 107},
+    )
+    history = result["pretrain"]["ssr"]["history"]
+    assert len(history) == 1
+    assert math.isfinite(history[0]["train_loss"]) and history[0]["train_loss"] > 0
+
+
+def test_single_sequence_batch_contributes_zero_loss(tiny_config):
+    config = Config(model="AdaptSSR", dataset="tiny", config_dict={**tiny_config, "train_stage": "ssr"})
+    init_seed(config["seed"], config["reproducibility"])
+    train_set, _ = create_dataset(config).build()
+    model = AdaptSSR(config, train_set).train()
+    one = train_set.inter_feat[torch.tensor([0])]
+    with pytest.raises(ValueError, match="at least 2"):  # why the guard is needed: the ranking loss needs B >= 2
+        model.ssr_loss(one[model.ITEM_SEQ], one[model.ITEM_SEQ_LEN])
+    loss = model.calculate_loss(one)
+    assert loss.item() == 0.0 and loss.requires_grad
+    loss.backward()
+    two = model.calculate_loss(train_set.inter_feat[torch.tensor([0, 1])])
+    assert two.item() > 0
