@@ -319,7 +319,7 @@ def _write(tmp: Path, name: str, fmt: str, ev: EventLog, users: dict, ufr: FileR
         ufr.drop("no_ratings", no_ratings)
     seq = sequence_stats(n_seq, n_beh, sum(distinct), min_len, longest)
     notes = ["Behaviours are all rated movies (rating ignored) in time order; timestamps are the real ones.",
-             f"Age labels are ml-1m bucket codes: " + ", ".join(f"{k} = {v}" for k, v in AGE_BUCKETS.items()) + "."]
+             "Age labels are ml-1m bucket codes: " + ", ".join(f"{k} = {v}" for k, v in AGE_BUCKETS.items()) + "."]
     if with_rec:
         notes.append(f"rec: the most recent {holdout} interactions of each user with >= {holdout + min_history} "
                      f"ratings are the targets and are not in {name}.inter ({rec_users:,} users, {n_rec:,} targets).")

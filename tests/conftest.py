@@ -71,3 +71,13 @@ def tiny_config(tiny_data_path, tmp_path):
         "seed": 2023,
         "state": "WARNING",
     }
+
+
+@pytest.fixture
+def recbole_ready():
+    """RecBole usable on numpy 2 / pandas 3: the compatibility shims (applied when this conftest imported
+    recbole_adaptssr) are in place."""
+    from recbole_adaptssr import compat
+
+    compat.apply()
+    return compat

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dataset_converters import ConversionError, convert_app
-from dataset_converters.__main__ import main
+from converter_support import read_atomic, run_cli, snapshot
 
 INSTALLS = [
     "u1,appA,300", "u2,appB,100", "u1,appB,100", "u1,appC,200", "u2,appA,100", "u3,appD,50",
@@ -25,23 +25,6 @@ def write_layout(d: Path, installs=INSTALLS, gender=GENDER, cvr=CVR, headers=Non
                                ("cvr.csv", "user,target_app,label", cvr)):
         (d / fname).write_text(headers.get(fname, head) + "\n" + "".join(f"{x}\n" for x in lines))
     return d
-
-
-def read_atomic(path: Path):
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return lines[0].split("\t"), [line.split("\t") for line in lines[1:]]
-
-
-def snapshot(root: Path):
-    if not root.exists():
-        return None
-    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
-
-
-def run_cli(argv, capsys):
-    rc = main([str(a) for a in argv])
-    cap = capsys.readouterr()
-    return rc, cap.out, cap.err
 
 
 def test_conversion_time_order_and_tasks(tmp_path):
@@ -184,20 +167,6 @@ def test_skip_bad_lines_counts(tmp_path, capsys):
     assert (f["cvr.csv"]["read"], f["cvr.csv"]["written"]) == (4, 1)
     assert "skipped bad lines in gender.csv: duplicate_user: 1, unknown_label: 1, unknown_user: 1" in err
     assert read_atomic(out / "app" / "app.gender")[1] == [["u1", "0"], ["u3", "1"]]
-
-
-@pytest.fixture
-def recbole_ready():
-    try:
-        from recbole_adaptssr import compat
-    except ImportError:  # before the plugin's shims exist: restore the numpy 1 aliases RecBole reads
-        import numpy as np
-
-        for alias, target in {"float_": "float64", "complex_": "complex128", "unicode_": "str_"}.items():
-            if alias not in np.__dict__:
-                setattr(np, alias, getattr(np, target))
-    else:
-        compat.apply()
 
 
 @pytest.mark.parametrize("task,cols,types", [

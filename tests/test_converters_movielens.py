@@ -11,27 +11,10 @@ import pytest
 
 import recbole
 from dataset_converters import ConversionError, convert_movielens
-from dataset_converters.__main__ import main
+from converter_support import read_atomic, run_cli, snapshot
 from dataset_converters.movielens import age_bucket
 
 BUNDLED = Path(recbole.__file__).resolve().parent / "dataset_example" / "ml-100k"
-
-
-def read_atomic(path: Path):
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return lines[0].split("\t"), [line.split("\t") for line in lines[1:]]
-
-
-def snapshot(root: Path):
-    if not root.exists():
-        return None
-    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
-
-
-def run_cli(argv, capsys):
-    rc = main([str(a) for a in argv])
-    cap = capsys.readouterr()
-    return rc, cap.out, cap.err
 
 
 @pytest.fixture(scope="module")
@@ -252,20 +235,6 @@ def test_skip_bad_lines_counts(tmp_path, capsys):
                                                      "wrong_field_count": 1}
     assert (f["ratings.dat"]["read"], f["ratings.dat"]["written"]) == (6, 1)
     assert "skipped bad lines in ratings.dat" in err
-
-
-@pytest.fixture
-def recbole_ready():
-    try:
-        from recbole_adaptssr import compat
-    except ImportError:  # before the plugin's shims exist: restore the numpy 1 aliases RecBole reads
-        import numpy as np
-
-        for alias, target in {"float_": "float64", "complex_": "complex128", "unicode_": "str_"}.items():
-            if alias not in np.__dict__:
-                setattr(np, alias, getattr(np, target))
-    else:
-        compat.apply()
 
 
 @pytest.mark.parametrize("task,cols", [("age", ["user_id", "label"]), ("rec", ["user_id", "target_id"])])

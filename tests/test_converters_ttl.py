@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dataset_converters import ConversionError, convert_ttl
-from dataset_converters.__main__ import main
+from converter_support import read_atomic, run_cli, snapshot
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "ttl-format-sample"
@@ -23,10 +23,6 @@ needs_sample = pytest.mark.skipif(not SAMPLE.is_dir(), reason=f"TTL sample not f
 
 # ---------------------------------------------------------------- helpers
 
-def read_atomic(path: Path) -> tuple[list[str], list[list[str]]]:
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return lines[0].split("\t"), [line.split("\t") for line in lines[1:]]
-
 
 def sequences(out: Path, name: str = "ttl") -> dict[str, list[str]]:
     header, rows = read_atomic(out / name / f"{name}.inter")
@@ -36,13 +32,6 @@ def sequences(out: Path, name: str = "ttl") -> dict[str, list[str]]:
         seqs.setdefault(u, []).append(i)
         assert float(t) == len(seqs[u]) - 1  # TTL: the position within the sequence
     return seqs
-
-
-def snapshot(root: Path) -> dict | None:
-    """Every path under ``root`` with its bytes (None if root does not exist)."""
-    if not root.exists():
-        return None
-    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
 
 
 def nonzero(behaviours: str) -> list[str]:
@@ -82,12 +71,6 @@ def small_layout(tmp_path: Path, **override) -> Path:
     files.update(override)
     return write_layout(tmp_path / "in", files["pretrain"], files["age"], files["life"], files["click"],
                         files["like"])
-
-
-def run_cli(argv, capsys) -> tuple[int, str, str]:
-    rc = main([str(a) for a in argv])
-    cap = capsys.readouterr()
-    return rc, cap.out, cap.err
 
 
 # ---------------------------------------------------------------- the real sample
@@ -327,20 +310,6 @@ def test_cli_subprocess_help_and_exit_code(tmp_path):
     assert r.returncode == 2
     assert f"{inp / PRE}, line 2: non-integer behaviour id 'x' at position 1" in r.stderr
     assert not (tmp_path / "out").exists()
-
-
-@pytest.fixture
-def recbole_ready():
-    try:
-        from recbole_adaptssr import compat
-    except ImportError:  # before the plugin's shims exist: restore the numpy 1 aliases RecBole reads
-        import numpy as np
-
-        for alias, target in {"float_": "float64", "complex_": "complex128", "unicode_": "str_"}.items():
-            if alias not in np.__dict__:
-                setattr(np, alias, getattr(np, target))
-    else:
-        compat.apply()
 
 
 def load_recbole(data_path: Path, name: str, suffix: str, cols: list[str]):
