@@ -144,14 +144,11 @@ def pretrain_user_model(config, logger) -> dict:
 
 
 def _start_point(variant: str, checkpoints: dict):
-    """``none`` -> None (end-to-end training); a stage name -> that stage's checkpoint; else a checkpoint path."""
+    """``none`` -> None (end-to-end training); a stage name -> that stage's checkpoint (run_adaptssr checked it
+    ran); else a checkpoint path."""
     if variant.lower() == "none":
         return None
-    if variant in ("mlm", "ssr"):
-        if variant not in checkpoints:
-            raise ValueError(f"finetune_from names stage {variant!r}, but pretrain_stages did not run it")
-        return load_checkpoint(checkpoints[variant])
-    return load_checkpoint(variant)
+    return load_checkpoint(checkpoints.get(variant, variant))
 
 
 # ---------------------------------------------------------------------------------------------- downstream tasks
