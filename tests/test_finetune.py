@@ -59,6 +59,14 @@ def tokens(split, field):
     return [str(t) for t in split.field2id_token[field][split.inter_feat[field].numpy()]]
 
 
+def pairs(split):
+    """{user token: set of target tokens} of one split's (user, target) rows."""
+    out = {}
+    for u, t in zip(tokens(split, "user_id"), tokens(split, "target_id")):
+        out.setdefault(u, set()).add(t)
+    return out
+
+
 def fixed_scores(keys, seed, ties=False):
     rng = np.random.RandomState(seed)
     values = rng.rand(len(keys))
@@ -86,12 +94,6 @@ def test_ndcg10_all_ranking_with_history_masking_matches_brute_force(tmp_path):
     dataset, (train, valid, test), model, trainer = prepare(data, tmp_path, "rec")
     targets = [str(t) for t in dataset.field2id_token["target_id"][1:]]
     assert len(targets) == 24 and dataset.item_num == 25  # every target item is a candidate (+ padding)
-
-    def pairs(split):
-        out = {}
-        for u, t in zip(tokens(split, "user_id"), tokens(split, "target_id")):
-            out.setdefault(u, set()).add(t)
-        return out
 
     train_pos, valid_pos, test_pos = pairs(train.dataset), pairs(valid.dataset), pairs(test.dataset)
     score = fixed_scores([(u, t) for u in data.users for t in targets], seed=5)
@@ -356,12 +358,6 @@ def test_recbole_models_rank_only_target_items(tmp_path):
     n_candidates = dataset.candidate_item_num
     assert n_candidates == 25 and dataset.item_num > n_candidates  # behaviour-only items were appended
     targets = tokens_by_id[1:n_candidates]
-
-    def pairs(split):
-        out = {}
-        for u, t in zip(tokens(split, "user_id"), tokens(split, "target_id")):
-            out.setdefault(u, set()).add(t)
-        return out
 
     train_pos, valid_pos, test_pos = pairs(train.dataset), pairs(valid.dataset), pairs(test.dataset)
     score = fixed_scores([(u, t) for u in data.users for t in tokens_by_id[1:]], seed=7)
