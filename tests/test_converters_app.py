@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dataset_converters import ConversionError, convert_app
-from converter_support import read_atomic, run_cli, snapshot
+from dataset_converters import convert_app
+from converter_support import assert_fails_cleanly, read_atomic, run_cli
 
 INSTALLS = [
     "u1,appA,300", "u2,appB,100", "u1,appB,100", "u1,appC,200", "u2,appA,100", "u3,appD,50",
@@ -115,17 +115,7 @@ BAD_CASES = {
 def test_bad_input_fails_cleanly(case, tmp_path, capsys):
     override, fname, line, problem, kind = BAD_CASES[case]
     inp = write_layout(tmp_path / "in", **override)
-    out = tmp_path / "out"
-    (out / "app").mkdir(parents=True)
-    (out / "app" / "app.inter").write_text("previous\n")
-    before = snapshot(out)
-    rc, _, err = run_cli(["app", "--input", inp, "--output", out], capsys)
-    assert rc == 2
-    assert f"{inp / fname}, line {line}: " in err and problem in err, err
-    assert snapshot(out) == before
-    with pytest.raises(ConversionError) as ei:
-        convert_app(inp, out)
-    assert (Path(ei.value.file).name, ei.value.line, ei.value.kind) == (fname, line, kind)
+    assert_fails_cleanly("app", convert_app, inp, tmp_path / "out", "app", fname, line, problem, kind, capsys)
 
 
 def test_bad_header_and_missing_file(tmp_path, capsys):

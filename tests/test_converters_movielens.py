@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import recbole
-from dataset_converters import ConversionError, convert_movielens
-from converter_support import read_atomic, run_cli, snapshot
+from dataset_converters import convert_movielens
+from converter_support import assert_fails_cleanly, read_atomic, run_cli
 from dataset_converters.movielens import age_bucket
 
 BUNDLED = Path(recbole.__file__).resolve().parent / "dataset_example" / "ml-100k"
@@ -192,18 +192,8 @@ BAD_CASES = {
 def test_bad_input_fails_cleanly(case, tmp_path, capsys):
     ratings, users, fname, line, problem, kind = BAD_CASES[case]
     inp = ml1m_layout(tmp_path / "in", ratings, users)
-    out = tmp_path / "out"
-    (out / "ml-1m").mkdir(parents=True)
-    (out / "ml-1m" / "ml-1m.inter").write_text("previous\n")
-    before = snapshot(out)
-    rc, _, err = run_cli(["movielens", "--input", inp, "--output", out], capsys)
-    assert rc == 2
-    assert f"{inp / fname}, line {line}: " in err and problem in err, err
-    assert snapshot(out) == before
-    with pytest.raises(ConversionError) as ei:
-        convert_movielens(inp, out, name="ml-1m")
-    assert (Path(ei.value.file).name, ei.value.line, ei.value.kind) == (fname, line, kind)
-    assert snapshot(out) == before
+    assert_fails_cleanly("movielens", lambda i, o: convert_movielens(i, o, name="ml-1m"), inp, tmp_path / "out",
+                         "ml-1m", fname, line, problem, kind, capsys)
 
 
 def test_missing_and_atomic_header_errors(tmp_path, capsys):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dataset_converters import ConversionError, convert_ttl
-from converter_support import read_atomic, run_cli, snapshot
+from dataset_converters import convert_ttl
+from converter_support import assert_fails_cleanly, read_atomic, run_cli, snapshot
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "ttl-format-sample"
@@ -214,20 +214,7 @@ BAD_CASES = {
 def test_bad_input_fails_cleanly(case, tmp_path, capsys):
     override, fname, line, problem, kind = BAD_CASES[case]
     inp = small_layout(tmp_path, **override)
-    out = tmp_path / "out"
-    (out / "ttl").mkdir(parents=True)
-    (out / "ttl" / "ttl.inter").write_text("previous data set\n")
-    (out / "other.txt").write_text("unrelated")
-    before = snapshot(out)
-    rc, stdout, err = run_cli(["ttl", "--input", inp, "--output", out], capsys)
-    assert rc == 2
-    assert f"{inp / fname}, line {line}: " in err and problem in err, err
-    assert snapshot(out) == before  # untouched: same files, same bytes, no temporary folder left
-    with pytest.raises(ConversionError) as ei:
-        convert_ttl(inp, out)
-    assert (Path(ei.value.file).name, ei.value.line, ei.value.kind) == (fname, line, kind)
-    assert problem in ei.value.problem
-    assert snapshot(out) == before
+    assert_fails_cleanly("ttl", convert_ttl, inp, tmp_path / "out", "ttl", fname, line, problem, kind, capsys)
 
 
 def test_bad_input_creates_no_output_folder(tmp_path, capsys):
