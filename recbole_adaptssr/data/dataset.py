@@ -9,6 +9,21 @@ from recbole.data.interaction import Interaction
 from recbole.utils import FeatureSource, FeatureType
 
 
+def recent_behaviours(uids: np.ndarray, items: np.ndarray, max_len: int):
+    """Each user's most recent ``max_len`` behaviours, from a log already sorted by (user, time).
+
+    Returns ``(users, matrix, lengths, counts)``: the distinct users in order, their (n_users, max_len) item
+    matrix (chronological, left-aligned, 0-padded), the kept lengths and the full behaviour counts.
+    """
+    users, first, counts = np.unique(uids, return_index=True, return_counts=True)
+    lengths = np.minimum(counts, max_len)
+    start = first + counts - lengths
+    offsets = np.arange(max_len)
+    valid = offsets[None, :] < lengths[:, None]
+    gathered = items[np.minimum(start[:, None] + offsets[None, :], len(items) - 1)]
+    return users, np.where(valid, gathered, 0), lengths, counts
+
+
 class AdaptSSRDataset(SequentialDataset):
     """Each user becomes ONE row: ``item_id_list`` holds the user's most recent ``MAX_ITEM_LIST_LENGTH``
     behaviours in chronological order (left-aligned, 0-padded) and ``item_length`` their number.
@@ -25,17 +40,10 @@ class AdaptSSRDataset(SequentialDataset):
         self.set_field_property(self.item_list_length_field, FeatureType.TOKEN, FeatureSource.INTERACTION, 1)
 
         self.sort(by=[self.uid_field, self.time_field], ascending=True)
-        uids = self.inter_feat[self.uid_field].numpy()
         items = self.inter_feat[self.iid_field].numpy()
-        users, first, counts = np.unique(uids, return_index=True, return_counts=True)
-        end = first + counts
-        lengths = np.minimum(counts, max_len)
-        start = end - lengths
-        offsets = np.arange(max_len)
-        index = start[:, None] + offsets[None, :]
-        valid = offsets[None, :] < lengths[:, None]
-        item_matrix = np.where(valid, items[np.minimum(index, len(items) - 1)], 0)
-
+        users, item_matrix, lengths, counts = recent_behaviours(
+            self.inter_feat[self.uid_field].numpy(), items, max_len
+        )
         self.behaviour_count = int(len(items))
         self.truncated_behaviours = int((counts - lengths).sum())
         self.inter_feat = Interaction(

@@ -24,6 +24,8 @@ from recbole.data.dataset import Dataset
 from recbole.data.interaction import Interaction
 from recbole.utils import FeatureSource, FeatureType
 
+from recbole_adaptssr.data.dataset import recent_behaviours
+
 TASK_KINDS = ("multiclass", "binary", "cvr", "recommendation")
 PAD = "[PAD]"
 
@@ -154,15 +156,9 @@ class AdaptSSRTaskDataset(Dataset):
         item_ids = ids.fillna(oov_id).astype(np.int64).to_numpy()
 
         user_num = self.user_num
-        uid = log["uid"].to_numpy()
-        users, first, counts = np.unique(uid, return_index=True, return_counts=True)
-        lengths = np.minimum(counts, max_len)
-        start = first + counts - lengths
-        offsets = np.arange(max_len)
-        valid = offsets[None, :] < lengths[:, None]
-        gathered = item_ids[np.minimum(start[:, None] + offsets[None, :], len(item_ids) - 1)]
+        users, recent, lengths, _ = recent_behaviours(log["uid"].to_numpy(), item_ids, max_len)
         matrix = np.zeros((user_num, max_len), dtype=np.int64)
-        matrix[users] = np.where(valid, gathered, 0)
+        matrix[users] = recent
         length = np.zeros(user_num, dtype=np.int64)
         length[users] = lengths
 
