@@ -2,15 +2,21 @@
 
 RecBole 1.2.1 is used as the registry ships it: nothing in its installed files is edited. Each shim below
 fixes one break listed in SPEC-NOTES section 5 (RecBole issues #2212 and #2215), is idempotent, and is
-applied by :func:`apply`, which ``import recbole_adaptssr`` calls before any RecBole code runs.
+applied by :func:`apply`. Nothing is applied on import: our entry points (``run_recbole_adaptssr.py``, the
+experiment API, our ``Config``) call :func:`apply` explicitly, once. Our own trainers do not rely on these
+patches: they get safe checkpoints by subclassing (:func:`save_trainer_checkpoint` is the one implementation both
+use); the patches exist for RecBole's own models run through our entry points.
 
 1. ``numpy_aliases``: ``Config.compatibility_settings`` reads ``np.float_``, ``np.complex_`` and
    ``np.unicode_``, removed in numpy 2. We restore them as aliases of the types numpy 1 aliased them to.
 2. ``safe_checkpoints``: RecBole pickles its ``Config`` object into every checkpoint, so
    ``torch.load`` (``weights_only=True`` by default since torch 2.6) refuses to load it in
-   ``Trainer.evaluate(load_best_model=True)``. We make the trainers store a plain-typed copy of the
-   settings instead, so every checkpoint loads with ``weights_only=True``; loading never needs
-   ``weights_only=False``.
+   ``Trainer.evaluate(load_best_model=True)``. We make RecBole's trainers store a :class:`SavedConfig` (the
+   settings as plain values and RecBole's enums, allow-listed for the weights-only unpickler) and encode
+   ``other_parameter()`` values the unpickler cannot hold (numpy arrays, scipy sparse matrices) as tensors,
+   decoded again by ``load_other_parameter``. Tensors (Pop's counts, LightGCN's cached embeddings) stay tensors.
+   So every checkpoint loads with ``weights_only=True``, and ``recbole.quick_start.load_data_and_model`` works
+   on a checkpoint of a RecBole model trained through our entry point.
 3. ``ce_without_negatives``: a sequential model with ``loss_type: CE`` raises a config error unless the
    user also writes ``train_neg_sample_args: None``. :func:`default_train_neg_sampling` sets that default
    when the user did not choose a sampling themselves (our ``Config`` calls it).
@@ -57,6 +63,8 @@ def plain(value: Any) -> Any:
         return value
     if isinstance(value, enum.Enum):
         return value.name
+    if _is_tensor(value):
+        return value
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, dict):
@@ -68,45 +76,186 @@ def plain(value: Any) -> Any:
     return str(value)
 
 
-def safe_checkpoints() -> None:
-    """Make RecBole's trainers save plain-typed settings instead of a pickled ``Config``."""
+def _is_tensor(value) -> bool:
+    import sys
+
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
+def _recbole_enums() -> list:
+    from recbole.utils import enum_type
+
+    return [obj for obj in vars(enum_type).values() if isinstance(obj, type) and issubclass(obj, enum.Enum)]
+
+
+class SavedConfig:
+    """The settings of a RecBole checkpoint, loadable with ``weights_only=True``.
+
+    It holds ``final_config_dict`` (plain values, RecBole's enums and ``torch.device``) and answers
+    ``config[key]`` (``None`` for a missing key) and ``key in config`` as RecBole's ``Config`` does, which is all
+    that ``recbole.quick_start.load_data_and_model`` and RecBole's data and model constructors ask of it.
+    """
+
+    def __init__(self, final_config_dict: dict):
+        self.final_config_dict = final_config_dict
+
+    def __getitem__(self, key):
+        return self.final_config_dict.get(key)
+
+    def __setitem__(self, key, value):
+        self.final_config_dict[key] = value
+
+    def __contains__(self, key):
+        return key in self.final_config_dict
+
+    def __str__(self):
+        return "\n".join(f"{key} = {value}" for key, value in self.final_config_dict.items())
+
+
+def saved_config(config) -> SavedConfig:
+    """``config`` (RecBole's ``Config`` or a dict) -> :class:`SavedConfig`: enums and devices kept, numpy
+    scalars made Python numbers, anything else that is not plain made its ``str``."""
     import torch
+
+    def convert(value):
+        if isinstance(value, (enum.Enum, torch.device)):
+            return value
+        if isinstance(value, dict):
+            return {str(k): convert(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [convert(v) for v in value]
+        return plain(value)
+
+    values = config.final_config_dict if hasattr(config, "final_config_dict") else dict(config)
+    return SavedConfig(convert(values))
+
+
+def register_safe_globals() -> None:
+    """Allow-list :class:`SavedConfig` and RecBole's enums for ``torch.load(..., weights_only=True)``."""
+    import torch
+
+    torch.serialization.add_safe_globals([SavedConfig, *_recbole_enums()])
+
+
+_TAG = "__recbole_adaptssr__"
+
+
+def encode_other_parameter(values: dict) -> dict:
+    """A model's ``other_parameter()`` in types the weights-only unpickler accepts.
+
+    Tensors and plain values stay as they are; numpy arrays and scipy sparse matrices become tagged dicts of
+    tensors; ``nn.Module`` values are left out (their weights are in the state dict already).
+    """
+    import numpy
+    import torch
+
+    def encode(value):
+        if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
+            return value
+        if isinstance(value, torch.nn.Module):
+            return {_TAG: "module"}
+        if isinstance(value, numpy.ndarray):
+            return {_TAG: "ndarray", "data": torch.from_numpy(numpy.ascontiguousarray(value))}
+        if hasattr(value, "tocoo") and hasattr(value, "format"):  # scipy sparse matrix
+            coo = value.tocoo()
+            return {_TAG: "sparse", "format": value.format, "shape": list(coo.shape),
+                    "row": torch.from_numpy(coo.row.astype(numpy.int64)),
+                    "col": torch.from_numpy(coo.col.astype(numpy.int64)),
+                    "data": torch.from_numpy(numpy.ascontiguousarray(coo.data))}
+        if isinstance(value, dict):
+            return {k: encode(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [encode(v) for v in value]
+        return plain(value)
+
+    return {key: encode(value) for key, value in (values or {}).items()}
+
+
+def decode_other_parameter(values: dict) -> dict:
+    """Inverse of :func:`encode_other_parameter`; module placeholders are dropped."""
+
+    def decode(value):
+        if isinstance(value, dict) and _TAG in value:
+            kind = value[_TAG]
+            if kind == "ndarray":
+                return value["data"].numpy()
+            if kind == "sparse":
+                from scipy.sparse import coo_matrix
+
+                matrix = coo_matrix((value["data"].numpy(), (value["row"].numpy(), value["col"].numpy())),
+                                    shape=tuple(value["shape"]))
+                return matrix.asformat(value["format"])
+            return _DROP
+        if isinstance(value, dict):
+            return {k: decode(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [decode(v) for v in value]
+        return value
+
+    decoded = {key: decode(value) for key, value in (values or {}).items()}
+    return {key: value for key, value in decoded.items() if value is not _DROP}
+
+
+_DROP = object()
+
+
+def save_trainer_checkpoint(trainer, epoch, saved_model_file, verbose=True) -> None:
+    """RecBole's ``Trainer._save_checkpoint`` contract (same keys), with a weights-only loadable payload."""
+    import torch
+    from recbole.utils import set_color
+
+    config = trainer.config
+    if not config["single_spec"] and config["local_rank"] != 0:
+        return
+    state = {
+        "config": saved_config(config),
+        "epoch": epoch,
+        "cur_step": trainer.cur_step,
+        "best_valid_score": float(trainer.best_valid_score),
+        "state_dict": trainer.model.state_dict(),
+        "other_parameter": encode_other_parameter(trainer.model.other_parameter()),
+        "optimizer": trainer.optimizer.state_dict(),
+    }
+    torch.save(state, saved_model_file)  # default protocol: the weights-only unpickler rejects protocol 4
+    if verbose:
+        trainer.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
+
+
+def safe_checkpoints() -> None:
+    """Make RecBole's trainers save weights-only loadable checkpoints, and RecBole's models decode them."""
+    from recbole.model.abstract_recommender import AbstractRecommender
     from recbole.trainer import trainer as rb_trainer
 
+    register_safe_globals()
     trainer_cls = rb_trainer.Trainer
     if getattr(trainer_cls._save_checkpoint, "_adaptssr_safe", False):
         return
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
-        if not self.config["single_spec"] and self.config["local_rank"] != 0:
-            return
-        saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
-        state = {
-            "config": plain(self.config),
-            "epoch": epoch,
-            "cur_step": self.cur_step,
-            "best_valid_score": float(self.best_valid_score),
-            "state_dict": self.model.state_dict(),
-            "other_parameter": plain(self.model.other_parameter()),
-            "optimizer": self.optimizer.state_dict(),
-        }
-        torch.save(state, saved_model_file)  # default protocol: the weights-only unpickler rejects protocol 4
-        if verbose:
-            self.logger.info(rb_trainer.set_color("Saving current", "blue") + f": {saved_model_file}")
+        save_trainer_checkpoint(self, epoch, kwargs.pop("saved_model_file", self.saved_model_file), verbose)
 
     def save_pretrained_model(self, epoch, saved_model_file):
+        import torch
+
         state = {
-            "config": plain(self.config),
+            "config": saved_config(self.config),
             "epoch": epoch,
             "state_dict": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "other_parameter": plain(self.model.other_parameter()),
+            "other_parameter": encode_other_parameter(self.model.other_parameter()),
         }
         torch.save(state, saved_model_file)
+
+    original_load = AbstractRecommender.load_other_parameter
+
+    def load_other_parameter(self, para):
+        return original_load(self, None if para is None else decode_other_parameter(para))
 
     _save_checkpoint._adaptssr_safe = True
     trainer_cls._save_checkpoint = _save_checkpoint
     rb_trainer.PretrainTrainer.save_pretrained_model = save_pretrained_model
+    AbstractRecommender.load_other_parameter = load_other_parameter
 
 
 def fill_missing_values() -> None:
@@ -178,7 +327,7 @@ def _version_tuple(version: str) -> tuple:
 
 
 def apply() -> None:
-    """Apply every shim once (idempotent). Called by ``import recbole_adaptssr``."""
+    """Apply every shim once (idempotent). Called by our entry points, never on import."""
     global _applied
     if _applied:
         return

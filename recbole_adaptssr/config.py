@@ -1,21 +1,22 @@
-"""``Config`` that knows recbole-adaptssr's models and YAML defaults, and RecBole's for everything else."""
+"""``Config``: RecBole's, plus our YAML defaults, list settings on the command line and a per-run override layer."""
 
 from __future__ import annotations
-
-import os
 
 from recbole.config import Config as RecBoleConfig
 from recbole.utils import ModelType
 
-from recbole_adaptssr import compat
-from recbole_adaptssr.utils import PROPERTIES_DIR, get_model
-
+from recbole_adaptssr import compat, setup
+from recbole_adaptssr.utils import PROPERTIES_DIR, get_model, properties_file
 
 # list-valued settings of ours; on the command line ``--finetune_from=[ssr,none]`` arrives as a string
-LIST_KEYS = ("pretrain_stages", "finetune_from", "downstream_tasks", "augmentations", "task_split")
+LIST_KEYS = ("pretrain_stages", "finetune_from", "downstream_tasks", "augmentations", "task_split",
+             "pretext_modules", "metrics", "topk")
+
+# settings the experiment layer sets per run as plumbing (where a run writes), never reported as overridden
+PLUMBING_KEYS = ("checkpoint_dir",)
 
 
-def as_list(key: str, value):
+def as_list(value):
     """``[a, b]``, ``a,b``, ``a`` or a list -> list (numbers converted), so lists work unquoted on the CLI."""
     if value is None or isinstance(value, (list, tuple)):
         return None if value is None else list(value)
@@ -36,46 +37,82 @@ def _number(text: str):
 
 
 class Config(RecBoleConfig):
-    """RecBole's ``Config`` with two additions (RecBole-GNN's pattern):
+    """RecBole's ``Config`` with these additions (RecBole-GNN's pattern):
 
     * model names resolve through :func:`recbole_adaptssr.utils.get_model` (our package first, then RecBole);
-    * after RecBole's own defaults, ``properties/overall.yaml``, ``properties/model/<Model>.yaml`` and
-      ``properties/dataset/<dataset>.yaml`` of this project are loaded (in that order), so our models get their
-      defaults from YAML; RecBole's precedence is kept: command line > config_dict > config files > ours;
-    * list settings (``finetune_from``, ``pretrain_stages``, ...) may be written ``[a,b]`` or ``a,b`` on the
-      command line (RecBole would keep ``[ssr,none]`` as one string);
-    * the model type follows the stage: a model may declare ``model_type_for(train_stage)`` (AdaptSSR is
-      SEQUENTIAL while pre-training and GENERAL on a downstream task), and any model run on a downstream task
-      is GENERAL, so RecBole's loaders treat a sample as a task record and rank per user.
+    * after RecBole's own defaults come our package's YAMLs: ``overall.yaml``, ``model/<Model>.yaml`` (ours only),
+      ``pretext/<task>.yaml`` of every pretext task in ``pretrain_stages``, ``downstream/<kind>.yaml`` of every
+      task kind, and ``dataset/<dataset>.yaml`` if it exists;
+    * ``overrides``: settings of one run of an experiment (task, seed, stage, epochs, metrics, split), applied
+      ABOVE the command line; :meth:`overridden_user_settings` says which of the user's settings they replace;
+    * :meth:`derive` builds the Config of a run from the same sources plus that run's overrides;
+    * list settings (``finetune_from``, ``pretrain_stages``, ...) may be written ``[a,b]`` or ``a,b``;
+    * the model type follows the stage: a model may declare ``model_type_for(train_stage)``, and any model run on
+      a downstream task is GENERAL, so RecBole's loaders treat a sample as a task record and rank per user.
+
+    Precedence, lowest first: RecBole's defaults < our YAMLs < config files < config_dict < command line < overrides.
     """
+
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, overrides=None):
+        setup()
+        self.run_config_dict = dict(overrides or {})
+        self._sources = (model, dataset, config_file_list, config_dict)
+        super().__init__(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+
+    def derive(self, **overrides) -> "Config":
+        """The Config of one run: the same model, data set, files, dict and command line, plus ``overrides``
+        on top of this Config's own overrides."""
+        model, dataset, files, variables = self._sources
+        return Config(model=model if model is not None else self.model, dataset=self.dataset,
+                      config_file_list=files, config_dict=variables, overrides={**self.run_config_dict, **overrides})
+
+    def _merge_external_config_dict(self):
+        super()._merge_external_config_dict()
+        self.user_config_dict = dict(self.external_config_dict)  # files < dict < command line
+        self.external_config_dict.update(self.run_config_dict)
+
+    def overridden_user_settings(self) -> dict:
+        """``{key: (user value, run value)}`` for the user's settings this run's overrides replace."""
+        return {
+            key: (self.user_config_dict[key], value)
+            for key, value in self.run_config_dict.items()
+            if key in self.user_config_dict and key not in PLUMBING_KEYS and self.user_config_dict[key] != value
+        }
 
     def _get_model_and_dataset(self, model, dataset):
         if model is None:
             model = self.external_config_dict.get("model")
             if model is None:
-                raise KeyError(
-                    "model need to be specified in at least one of the these ways: "
-                    "[model variable, config file, config dict, command line] "
-                )
+                raise KeyError("model must be given: --model=NAME, a config file, a config dict or the model argument")
         if isinstance(model, str):
             model = get_model(model)
         return super()._get_model_and_dataset(model, dataset)
 
     def _set_default_parameters(self):
         super()._set_default_parameters()
-        for key in LIST_KEYS:
-            if key in self.final_config_dict:
-                self.final_config_dict[key] = as_list(key, self.final_config_dict[key])
+        list_keys = set(LIST_KEYS) | {k for k, v in self.internal_config_dict.items() if isinstance(v, list)}
+        for key, value in self.final_config_dict.items():
+            if isinstance(value, str) and (key in list_keys or any(key.endswith("_" + k) for k in list_keys)):
+                self.final_config_dict[key] = as_list(value)
+
+    def _defaults_files(self, model, model_class, dataset) -> list:
+        """Our YAMLs of defaults for this run, in load order (see the class docstring)."""
+        files = [properties_file("overall.yaml")]
+        ours = model_class.__module__.startswith("recbole_adaptssr.")
+        if ours:
+            files.append(properties_file("model", f"{model}.yaml"))
+        files += [properties_file("downstream", f"{kind}.yaml") for kind in _builtin_task_kinds()]
+        return files
 
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
-        for path in (
-            os.path.join(PROPERTIES_DIR, "overall.yaml"),
-            os.path.join(PROPERTIES_DIR, "model", f"{model}.yaml"),
-            os.path.join(PROPERTIES_DIR, "dataset", f"{dataset}.yaml"),
-        ):
-            if os.path.isfile(path):
-                self._update_internal_config_dict(path)
+        for path in self._defaults_files(model, model_class, dataset):
+            self._update_internal_config_dict(path)
+        if getattr(model_class, "uses_pretext_tasks", False):
+            self._load_pretext_defaults()
+        dataset_file = properties_file("dataset", f"{dataset}.yaml", required=False)
+        if dataset_file:
+            self._update_internal_config_dict(dataset_file)
         stage = self.external_config_dict.get("train_stage", self.internal_config_dict.get("train_stage"))
         if hasattr(model_class, "model_type_for"):
             self.internal_config_dict["MODEL_TYPE"] = model_class.model_type_for(stage)
@@ -89,3 +126,27 @@ class Config(RecBoleConfig):
         compat.default_train_neg_sampling(
             self.internal_config_dict, self.external_config_dict, self.internal_config_dict["MODEL_TYPE"]
         )
+
+    def _load_pretext_defaults(self):
+        """Defaults of every pretext task named in ``pretrain_stages`` (and ``pretrain_methods``' stages)."""
+        from recbole_adaptssr.pretext.base import check_defaults_namespace, get_pretext_task, task_defaults_file
+
+        def setting(key):
+            value = self.external_config_dict.get(key, self.internal_config_dict.get(key))
+            return as_list(value) if isinstance(value, str) else value
+
+        modules = setting("pretext_modules") or []
+        for name in dict.fromkeys(str(s) for s in (setting("pretrain_stages") or [])):
+            task_class = get_pretext_task(name, modules)
+            path = task_defaults_file(task_class)
+            if path is not None:
+                check_defaults_namespace(task_class, self._update_internal_config_dict(path) or {}, path)
+
+
+def _builtin_task_kinds() -> list:
+    from recbole_adaptssr.downstream.base import builtin_task_kinds
+
+    return builtin_task_kinds()
+
+
+__all__ = ["Config", "as_list", "PROPERTIES_DIR"]

@@ -1,29 +1,67 @@
-"""Name lookups that try recbole-adaptssr first and fall back to RecBole (RecBole-GNN's extension pattern)."""
+"""Name lookups (RecBole-GNN's extension pattern: our package first, then RecBole) and the package's YAML defaults."""
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 
-from recbole.utils import get_model as recbole_get_model
-from recbole.utils import get_trainer as recbole_get_trainer
-
-PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "properties")
+PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "properties")
 
 # model name -> module holding the class of that name; trainers live in recbole_adaptssr.trainer
 _MODELS = {"AdaptSSR": "recbole_adaptssr.model.adaptssr"}
+
+
+def properties_file(*parts: str, required: bool = True) -> str | None:
+    """Path of a YAML of defaults shipped in the package (``properties/<parts>``).
+
+    A missing required file is an error: a package installed without its data must not run on RecBole's
+    defaults without a word.
+    """
+    path = os.path.join(PROPERTIES_DIR, *parts)
+    if os.path.isfile(path):
+        return path
+    if required:
+        raise FileNotFoundError(
+            f"default settings file {path} is missing: the recbole-adaptssr installation is incomplete "
+            "(reinstall the package; its properties/*.yaml are package data)"
+        )
+    return None
 
 
 def get_model(model_name: str):
     """Return the model class called ``model_name``: ours if we define it, otherwise RecBole's."""
     if model_name in _MODELS:
         return getattr(importlib.import_module(_MODELS[model_name]), model_name)
+    from recbole.utils import get_model as recbole_get_model
+
     try:
         return recbole_get_model(model_name)
-    except (ValueError, ImportError) as error:  # RecBole's search imports optional packages (lightgbm, ...)
-        raise ValueError(
-            f"model {model_name!r} is neither ours ({sorted(_MODELS)}) nor RecBole's ({error})"
-        ) from None
+    except (ValueError, ImportError):  # RecBole's search imports optional packages (lightgbm, ...)
+        known = {name.lower(): name for name in [*_MODELS, *recbole_model_names()]}
+        close = [known[n] for n in difflib.get_close_matches(model_name.lower(), list(known), n=3, cutoff=0.6)]
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"unknown model {model_name!r}: neither ours ({sorted(_MODELS)}) nor RecBole's{hint}") from None
+
+
+def recbole_model_names() -> list:
+    """Class names of RecBole's models, read from its model modules' source without importing them."""
+    import re
+
+    import recbole.model
+
+    base = os.path.dirname(recbole.model.__file__)
+    names = []
+    for folder in sorted(os.listdir(base)):
+        path = os.path.join(base, folder)
+        if not (folder.endswith("_recommender") and os.path.isdir(path)):
+            continue
+        for file in sorted(os.listdir(path)):
+            if file.endswith(".py") and not file.startswith("_"):
+                with open(os.path.join(path, file), encoding="utf-8") as f:
+                    classes = re.findall(r"^class (\w+)\(", f.read(), flags=re.MULTILINE)
+                names += [c for c in classes if c.lower() == file[:-3]]
+    return names
 
 
 def get_trainer(model_type, model_name: str):
@@ -31,4 +69,6 @@ def get_trainer(model_type, model_name: str):
     trainers = importlib.import_module("recbole_adaptssr.trainer")
     if hasattr(trainers, model_name + "Trainer"):
         return getattr(trainers, model_name + "Trainer")
+    from recbole.utils import get_trainer as recbole_get_trainer
+
     return recbole_get_trainer(model_type, model_name)

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-import recbole_adaptssr  # noqa: F401  (compatibility shims before any RecBole import in tests)
+import recbole_adaptssr
+
+recbole_adaptssr.setup()  # compatibility shims and the Acc metric, before any RecBole use in tests
 
 
 def write_tiny_dataset(root, name="tiny", n_users=120, n_items=60, n_clusters=4, min_len=6, max_len=24, seed=0):

@@ -146,7 +146,6 @@ def base_config(data: TaskData, tmp_path, **extra) -> dict:
     config = {
         "data_path": str(data.root),
         "checkpoint_dir": str(Path(tmp_path) / "saved"),
-        "results_dir": str(Path(tmp_path) / "results"),
         "device": "cpu",
         "use_gpu": False,
         "show_progress": False,

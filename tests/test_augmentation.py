@@ -1,4 +1,4 @@
-"""Invariants of the batched CL4SRec augmentation operators (recbole_adaptssr.model.augmentation)."""
+"""Invariants of the batched CL4SRec augmentation operators (recbole_adaptssr.augment.sequence)."""
 
 import math
 from collections import Counter
@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 import torch
 
-from recbole_adaptssr.model.augmentation import (
+from recbole_adaptssr.augment.sequence import (
     AugmentedPair,
     SequenceAugmenter,
     crop,

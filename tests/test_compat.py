@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from recbole.utils import ModelType
 
 from recbole_adaptssr import compat
 from recbole_adaptssr.config import Config
@@ -152,9 +153,10 @@ def test_recbole_trainer_checkpoint_loads_weights_only(tiny_data_path, tmp_path)
     trainer.best_valid_score = np.float32(0.25)  # RecBole stores numpy scalars here
     trainer._save_checkpoint(3, verbose=False)
     state = torch.load(trainer.saved_model_file, weights_only=True)
-    assert type(state["config"]) is dict
+    assert type(state["config"]) is compat.SavedConfig  # allow-listed: RecBole's Config interface, plain values
     assert state["config"]["model"] == "SASRec"
-    assert state["config"]["MODEL_TYPE"] == "SEQUENTIAL"  # enum -> name
+    assert state["config"]["MODEL_TYPE"] is ModelType.SEQUENTIAL  # RecBole's enums survive (allow-listed)
+    assert state["config"]["no_such_key"] is None and "model" in state["config"]  # as Config answers
     assert state["config"]["train_neg_sample_args"]["distribution"] == "none"
     assert state["epoch"] == 3
     assert state["best_valid_score"] == pytest.approx(0.25) and type(state["best_valid_score"]) is float
@@ -200,8 +202,10 @@ def test_plain_converts_settings():
         "nested": {1: [Colour.RED, (np.int32(2), {"x": None})], "s": {3}},
         "other": object,
         "scalars": [None, True, 1, 2.5, "s"],
+        "tensor": torch.arange(3),
     }
     out = compat.plain(value)
+    assert torch.equal(out.pop("tensor"), torch.arange(3))  # tensors stay tensors (weights-only accepts them)
     assert out == {
         "enum": "RED",
         "f32": 0.5,

@@ -43,7 +43,7 @@ def sasrec_run(tiny_data_path, tmp_path_factory):
 def test_sasrec_trains_and_tests_with_best_model(sasrec_run):
     code, log, cwd = sasrec_run
     assert code == 0, log[-4000:]
-    checkpoints = list((cwd / "saved").glob("SASRec-*.pth"))
+    checkpoints = list((cwd / "saved").glob("SASRec-tiny-*/SASRec-*.pth"))  # in the run's own folder
     assert len(checkpoints) == 1
     # Trainer.evaluate(load_best_model=True) read the checkpoint back (torch.load, weights_only=True by default)
     loaded = re.search(r"Loading model structure and parameters from (\S+)", log)
@@ -83,14 +83,18 @@ def test_adaptssr_runs_both_stages(adaptssr_run):
     assert {"loss", "acc_implicit", "acc_explicit"} <= set(values)
     assert all(0.0 <= float(values[k]) <= 1.0 for k in ("acc_implicit", "acc_explicit"))
     assert log.index("[mlm] epoch 0") < log.index("[ssr] epoch 0")
+    runs = list((cwd / "saved").glob("AdaptSSR-tiny-*"))
+    assert len(runs) == 1
     for stage in ("mlm", "ssr"):
-        assert (cwd / "saved" / f"AdaptSSR-tiny-{stage}.pth").is_file()
+        assert (runs[0] / "pretrain" / f"{stage}.pth").is_file()
+    assert (runs[0] / f"{runs[0].name}.log").is_file()  # the run's log, in its folder
 
 
 def test_command_line_beats_config_files(adaptssr_run):
     code, log, cwd = adaptssr_run
     assert code == 0, log[-4000:]
-    state = load_checkpoint(cwd / "saved" / "AdaptSSR-tiny-ssr.pth")
+    (run,) = (cwd / "saved").glob("AdaptSSR-tiny-*")
+    state = load_checkpoint(run / "pretrain" / "ssr.pth")
     config = state["config"]
     assert (config["mlm_epochs"], config["ssr_epochs"]) == (1, 1)  # --key=value beats a.yaml
     assert config["hidden_size"] == 24  # b.yaml (later file) beats a.yaml, a.yaml beats the model YAML (64)

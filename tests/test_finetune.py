@@ -23,11 +23,16 @@ from recbole.utils import init_seed
 from sklearn.metrics import roc_auc_score
 
 from recbole_adaptssr import quick_start as qs
+from recbole_adaptssr.data.task_dataset import TaskData as SharedTaskData
+from recbole_adaptssr.downstream import get_task_kind
+from recbole_adaptssr.experiment import finetuning as ft
+from recbole_adaptssr.experiment.finetuning import run_overrides
 from recbole_adaptssr.config import Config
 from recbole_adaptssr.data.utils import create_dataset
 from recbole_adaptssr.model.adaptssr import AdaptSSR
 from recbole_adaptssr.utils import get_trainer
 
+from recbole_adaptssr.experiment import summarize
 from task_data import base_config, one_torch_thread, write_task_dataset
 
 
@@ -41,12 +46,17 @@ KIND = {"cls": "multiclass", "bin": "binary", "cvr": "cvr", "rec": "recommendati
 METRIC = {"multiclass": "acc", "binary": "auc", "cvr": "auc", "recommendation": "ndcg@10"}
 
 
+def run_config(model, data, tmp_path, task, seed, config_dict):
+    """The Config of one downstream run, exactly as experiment.finetune derives it."""
+    base = Config(model=model, dataset=data.name, config_dict=config_dict)
+    shared = SharedTaskData(base["data_path"], data.name)
+    return base.derive(**run_overrides(base, task, get_task_kind(KIND[task]), seed, shared, str(tmp_path / "run")))
+
+
 def prepare(data, tmp_path, task, seed=2023, **extra):
     """RecBole's loaders of one task, an AdaptSSR fine-tune model and its trainer, built as finetune_task does."""
     config_dict = base_config(data, tmp_path, metric_decimal_place=12, **extra)
-    base = Config(model="AdaptSSR", dataset=data.name, config_dict=config_dict)
-    config = Config(model="AdaptSSR", dataset=data.name,
-                    config_dict=qs.task_config_dict(task, KIND[task], seed, base, config_dict, num_targets=24))
+    config = run_config("AdaptSSR", data, tmp_path, task, seed, config_dict)
     init_seed(seed, True)
     dataset = create_dataset(config)
     train, valid, test = data_preparation(config, dataset)
@@ -234,14 +244,14 @@ def pipeline(tmp_path_factory):
     config_dict = base_config(data, tmp, mlm_epochs=1, ssr_epochs=1, finetune_epochs=2, repeat=2,
                               finetune_from=["ssr", "none"], downstream_tasks=["cls", "bin", "cvr", "rec"],
                               pretrain_valid_ratio=0.2)
-    original = qs.get_trainer
+    original = ft.get_trainer
     _Recorder.runs = []
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(tmp)
         mp.setattr(sys, "argv", ["pytest"])
-        mp.setattr(qs, "get_trainer", lambda model_type, name: type(
+        mp.setattr(ft, "get_trainer", lambda model_type, name: type(
             "Recording", (_Recorder, original(model_type, name)), {}))
-        out = qs.run_adaptssr("tt", config_dict=config_dict)
+        out = qs.run("AdaptSSR", "tt", config_dict=config_dict)
     return out, list(_Recorder.runs), data, config_dict
 
 
@@ -251,10 +261,13 @@ def test_pipeline_runs_every_task_kind_with_finite_metrics_in_range(pipeline):
     runs = out["runs"]
     assert len(runs) == 2 * 4 * 2  # start points x tasks x seeds, one metric each
     for r in runs:
-        assert r["metric"] == METRIC[r["kind"]] and r["kind"] == KIND[r["task"]]
-        assert math.isfinite(r["value"]) and 0.0 <= r["value"] <= 1.0, r
+        assert r.kind == KIND[r.task] and r.valid_metric == METRIC[r.kind]
+        for split in (r.valid, r.test):  # the best validation metrics and the test metrics at that epoch
+            assert list(split) == [METRIC[r.kind]]
+            assert math.isfinite(split[METRIC[r.kind]]) and 0.0 <= split[METRIC[r.kind]] <= 1.0, r
+        assert 0 <= r.best_epoch < 2 and r.checkpoint.startswith(r.run_dir)
     rows = out["results"]
-    assert {(r["variant"], r["task"], r["metric"]) for r in rows} == {
+    assert {(r["start_point"], r["task"], r["metric"]) for r in rows} == {
         (v, t, METRIC[KIND[t]]) for v in ("ssr", "none") for t in KIND}
     # the markdown table: one row per start point, one column per task (metric)
     lines = out["table"].splitlines()
@@ -267,8 +280,8 @@ def test_repeat_reports_mean_and_sample_std_over_the_seeds(pipeline):
     out, _, _, config_dict = pipeline
     seed = config_dict["seed"]
     for row in out["results"]:
-        per_seed = {r["seed"]: r["value"] for r in out["runs"]
-                    if (r["variant"], r["task"], r["metric"]) == (row["variant"], row["task"], row["metric"])}
+        per_seed = {r.seed: r.test[row["metric"]] for r in out["runs"]
+                    if (r.start_point, r.task) == (row["start_point"], row["task"])}
         assert sorted(per_seed) == [seed, seed + 1] == row["seeds"]
         values = [per_seed[seed], per_seed[seed + 1]]
         assert row["n"] == 2 and row["values"] == values
@@ -285,13 +298,17 @@ def test_results_files_match_the_returned_summary(pipeline):
         assert f.read() == out["table"] + "\n"
     with open(files["json"], encoding="utf-8") as f:
         saved = json.load(f)
-    assert saved == {"summary": out["results"], "runs": out["runs"]}
+    assert saved["summary"] == out["results"] == saved["summaries"]["test"]
+    assert saved["runs"] == [r.as_dict() for r in out["runs"]]
+    valid_rows = summarize(out["runs"], "valid")  # the validation summary is kept beside the test one
+    assert saved["summaries"]["valid"] == valid_rows
+    assert [r["mean"] for r in valid_rows] != [r["mean"] for r in out["results"]]
     with open(files["csv"], encoding="utf-8", newline="") as f:
-        table = list(csv.DictReader(f))
+        table = [line for line in csv.DictReader(f) if line["split"] == "test"]
     assert len(table) == len(out["results"])
     for line, row in zip(table, out["results"]):
-        assert (line["variant"], line["task"], line["metric"], int(line["n"])) == (
-            row["variant"], row["task"], row["metric"], row["n"])
+        assert (line["start_point"], line["task"], line["metric"], int(line["n"])) == (
+            row["start_point"], row["task"], row["metric"], row["n"])
         assert float(line["mean"]) == pytest.approx(row["mean"], abs=1e-6)
         assert float(line["std"]) == pytest.approx(row["std"], abs=1e-6)
         assert [float(v) for v in line["values"].split()] == pytest.approx(row["values"], abs=1e-6)
@@ -310,29 +327,29 @@ def test_test_metrics_come_from_the_best_validation_epoch(pipeline):
     # the case discriminates: in some runs the best epoch is not the last one (the weights differ from the last)
     assert any(not r["holds_last"] for r in recorded)
     # ... and those are the returned test results
-    returned = sorted((r["task"], r["seed"], r["value"]) for r in out["runs"])
+    returned = sorted((r.task, r.seed, next(iter(r.test.values()))) for r in out["runs"])
     assert sorted((r["task"], r["seed"], next(iter(r["result"].values()))) for r in recorded) == returned
 
 
 def test_model_on_tasks_runs_sasrec_on_recommendation_and_rejects_classification(tmp_path):
     data = write_task_dataset(tmp_path / "data", "tt", tasks=("cls", "rec"), n_users=32)
     config_dict = base_config(data, tmp_path, finetune_epochs=1, n_heads=2, n_layers=1, downstream_task="rec")
-    out = qs.run_model_on_tasks("SASRec", "tt", config_dict=config_dict)
-    assert [(r["variant"], r["task"], r["metric"]) for r in out["runs"]] == [("SASRec", "rec", "ndcg@10")]
-    value = out["runs"][0]["value"]
+    out = qs.run("SASRec", "tt", config_dict=config_dict)
+    assert [(r.model, r.start_point, r.task, list(r.test)) for r in out["runs"]] == [("SASRec", "none", "rec", ["ndcg@10"])]
+    value = out["runs"][0].test["ndcg@10"]
     assert math.isfinite(value) and 0.0 <= value <= 1.0
     assert out["results"][0]["n"] == 1 and out["results"][0]["mean"] == value
     with pytest.raises(ValueError, match=r"SASRec is a RecBole recommender: it can run the recommendation tasks, "
                                          r"not 'cls' \(multiclass\)"):
-        qs.run_model_on_tasks("SASRec", "tt", config_dict={**config_dict, "downstream_task": "cls"})
+        qs.run("SASRec", "tt", config_dict={**config_dict, "downstream_task": "cls"})
 
 
 def test_finetune_from_a_stage_that_did_not_run_is_an_error(tmp_path):
     data = write_task_dataset(tmp_path / "data", "tt", tasks=("cls",), n_users=24)
     config_dict = base_config(data, tmp_path, pretrain_stages=["mlm"], mlm_epochs=1, finetune_from=["ssr"],
                               pretrain_valid_ratio=0.2)
-    with pytest.raises(ValueError, match=r"finetune_from names stage\(s\) \['ssr'\], but pretrain_stages is \['mlm'\]"):
-        qs.run_adaptssr("tt", config_dict=config_dict)
+    with pytest.raises(ValueError, match=r"finetune_from names stage 'ssr', but pretrain_stages is \['mlm'\]"):
+        qs.run("AdaptSSR", "tt", config_dict=config_dict)
     # checked before pre-training: no stage ran, so no checkpoint was written
     assert not list((tmp_path / "saved").glob("*.pth")) if (tmp_path / "saved").exists() else True
 
@@ -347,9 +364,7 @@ def test_recbole_models_rank_only_target_items(tmp_path):
 
     data = write_task_dataset(tmp_path / "data", "tt", tasks=("rec",), n_users=32, n_targets=24, rec_per_user=4)
     config_dict = base_config(data, tmp_path, metric_decimal_place=12, n_layers=1, hidden_size=16, inner_size=32)
-    base = Config(model="SASRec", dataset=data.name, config_dict={**config_dict, "downstream_task": "rec"})
-    config = Config(model="SASRec", dataset=data.name,
-                    config_dict=qs.task_config_dict("rec", "recommendation", 2023, base, config_dict, num_targets=24))
+    config = run_config("SASRec", data, tmp_path, "rec", 2023, {**config_dict, "downstream_task": "rec"})
     assert config["behaviour_vocabulary"] == "targets" and config["repeatable"] is False
     init_seed(2023, True)
     dataset = create_dataset(config)

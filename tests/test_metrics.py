@@ -1,4 +1,4 @@
-"""recbole_adaptssr.metrics: Acc and its registration, through RecBole's own Config / Collector / Evaluator.
+"""recbole_adaptssr.evaluation.metrics: Acc and its registration, through RecBole's own Config / Collector / Evaluator.
 
 Every expected value below is computed by hand in a comment, not by the code under test.
 """
@@ -12,8 +12,8 @@ from recbole.evaluator.collector import DataStruct
 from recbole.utils import EvaluatorType
 from recbole.utils.utils import calculate_valid_score
 
-from recbole_adaptssr import metrics as ours
-from recbole_adaptssr.metrics import Acc, register_metrics
+from recbole_adaptssr.evaluation import metrics as ours
+from recbole_adaptssr.evaluation.metrics import Acc, register_metrics
 
 register_metrics()  # the package __init__ may do it too; it is idempotent
 

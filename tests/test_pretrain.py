@@ -17,7 +17,7 @@ from recbole_adaptssr.config import Config
 from recbole_adaptssr.data.dataset import AdaptSSRDataset
 from recbole_adaptssr.data.utils import create_dataset
 from recbole_adaptssr.model.adaptssr import AdaptSSR
-from recbole_adaptssr.quick_start import run_adaptssr
+from recbole_adaptssr.quick_start import run
 
 MAX_LEN = 20  # tiny_config's MAX_ITEM_LIST_LENGTH; the tiny data holds users with up to 24 behaviours
 
@@ -139,11 +139,15 @@ E2E_SETTINGS = {
     "learning_rate": 0.005,
     "train_batch_size": 24,
     "mlm_mask_ratio": 0.4,
-    "lambda_mode": "fixed",
-    "fixed_lambda": 0.5,
+    "ssr_lambda_mode": "fixed",
+    "ssr_fixed_lambda": 0.5,
     "stopping_step": 100,
 }
 MLM_MARGIN = 0.2
+
+
+def run_adaptssr(dataset, config_dict):
+    return run("AdaptSSR", dataset, config_dict=config_dict)
 ACC_MARGIN = 0.05
 
 
@@ -168,25 +172,25 @@ def e2e(tmp_path_factory):
         mp.chdir(work)  # the autouse isolation is per test; this runs before it
         mp.setattr(sys, "argv", ["pytest"])
         result = run_adaptssr("tiny", config_dict=config_dict)
-    return config_dict, result["pretrain"]
+    return config_dict, result["pretrain"], Path(result["run_dir"])
 
 
 def test_pretraining_learns(e2e):
     """MLM validation loss falls; then both ranking accuracies of the kept ranking epoch rise above their values
     before the ranking stage (``initial_valid_result``)."""
-    _, pretrain = e2e
+    _, pretrain, _ = e2e
     assert list(pretrain) == ["mlm", "ssr"]
     mlm, ssr = pretrain["mlm"], pretrain["ssr"]
-    assert mlm["valid_metric"] == "loss" and ssr["valid_metric"] == "loss"
-    assert len(mlm["history"]) == E2E_SETTINGS["mlm_epochs"] and len(ssr["history"]) == E2E_SETTINGS["ssr_epochs"]
+    assert mlm.valid_metric == "loss" and ssr.valid_metric == "loss"
+    assert len(mlm.history) == E2E_SETTINGS["mlm_epochs"] and len(ssr.history) == E2E_SETTINGS["ssr_epochs"]
     for summary in (mlm, ssr):  # the kept epoch is the best epoch of the history by the stage's metric
-        losses = [h["loss"] for h in summary["history"]]
-        assert summary["best_epoch"] == losses.index(min(losses))
-        kept = summary["history"][summary["best_epoch"]]
-        assert all(kept[k] == pytest.approx(v) for k, v in summary["best_valid_result"].items())
-    assert mlm["best_valid_result"]["loss"] < mlm["initial_valid_result"]["loss"] - MLM_MARGIN
-    assert mlm["best_valid_result"]["mlm_acc"] > mlm["initial_valid_result"]["mlm_acc"]
-    best, initial = ssr["best_valid_result"], ssr["initial_valid_result"]
+        losses = [h["loss"] for h in summary.history]
+        assert summary.best_epoch == losses.index(min(losses))
+        kept = summary.history[summary.best_epoch]
+        assert all(kept[k] == pytest.approx(v) for k, v in summary.valid.items())
+    assert mlm.valid["loss"] < mlm.initial["loss"] - MLM_MARGIN
+    assert mlm.valid["mlm_acc"] > mlm.initial["mlm_acc"]
+    best, initial = ssr.valid, ssr.initial
     for key in ("acc_implicit", "acc_explicit"):
         assert best[key] > initial[key] + ACC_MARGIN, (key, initial, best)
     assert best["loss"] < initial["loss"]
@@ -194,7 +198,7 @@ def test_pretraining_learns(e2e):
 
 
 def test_checkpoints_of_both_stages(e2e):
-    config_dict, pretrain = e2e
+    config_dict, pretrain, run_dir = e2e
     config = Config(model="AdaptSSR", dataset="tiny", config_dict=config_dict)
     init_seed(config["seed"], config["reproducibility"])
     data = create_dataset(config)
@@ -205,14 +209,15 @@ def test_checkpoints_of_both_stages(e2e):
 
     states = {}
     for stage, summary in pretrain.items():
-        path = Path(summary["checkpoint"])
-        assert path.name == f"AdaptSSR-tiny-{stage}.pth" and path.parent == Path(config_dict["checkpoint_dir"])
+        path = Path(summary.checkpoint)
+        assert path == run_dir / "pretrain" / f"{stage}.pth"
+        assert run_dir.parent == Path(config_dict["checkpoint_dir"])  # the run's own folder under checkpoint_dir
         state = load_checkpoint(path)
         plain_state = torch.load(path, weights_only=True)
         assert set(plain_state) == set(state)
         assert state["stage"] == stage and state["model"] == "AdaptSSR"
-        assert state["epoch"] == summary["best_epoch"]
-        assert state["valid_result"] == pytest.approx(summary["best_valid_result"])
+        assert state["epoch"] == summary.best_epoch
+        assert state["valid_result"] == pytest.approx(summary.valid)
         assert {k: tuple(v.shape) for k, v in state["state_dict"].items()} == {
             k: tuple(v.shape) for k, v in expected.items()
         }
@@ -245,13 +250,13 @@ def test_load_checkpoint_rejects_other_files(tmp_path):
 def test_skipping_mlm_writes_only_the_ranking_checkpoint(tiny_config):
     result = run_adaptssr("tiny", config_dict={**tiny_config, "pretrain_stages": ["ssr"], "ssr_epochs": 1})
     assert list(result["pretrain"]) == ["ssr"]
-    saved = Path(tiny_config["checkpoint_dir"])
-    assert sorted(p.name for p in saved.iterdir()) == ["AdaptSSR-tiny-ssr.pth"]
-    assert load_checkpoint(saved / "AdaptSSR-tiny-ssr.pth")["stage"] == "ssr"
+    saved = Path(result["run_dir"]) / "pretrain"
+    assert sorted(p.name for p in saved.iterdir()) == ["ssr.pth"]
+    assert load_checkpoint(saved / "ssr.pth")["stage"] == "ssr"
 
 
 def test_unknown_stage_is_rejected(tiny_config):
-    with pytest.raises(ValueError, match="contrastive"):
+    with pytest.raises(ValueError, match="unknown pretext task 'contrastive' in pretrain_stages"):
         run_adaptssr("tiny", config_dict={**tiny_config, "pretrain_stages": ["mlm", "contrastive"]})
     saved = Path(tiny_config["checkpoint_dir"])
     assert not saved.exists() or not any(saved.iterdir())  # rejected before any stage ran
@@ -264,7 +269,7 @@ def test_lone_leftover_batch_in_ranking_stage(tiny_config):
         "tiny",
         config_dict={**tiny_config, "pretrain_stages": ["ssr"], "ssr_epochs": 1, "train_batch_size": 107},
     )
-    history = result["pretrain"]["ssr"]["history"]
+    history = result["pretrain"]["ssr"].history
     assert len(history) == 1
     assert math.isfinite(history[0]["train_loss"]) and history[0]["train_loss"] > 0
 
@@ -276,7 +281,7 @@ def test_single_sequence_batch_contributes_zero_loss(tiny_config):
     model = AdaptSSR(config, train_set).train()
     one = train_set.inter_feat[torch.tensor([0])]
     with pytest.raises(ValueError, match="at least 2"):  # why the guard is needed: the ranking loss needs B >= 2
-        model.ssr_loss(one[model.ITEM_SEQ], one[model.ITEM_SEQ_LEN])
+        model.pretext["ssr"].loss(model.user_model, one[model.ITEM_SEQ], one[model.ITEM_SEQ_LEN])
     loss = model.calculate_loss(one)
     assert loss.item() == 0.0 and loss.requires_grad
     loss.backward()
@@ -291,11 +296,11 @@ def test_default_adaptive_ranking_lowers_its_loss_and_logs_the_collapse(tmp_path
     data_path = tmp_path / "adaptive-data"
     write_tiny_dataset(data_path, n_users=E2E_USERS)
     config_dict = {**tiny_settings(data_path, tmp_path), **E2E_SETTINGS,
-                   "lambda_mode": "adaptive", "ssr_epochs": 6, "state": "INFO"}
+                   "ssr_lambda_mode": "adaptive", "ssr_epochs": 6, "state": "INFO"}
     with caplog.at_level("WARNING"):
         ssr = run_adaptssr("tiny", config_dict=config_dict)["pretrain"]["ssr"]
-    best, initial = ssr["best_valid_result"], ssr["initial_valid_result"]
+    best, initial = ssr.valid, ssr.initial
     assert best["loss"] < initial["loss"]
-    assert all(0.0 <= h["lambda"] <= 1.0 for h in ssr["history"])
+    assert all(0.0 <= h["lambda"] <= 1.0 for h in ssr.history)
     collapsed = initial["lambda"] < 0.05
     assert any("mean lambda" in r.getMessage() for r in caplog.records) == collapsed

@@ -11,6 +11,9 @@ import pytest
 from recbole.utils import init_seed
 
 from recbole_adaptssr import quick_start as qs
+from recbole_adaptssr.data.task_dataset import TaskData as SharedTaskData
+from recbole_adaptssr.downstream import get_task_kind
+from recbole_adaptssr.experiment.finetuning import run_overrides
 from recbole_adaptssr.checkpoint import load_checkpoint, save_checkpoint
 from recbole_adaptssr.config import Config
 from recbole_adaptssr.data.task_dataset import AdaptSSRTaskDataset, vocabulary_from_log
@@ -32,11 +35,11 @@ LENGTH = "item_length"
 
 
 def task_config(data, tmp_path, task, kind, seed=2023, model="AdaptSSR", **extra):
-    """The Config of one downstream run, exactly as quick_start.finetune_task builds it."""
+    """The Config of one downstream run, exactly as experiment.finetune builds it."""
     config_dict = base_config(data, tmp_path, **extra)
     base = Config(model=model, dataset=data.name, config_dict=config_dict)
-    return Config(model=model, dataset=data.name,
-                  config_dict=qs.task_config_dict(task, kind, seed, base, config_dict, num_targets=16))
+    shared = SharedTaskData(base["data_path"], data.name)
+    return base.derive(**run_overrides(base, task, get_task_kind(kind), seed, shared, str(tmp_path / "run")))
 
 
 def build_task(data, tmp_path, task="cls", kind="multiclass", vocabulary=None, seed=2023, model="AdaptSSR", **extra):
@@ -206,12 +209,13 @@ def test_unknown_task_names_the_available_tasks(tmp_path):
     data = write_task_dataset(tmp_path / "data", "tt", tasks=("cls", "rec"))
     config = Config(model="AdaptSSR", dataset="tt",
                     config_dict=base_config(data, tmp_path, downstream_task="gender", train_stage="finetune"))
-    with pytest.raises(ValueError, match=r"downstream_task 'gender' is not in tt.tasks.json \(has \['cls', 'rec'\]\)"):
+    with pytest.raises(ValueError, match=r"unknown downstream task 'gender'; tt.tasks.json has \['cls', 'rec'\]"):
         create_dataset(config)
     # the pipeline checks the names before any fine-tuning (no pre-training configured here)
-    with pytest.raises(ValueError, match=r"unknown downstream task\(s\) \['gender'\]; tt has \['cls', 'rec'\]"):
-        qs.run_adaptssr("tt", config_dict=base_config(data, tmp_path, pretrain_stages=[], finetune_from=["none"],
-                                                      downstream_tasks=["cls", "gender"]))
+    with pytest.raises(ValueError, match=r"unknown downstream task 'gender'; tt.tasks.json has \['cls', 'rec'\]"):
+        qs.run("AdaptSSR", "tt", config_dict=base_config(data, tmp_path, pretrain_stages=[], finetune_from=["none"],
+                                                          downstream_tasks=["cls", "gender"]))
+    assert not (tmp_path / "saved").exists()  # rejected before any run folder was made
 
 
 def test_missing_manifest_is_a_file_not_found_error(tmp_path):

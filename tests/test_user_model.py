@@ -6,10 +6,11 @@ from recbole.trainer import Trainer as RecBoleTrainer
 from recbole.utils import ModelType, init_seed
 
 from recbole_adaptssr import utils
+from recbole_adaptssr.losses import adaptssr_loss
 from recbole_adaptssr.config import Config
 from recbole_adaptssr.data.utils import create_dataset
 from recbole_adaptssr.model.adaptssr import AdaptSSR
-from recbole_adaptssr.model.user_model import AttentionPooling, UserModel
+from recbole_adaptssr.encoder.user_model import AttentionPooling, UserModel
 from recbole_adaptssr.trainer import AdaptSSRTrainer
 
 N_ITEMS, MAX_LEN, D = 30, 12, 16
@@ -101,7 +102,9 @@ def test_ssr_loss_gradients_reach_encoder_mask_token_and_query(tiny_config):
     model.train()
     seq = train_set.inter_feat[model.ITEM_SEQ][:16]
     seq_len = train_set.inter_feat[model.ITEM_SEQ_LEN][:16]
-    loss, views = model.ssr_loss(seq, seq_len)
+    task = model.pretext["ssr"]
+    views = task.views(model.user_model, seq, seq_len)
+    loss = adaptssr_loss(*views, **task.loss_options)
     assert loss.dim() == 0 and torch.isfinite(loss)
     assert all(v.shape == (16, config["hidden_size"]) for v in views)
     loss.backward()
@@ -117,7 +120,7 @@ def test_ssr_loss_gradients_reach_encoder_mask_token_and_query(tiny_config):
     assert (emb_grad[used].abs().sum(dim=1) > 0).any()
     assert user_model.pooling.query.grad.abs().sum() > 0
     # the MLM head takes no part in the ranking stage
-    assert all(p.grad is None for p in model.mlm_head.parameters())
+    assert all(p.grad is None for p in model.pretext["mlm"].head.parameters())
 
 
 def test_mlm_loss_gradients_reach_mask_token_and_head(tiny_config):
@@ -127,7 +130,7 @@ def test_mlm_loss_gradients_reach_mask_token_and_head(tiny_config):
     loss = model.calculate_loss(interaction)
     loss.backward()
     assert model.user_model.item_embedding.weight.grad[model.mask_token_id].abs().sum() > 0
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.mlm_head.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.pretext["mlm"].head.parameters())
     assert model.user_model.pooling.query.grad is None  # MLM predicts from hidden states, not u
 
 
@@ -140,7 +143,7 @@ def test_get_model_resolves_ours_then_recbole():
 
 
 def test_get_model_unknown_name_is_value_error():
-    with pytest.raises(ValueError, match="model 'NoSuchModel' is neither ours"):
+    with pytest.raises(ValueError, match="unknown model 'NoSuchModel': neither ours"):
         utils.get_model("NoSuchModel")
 
 
@@ -160,7 +163,9 @@ def test_config_knows_adaptssr_and_its_yaml_defaults(tiny_config):
     # from properties/model/AdaptSSR.yaml
     assert config["n_layers"] == 2 and config["n_heads"] == 2
     assert config["augmentations"] == ["mask", "crop", "reorder"]
-    assert config["lambda_mode"] == "adaptive" and config["lambda_estimate"] == "sample"
+    # from properties/pretext/ssr.yaml and mlm.yaml (pretrain_stages: [mlm, ssr])
+    assert config["ssr_lambda_mode"] == "adaptive" and config["ssr_lambda_estimate"] == "sample"
+    assert config["mlm_mask_ratio"] == 0.2 and config["mlm_head"] == "transform"
     assert config["train_neg_sample_args"]["distribution"] == "none"
     # config_dict beats the model YAML
     assert config["hidden_size"] == tiny_config["hidden_size"] and config["MAX_ITEM_LIST_LENGTH"] == 20
@@ -170,12 +175,12 @@ def test_config_knows_adaptssr_and_its_yaml_defaults(tiny_config):
 def test_config_options_reach_model(tiny_config):
     _, _, model = build_adaptssr(
         tiny_config,
-        lambda_estimate="batch",
-        hard_negative=False,
-        ranking=False,
-        lambda_mode="fixed",
-        fixed_lambda=0.3,
-        infonce_temperature=0.5,
+        ssr_lambda_estimate="batch",
+        ssr_hard_negative=False,
+        ssr_ranking=False,
+        ssr_lambda_mode="fixed",
+        ssr_fixed_lambda=0.3,
+        ssr_infonce_temperature=0.5,
         augmentations=["crop", "reorder"],
         mask_ratio=0.2,
         crop_ratio=0.7,
@@ -186,37 +191,39 @@ def test_config_options_reach_model(tiny_config):
         hidden_size=8,
         inner_size=16,
     )
-    assert model.loss_options == dict(
+    ssr = model.pretext["ssr"]
+    assert ssr.loss_options == dict(
         lambda_mode="fixed", fixed_lambda=0.3, lambda_estimate="batch", hard_negative=False, ranking=False,
         infonce_temperature=0.5,
     )
-    aug = model.augmenter
+    aug = ssr.augmenter
     assert aug.operators == ("crop", "reorder")
     assert (aug.mask_ratio, aug.crop_ratio, aug.reorder_ratio) == (0.2, 0.7, 0.3)
     assert aug.mask_token_id == model.n_items == model.user_model.mask_token_id
-    assert model.mlm_mask_ratio == 0.5
+    assert model.pretext["mlm"].mask_ratio == 0.5
     assert model.train_stage == "ssr"
     assert len(model.user_model.encoder.layer) == 1
     assert model.user_model.pooling.query.shape == (8,)
     # ranking=False: two views only, no implicit pair
     seq = torch.tensor([[1, 2, 3, 0], [4, 5, 6, 7]])
-    views = model.augmented_views(seq, torch.tensor([3, 4]))
+    views = ssr.views(model.user_model, seq, torch.tensor([3, 4]))
     assert views[1] is None and views[3] is None and views[0].shape == (2, 8)
 
 
 def test_defaults_reach_model(tiny_config):
     _, _, model = build_adaptssr(tiny_config)
-    assert model.loss_options == dict(
+    ssr = model.pretext["ssr"]
+    assert ssr.loss_options == dict(
         lambda_mode="adaptive", fixed_lambda=0.5, lambda_estimate="sample", hard_negative=True, ranking=True,
         infonce_temperature=1.0,
     )
-    assert model.augmenter.operators == ("mask", "crop", "reorder")
-    assert (model.augmenter.mask_ratio, model.augmenter.crop_ratio, model.augmenter.reorder_ratio) == (0.6, 0.4, 0.6)
+    assert ssr.augmenter.operators == ("mask", "crop", "reorder")
+    assert (ssr.augmenter.mask_ratio, ssr.augmenter.crop_ratio, ssr.augmenter.reorder_ratio) == (0.6, 0.4, 0.6)
     assert model.train_stage == "mlm"
 
 
 def test_invalid_train_stage(tiny_config):
-    with pytest.raises(ValueError, match=r"train_stage must be one of \['mlm', 'ssr'.*\], got 'warmup'"):
+    with pytest.raises(ValueError, match=r"train_stage 'warmup' is neither finetune nor a pretext task of this model \['mlm', 'ssr'\]"):
         build_adaptssr(tiny_config, train_stage="warmup")
 
 

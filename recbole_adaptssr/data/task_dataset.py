@@ -25,8 +25,8 @@ from recbole.data.interaction import Interaction
 from recbole.utils import FeatureSource, FeatureType
 
 from recbole_adaptssr.data.dataset import recent_behaviours
+from recbole_adaptssr.downstream.base import get_task_kind
 
-TASK_KINDS = ("multiclass", "binary", "cvr", "recommendation")
 PAD = "[PAD]"
 
 
@@ -38,11 +38,39 @@ def read_task_manifest(folder: str, name: str) -> dict:
             f"{path} not found: a downstream data set needs the task manifest written by dataset_converters"
         )
     with open(path, encoding="utf-8") as f:
-        tasks = json.load(f).get("tasks", {})
+        try:
+            tasks = json.load(f).get("tasks", {})
+        except (json.JSONDecodeError, AttributeError) as error:
+            raise ValueError(f"{path}: not a task manifest ({error})") from None
     for task, info in tasks.items():
-        if info.get("kind") not in TASK_KINDS:
-            raise ValueError(f"{path}: task {task!r} has kind {info.get('kind')!r}, expected one of {TASK_KINDS}")
+        try:
+            get_task_kind(info.get("kind"))
+        except ValueError as error:
+            raise ValueError(f"{path}: task {task!r}: {error}") from None
     return tasks
+
+
+class TaskData:
+    """What every downstream run of a data set shares, read once per pipeline: the task manifest and the
+    behaviour log (``NAME.inter``)."""
+
+    def __init__(self, folder: str, name: str):
+        self.folder, self.name = folder, name
+        self.manifest = read_task_manifest(folder, name)
+        self._behaviours = None
+
+    @property
+    def behaviours(self) -> pd.DataFrame:
+        """The behaviour log, read on first use (a pipeline that fine-tunes nothing never reads it)."""
+        if self._behaviours is None:
+            self._behaviours = read_behaviour_log(os.path.join(self.folder, f"{self.name}.inter"))
+        return self._behaviours
+
+    def kind(self, task: str):
+        """The :class:`~recbole_adaptssr.downstream.base.TaskKind` of ``task``."""
+        if task not in self.manifest:
+            raise ValueError(f"unknown downstream task {task!r}; {self.name}.tasks.json has {sorted(self.manifest)}")
+        return get_task_kind(self.manifest[task]["kind"])
 
 
 def read_behaviour_log(path: str, user_field: str = "user_id", item_field: str = "item_id",
@@ -76,15 +104,10 @@ def vocabulary_from_log(items) -> dict:
 class AdaptSSRTaskDataset(Dataset):
     """A downstream task of a converted data set (``downstream_task`` names the task file suffix)."""
 
-    def __init__(self, config, item_vocabulary: dict | None = None):
+    def __init__(self, config, item_vocabulary: dict | None = None, task_data: TaskData | None = None):
         self.task = config["downstream_task"]
-        folder = config["data_path"]
-        manifest = read_task_manifest(folder, config["dataset"])
-        if self.task not in manifest:
-            raise ValueError(
-                f"downstream_task {self.task!r} is not in {config['dataset']}.tasks.json (has {sorted(manifest)})"
-            )
-        self.task_kind = manifest[self.task]["kind"]
+        self.task_data = task_data if task_data is not None else TaskData(config["data_path"], config["dataset"])
+        self.task_kind = self.task_data.kind(self.task)
         self.item_vocabulary = dict(item_vocabulary) if item_vocabulary is not None else None
         self.label_tokens = None
         self.candidate_item_num = None  # set when behaviour-only items are appended after the targets
@@ -99,31 +122,30 @@ class AdaptSSRTaskDataset(Dataset):
         self.user_feat = None
         self.item_feat = None
         self._check_task_fields(path)
-        if self.task_kind in ("multiclass", "binary"):
+        if self.task_kind.class_labels:
             self._encode_class_labels(path)
+        if not self.task_kind.has_targets():
             # RecBole needs an item field beside the user field; a profiling sample's "item" is the task itself
             self.inter_feat[self.iid_field] = self.task
             self.set_field_property(self.iid_field, FeatureType.TOKEN, FeatureSource.INTERACTION, 1)
-        self._behaviours = read_behaviour_log(
-            os.path.join(dataset_path, f"{token}.inter"), user_field=self.uid_field
-        )
 
     def _check_task_fields(self, path):
-        need = {"multiclass": ["label"], "binary": ["label"], "cvr": ["target", "label"], "recommendation": ["target"]}
         fields = {"label": self.label_field, "target": self.iid_field}
-        for role in [self.uid_field and "user"] + need[self.task_kind]:
-            field = self.uid_field if role == "user" else fields[role]
+        for field in [self.uid_field] + [fields[role] for role in self.task_kind.fields]:
             if field not in self.inter_feat:
                 raise ValueError(
-                    f"{path}: a {self.task_kind} task file needs field {field!r}; found {list(self.inter_feat)}"
+                    f"{path}: a {self.task_kind.name} task file needs field {field!r}; found {list(self.inter_feat)}"
                 )
+        if len(self.inter_feat) == 0:
+            raise ValueError(f"{path}: the task file holds no sample")
 
     def _encode_class_labels(self, path):
         """Label tokens -> class index 0..C-1 in sorted order (numeric when all tokens are numbers)."""
         labels = self.inter_feat[self.label_field].astype(str)
         tokens = sorted(labels.unique(), key=lambda t: (0, float(t), t) if _is_number(t) else (1, 0.0, t))
-        if self.task_kind == "binary" and len(tokens) != 2:
-            raise ValueError(f"{path}: a binary task needs exactly 2 label values, found {tokens}")
+        expected = self.task_kind.num_classes
+        if expected is not None and len(tokens) != expected:
+            raise ValueError(f"{path}: a {self.task_kind.name} task needs exactly {expected} label values, found {tokens}")
         if len(tokens) < 2:
             raise ValueError(f"{path}: a classification task needs at least 2 label values, found {tokens}")
         index = {token: i for i, token in enumerate(tokens)}
@@ -143,7 +165,7 @@ class AdaptSSRTaskDataset(Dataset):
         max_len = self.config["MAX_ITEM_LIST_LENGTH"]
         list_field = self.iid_field + self.config["LIST_SUFFIX"]
         length_field = self.config["ITEM_LIST_LENGTH_FIELD"]
-        log = self._behaviours
+        log = self.task_data.behaviours
         token2uid = self.field2token_id[self.uid_field]
         uids = log["user"].map(token2uid)
         log = log.assign(uid=uids).dropna(subset=["uid"])
@@ -171,7 +193,6 @@ class AdaptSSRTaskDataset(Dataset):
             )
         self.set_field_property(list_field, FeatureType.TOKEN_SEQ, FeatureSource.USER, max_len)
         self.set_field_property(length_field, FeatureType.TOKEN, FeatureSource.USER, 1)
-        del self._behaviours
         return Interaction({
             self.uid_field: torch.arange(user_num),
             list_field: torch.from_numpy(matrix),
@@ -183,9 +204,10 @@ class AdaptSSRTaskDataset(Dataset):
             return self.item_vocabulary
         if self.config["behaviour_vocabulary"] == "targets":
             # RecBole's sequential models score their own item table: behaviours and targets share ids
-            if self.task_kind not in ("cvr", "recommendation"):
+            if not self.task_kind.has_targets():
                 raise ValueError(
-                    f"behaviour_vocabulary=targets needs a target field; task {self.task!r} ({self.task_kind}) has none"
+                    f"behaviour_vocabulary=targets needs a target field; task {self.task!r} "
+                    f"({self.task_kind.name}) has none"
                 )
             token2id = self.field2token_id[self.iid_field]
             self.candidate_item_num = len(self.field2id_token[self.iid_field])  # targets (+ padding) come first
@@ -207,14 +229,14 @@ class AdaptSSRTaskDataset(Dataset):
 
     def num_targets(self) -> int:
         """Target items including padding (0 for profiling tasks, which have none)."""
-        return self.num(self.iid_field) if self.task_kind in ("cvr", "recommendation") else 0
+        return self.num(self.iid_field) if self.task_kind.has_targets() else 0
 
     def __str__(self):
-        info = [f"[{self.dataset_name}] task {self.task!r} ({self.task_kind}): {len(self.inter_feat)} samples, "
+        info = [f"[{self.dataset_name}] task {self.task!r} ({self.task_kind.name}): {len(self.inter_feat)} samples, "
                 f"{self.user_num - 1} users"]
         if self.label_tokens is not None:
             info.append(f"classes (index order): {self.label_tokens}")
-        if self.task_kind in ("cvr", "recommendation"):
+        if self.task_kind.has_targets():
             info.append(f"target items: {self.num_targets() - 1}")
         if getattr(self, "oov_behaviours", None) is not None:
             info.append(f"behaviours outside the vocabulary (mapped to the OOV id): {self.oov_behaviours}")

@@ -81,6 +81,12 @@ class UserModel(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             module.bias.data.zero_()
 
+    def set_dropout(self, hidden_dropout_prob: float, attn_dropout_prob: float) -> None:
+        """Set the dropout of every sub-layer output and of the attention probabilities (per-stage settings)."""
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Dropout):
+                module.p = float(attn_dropout_prob if name.endswith("attn_dropout") else hidden_dropout_prob)
+
     def encode(self, item_seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, L) item ids -> hidden states (B, L, d) and the (B, L) bool mask of valid positions."""
         if item_seq.size(1) > self.max_seq_length:

@@ -1,0 +1,1 @@
+"""Explicit sequence augmentations: batched tensor operations."""

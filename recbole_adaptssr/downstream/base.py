@@ -1,0 +1,109 @@
+"""Downstream task kinds as plug-ins: one module ``recbole_adaptssr/downstream/<kind>.py`` and one YAML
+``properties/downstream/<kind>.yaml`` each (the paper's Table 1 kinds: multiclass, binary, cvr, recommendation).
+
+A kind declares the fields its task file holds, how its labels are encoded, its head on the user representation
+u (a two-layer MLP, Appendix C) and, in its YAML, RecBole's evaluation of it: ``<kind>_metrics``,
+``<kind>_valid_metric``, ``<kind>_eval_mode`` (``labeled`` or ``full``) and, for ranking metrics, ``<kind>_topk``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+import pkgutil
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+_REGISTRY: dict = {}
+
+
+def two_layer_mlp(in_size: int, hidden_size: int, out_size: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_size, hidden_size), nn.ReLU(), nn.Dropout(dropout),
+                         nn.Linear(hidden_size, out_size))
+
+
+class TaskHead(nn.Module):
+    """Loss and scores of one task kind on top of the user representation u (B, d)."""
+
+    def loss(self, u: torch.Tensor, label: torch.Tensor | None, target: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def predict(self, u: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def full_sort(self, u: torch.Tensor) -> torch.Tensor:
+        raise ValueError(f"full-sort scoring needs a recommendation task, this head is {type(self).__name__}")
+
+
+class TaskKind:
+    """A downstream task kind. Subclasses set the class attributes and implement :meth:`build_head`."""
+
+    name: ClassVar[str] = ""
+    #: fields of the task file besides the user: "label" and/or "target"
+    fields: ClassVar[tuple] = ()
+    #: labels are class tokens, indexed 0..C-1 in sorted order; ``num_classes`` fixes C (binary: 2)
+    class_labels: ClassVar[bool] = False
+    num_classes: ClassVar[int | None] = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            _REGISTRY[cls.name] = cls
+
+    @classmethod
+    def has_targets(cls) -> bool:
+        return "target" in cls.fields
+
+    @classmethod
+    def build_head(cls, hidden_size: int, head_hidden_size: int, dropout: float, dataset) -> TaskHead:
+        raise NotImplementedError
+
+    @classmethod
+    def evaluation_settings(cls, config) -> dict:
+        """RecBole settings of a run on this kind (metrics, valid_metric, topk, eval mode) from ``<kind>_*``."""
+        from recbole_adaptssr.pretext.base import StageSettings
+
+        view = StageSettings(config, cls.name)
+        settings = {"metrics": list(view["metrics"]), "valid_metric": view["valid_metric"],
+                    "eval_mode": view["eval_mode"]}
+        if view.get("topk") is not None:
+            settings["topk"] = list(view["topk"])
+        return settings
+
+    @classmethod
+    def check_settings(cls, config) -> None:
+        settings = cls.evaluation_settings(config)
+        if settings["eval_mode"] not in ("labeled", "full"):
+            raise ValueError(f"{cls.name}_eval_mode must be labeled or full, got {settings['eval_mode']!r}")
+        metrics = [m.lower() for m in settings["metrics"]]
+        valid = str(settings["valid_metric"]).lower()
+        if valid.split("@")[0] not in metrics:
+            raise ValueError(f"{cls.name}_valid_metric={settings['valid_metric']!r} is not one of "
+                             f"{cls.name}_metrics={settings['metrics']}")
+        if "@" in valid and int(valid.split("@")[1]) not in settings.get("topk", []):
+            raise ValueError(f"{cls.name}_valid_metric={settings['valid_metric']!r} needs "
+                             f"{valid.split('@')[1]} in {cls.name}_topk={settings.get('topk')}")
+
+
+def builtin_task_kinds() -> list:
+    folder = os.path.dirname(os.path.abspath(__file__))
+    return sorted(m.name for m in pkgutil.iter_modules([folder]) if m.name != "base")
+
+
+def get_task_kind(name: str) -> type:
+    """The :class:`TaskKind` called ``name`` (module ``recbole_adaptssr.downstream.<name>``)."""
+    if name not in _REGISTRY and isinstance(name, str) and name.isidentifier():
+        try:
+            importlib.import_module(f"{__package__}.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"{__package__}.{name}":
+                raise
+    if name not in _REGISTRY:
+        known = builtin_task_kinds()
+        close = difflib.get_close_matches(str(name), known, n=2)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"unknown task kind {name!r}; known: {known}{hint}")
+    return _REGISTRY[name]

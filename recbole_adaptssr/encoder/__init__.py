@@ -1,0 +1,1 @@
+"""The user model (paper Eq. 2-4)."""

@@ -1,0 +1,1 @@
+"""Metrics added to RecBole's registry."""

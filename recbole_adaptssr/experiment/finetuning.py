@@ -1,0 +1,106 @@
+"""``finetune(config, task, start_point, seed) -> RunResult``: one downstream run, RecBole's fit and evaluate."""
+
+from __future__ import annotations
+
+import os
+from logging import getLogger
+
+from recbole.data import data_preparation
+from recbole.trainer import Trainer
+from recbole.utils import init_seed, set_color
+
+from recbole_adaptssr.checkpoint import load_checkpoint
+from recbole_adaptssr.data.task_dataset import TaskData
+from recbole_adaptssr.data.utils import create_dataset
+from recbole_adaptssr.experiment.results import RunResult
+from recbole_adaptssr.trainer import TaskTrainer
+from recbole_adaptssr.utils import get_model, get_trainer
+
+FINETUNE = "finetune"
+
+
+def run_overrides(config, task: str, kind, seed: int, task_data: TaskData, run_dir: str) -> dict:
+    """The settings a downstream run fixes, applied above the command line (see :meth:`Config.derive`):
+    the task, the seed, the fine-tune stage's settings (``finetune_epochs`` -> ``epochs``, ``finetune_<key>`` ->
+    ``<key>``), the task kind's evaluation (``<kind>_metrics``, ...), the split (``task_split``) and where it writes."""
+    evaluation = kind.evaluation_settings(config)
+    overrides = {
+        "downstream_task": task,
+        "train_stage": FINETUNE,
+        "seed": int(seed),
+        "checkpoint_dir": run_dir,
+        "ITEM_ID_FIELD": "target_id",
+        "LABEL_FIELD": "label",
+        "load_col": None,
+        "train_neg_sample_args": None,
+        "metrics": evaluation["metrics"],
+        "valid_metric": evaluation["valid_metric"],
+        "eval_args": {"split": {"RS": list(config["task_split"])}, "order": "RO", "group_by": None,
+                      "mode": evaluation["eval_mode"]},
+    }
+    if "topk" in evaluation:
+        overrides["topk"] = evaluation["topk"]
+    prefix = FINETUNE + "_"
+    for key, value in config.final_config_dict.items():
+        general = key[len(prefix):]
+        if key.startswith(prefix) and value is not None and general in config.final_config_dict:
+            overrides[general] = value
+    if evaluation["eval_mode"] == "full":
+        # RecBole's per-user full-sort loader counts eval_batch_size in (user x item) scores: keep
+        # eval_batch_size users per batch (the loader would otherwise score one user at a time)
+        num_targets = int(task_data.manifest[task].get("num_targets", 0))
+        overrides["eval_batch_size"] = int(config["eval_batch_size"]) * (num_targets + 1)
+    return overrides
+
+
+def resolve_start_point(start_point):
+    """``None``/``"none"`` -> None (end-to-end training); a checkpoint path -> its loaded state; a loaded state
+    (dict) is returned as it is."""
+    if start_point is None or (isinstance(start_point, str) and start_point.lower() == "none"):
+        return None
+    if isinstance(start_point, dict):
+        return start_point
+    return load_checkpoint(str(start_point))
+
+
+def finetune(config, task: str, start_point=None, seed: int | None = None, *, task_data: TaskData | None = None,
+             run_dir: str | None = None, label: str | None = None) -> RunResult:
+    """Train ``config["model"]`` on ``task`` from ``start_point`` (a pre-training checkpoint path or loaded state;
+    ``None`` = from scratch) with ``seed`` (default ``config["seed"]``), keep the best validation epoch and test it.
+
+    ``task_data`` (the manifest and behaviour log) is read from the data set when not given; a pipeline passes
+    one so every run shares it. The run writes its checkpoint into ``run_dir`` (default ``checkpoint_dir``).
+    """
+    logger = getLogger()
+    task_data = task_data or TaskData(config["data_path"], config["dataset"])
+    kind = task_data.kind(task)
+    seed = int(config["seed"] if seed is None else seed)
+    state = resolve_start_point(start_point)
+    label = label or ("none" if state is None else os.path.basename(str(start_point)))
+    run_dir = run_dir or config["checkpoint_dir"]
+    cfg = config.derive(**run_overrides(config, task, kind, seed, task_data, run_dir))
+    init_seed(seed, cfg["reproducibility"])
+    data = create_dataset(cfg, state["item_vocabulary"] if state is not None else None, task_data)
+    logger.info(set_color(f"== {cfg['model']} [{label}] on {task} ({kind.name}), seed {seed}", "yellow") + f"\n{data}")
+    train_data, valid_data, test_data = data_preparation(cfg, data)
+    init_seed(seed, cfg["reproducibility"])
+    net = get_model(cfg["model"])(cfg, train_data._dataset).to(cfg["device"])
+    if state is not None:
+        net.load_pretrained(state["state_dict"])
+    trainer_class = get_trainer(cfg["MODEL_TYPE"], cfg["model"])
+    if trainer_class is Trainer:  # RecBole's default trainer: rank only the task's target items
+        trainer_class = TaskTrainer
+    trainer = trainer_class(cfg, net)
+    trainer.saved_model_file = os.path.join(run_dir, f"{cfg['model']}-{label}-{task}-seed{seed}.pth")
+    _, best_valid = trainer.fit(train_data, valid_data, saved=True, show_progress=cfg["show_progress"])
+    test = trainer.evaluate(test_data, load_best_model=True, show_progress=cfg["show_progress"])
+    result = RunResult(
+        model=cfg["model"], dataset=cfg["dataset"], task=task, kind=kind.name, start_point=label, seed=seed,
+        valid={k: float(v) for k, v in (best_valid or {}).items()}, test={k: float(v) for k, v in test.items()},
+        best_epoch=int(getattr(trainer, "best_epoch", -1)), valid_metric=str(cfg["valid_metric"]).lower(), run_dir=run_dir,
+        checkpoint=trainer.saved_model_file,
+        settings={"overridden": {k: list(v) for k, v in cfg.overridden_user_settings().items()}},
+    )
+    logger.info(set_color(f"{task} [{label}] seed {seed}", "yellow")
+                + f": best epoch {result.best_epoch}, valid {result.valid}, test {result.test}")
+    return result

@@ -1,0 +1,178 @@
+"""Pre-training (pretext) tasks as plug-ins, and the per-stage view of the settings.
+
+A pretext task is one module ``recbole_adaptssr/pretext/<name>.py`` holding a :class:`PretextTask` subclass whose
+``name`` is ``<name>``, and one YAML of defaults ``recbole_adaptssr/properties/pretext/<name>.yaml`` whose keys
+all start with ``<name>_``. ``pretrain_stages: [mlm, ssr]`` is a sequence of such names; RecBole's
+find-by-module-name convention finds them, as it finds models. A task defined elsewhere (a user's package, a
+test) is found when its module is imported or listed in the ``pretext_modules`` setting; its YAML is the
+file its ``config_file`` attribute names.
+
+A task declares:
+  * its settings, read through a :class:`StageSettings` view (``settings["mask_ratio"]`` in stage ``mlm`` is
+    ``mlm_mask_ratio`` if that is defined, else ``mask_ratio``): so two tasks never fight over a key, and any
+    general setting (``learning_rate``, ``epochs``, ``stopping_step``, ``hidden_dropout_prob``, ...) can be set
+    for one stage only as ``<stage>_<key>``;
+  * :meth:`PretextTask.loss`, built from a batch of behaviour sequences (its own views or targets) and the
+    encoder;
+  * :meth:`PretextTask.validation_step`, the statistics logged per epoch (``loss`` and what the task defines),
+    with :meth:`PretextTask.valid_metrics` saying which of them may select the kept epoch;
+  * :meth:`PretextTask.check_start`, a warning when the stage starts from collapsed representations.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+import pkgutil
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+_REGISTRY: dict = {}
+
+
+class StageSettings:
+    """The settings of one stage: ``<stage>_<key>`` when it is defined (not ``None``), else ``<key>``.
+
+    The more specific key always wins, whoever set it; :meth:`shadowed` lists the general keys a user set that a
+    stage key shadows, so the pipeline can say so.
+    """
+
+    def __init__(self, config, stage: str):
+        self.config = config
+        self.stage = stage
+
+    def key(self, key: str) -> str:
+        """The key that holds ``key`` for this stage."""
+        prefixed = f"{self.stage}_{key}"
+        if self.config[prefixed] is not None:
+            return prefixed
+        return key
+
+    def __getitem__(self, key: str):
+        name = self.key(key)
+        if name not in self.config:
+            raise KeyError(f"setting {self.stage}_{key} (or {key}) is not defined for stage {self.stage!r}")
+        return self.config[name]
+
+    def get(self, key: str, default=None):
+        name = self.key(key)
+        return self.config[name] if name in self.config and self.config[name] is not None else default
+
+    def __contains__(self, key: str) -> bool:
+        return self.key(key) in self.config
+
+    def shadowed(self, user_keys) -> dict:
+        """``{general key: stage key}`` for the general keys in ``user_keys`` that this stage's keys override."""
+        prefix = f"{self.stage}_"
+        return {key[len(prefix):]: key for key in self.config.final_config_dict
+                if key.startswith(prefix) and key[len(prefix):] in user_keys and self.config[key] is not None}
+
+
+class PretextTask(nn.Module):
+    """Base class of a pre-training task on the user model (see the module docstring).
+
+    Subclasses set ``name`` and implement :meth:`loss`; they own any parameters they need (an output head),
+    which are saved with the model and are not part of the user model a downstream task loads.
+    """
+
+    name: ClassVar[str] = ""
+    #: YAML of the task's defaults; ``None`` means ``properties/pretext/<name>.yaml`` of this package.
+    config_file: ClassVar[str | None] = None
+    #: Smallest batch the loss is defined on (in-batch negatives need 2); smaller leftovers contribute nothing.
+    min_batch_size: ClassVar[int] = 1
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            _REGISTRY[cls.name] = cls
+
+    def __init__(self, settings: StageSettings, n_items: int, hidden_size: int):
+        super().__init__()
+        self.settings = settings
+        self.n_items = n_items
+        self.hidden_size = hidden_size
+        self.check_settings(settings)
+
+    # ------------------------------------------------------------------ declared by each task
+    @classmethod
+    def check_settings(cls, settings: StageSettings) -> None:
+        """Raise ``ValueError`` naming the key for a bad setting. Called before pre-training starts."""
+        metric = settings.get("valid_metric", "loss")
+        allowed = cls.valid_metrics(settings)
+        if metric not in allowed:
+            raise ValueError(
+                f"{settings.key('valid_metric')}={metric!r} is not a validation statistic of pretext task "
+                f"{cls.name!r} with these settings; choose one of {sorted(allowed)}"
+            )
+
+    @classmethod
+    def valid_metrics(cls, settings: StageSettings) -> dict:
+        """Statistics of :meth:`validation_step` that may select the kept epoch -> whether bigger is better."""
+        return {"loss": False}
+
+    def loss(self, encoder, item_seq: torch.Tensor, item_seq_len: torch.Tensor, generator=None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def validation_step(self, encoder, item_seq, item_seq_len, generator=None) -> dict:
+        """Statistics of one held-out batch (averaged over sequences by the trainer). Default: the loss."""
+        return {"loss": float(self.loss(encoder, item_seq, item_seq_len, generator=generator))}
+
+    def check_start(self, statistics: dict) -> str | None:
+        """A warning when the validation statistics before the first epoch show collapsed representations."""
+        return None
+
+
+def builtin_pretext_tasks() -> list:
+    """Names of the pretext tasks shipped in this package (the modules of this folder)."""
+    folder = os.path.dirname(os.path.abspath(__file__))
+    return sorted(m.name for m in pkgutil.iter_modules([folder]) if m.name != "base")
+
+
+def get_pretext_task(name: str, modules=()) -> type:
+    """The :class:`PretextTask` subclass called ``name``: already imported, else ``recbole_adaptssr.pretext.<name>``,
+    else found in one of ``modules`` (the ``pretext_modules`` setting)."""
+    if name not in _REGISTRY and isinstance(name, str) and name.isidentifier():
+        try:
+            importlib.import_module(f"{__package__}.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"{__package__}.{name}":
+                raise
+    for module in modules or ():
+        if name in _REGISTRY:
+            break
+        importlib.import_module(module)
+    if name not in _REGISTRY:
+        known = sorted(set(builtin_pretext_tasks()) | set(_REGISTRY))
+        close = difflib.get_close_matches(str(name), known, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(
+            f"unknown pretext task {name!r} in pretrain_stages; known: {known}{hint} (a task of your own is found "
+            "once its module is imported or listed in pretext_modules)"
+        )
+    return _REGISTRY[name]
+
+
+def task_defaults_file(task_class: type) -> str | None:
+    """The YAML of a task's defaults (a built-in task must have one; a missing file named by a task is an error)."""
+    from recbole_adaptssr.utils import properties_file
+
+    if task_class.config_file is None:
+        if task_class.__module__.startswith(__package__ + "."):
+            return properties_file("pretext", f"{task_class.name}.yaml")
+        return None
+    if not os.path.isfile(task_class.config_file):
+        raise FileNotFoundError(f"pretext task {task_class.name!r}: its config_file {task_class.config_file} is missing")
+    return task_class.config_file
+
+
+def check_defaults_namespace(task_class: type, defaults: dict, path: str) -> None:
+    """A task's YAML may only define keys of its own namespace ``<name>_...``."""
+    foreign = [key for key in defaults if not key.startswith(f"{task_class.name}_")]
+    if foreign:
+        raise ValueError(
+            f"{path}: pretext task {task_class.name!r} may only define settings prefixed {task_class.name}_, "
+            f"found {foreign}"
+        )
