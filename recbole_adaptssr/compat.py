@@ -28,7 +28,10 @@ use); the patches exist for RecBole's own models run through our entry points.
 5. ``no_anomaly_detection``: importing RecBole's ``sequential_recommender`` package (any lookup of SASRec,
    GRU4Rec, ...) runs ``sine.py``, which calls ``torch.autograd.set_detect_anomaly(True)`` for the whole
    process and slows every later training step 2-4x. We import the package once and switch it back off.
-6. ray: RecBole's ``ray<=2.6.3`` pin installs a ray that imports ``pkg_resources`` (gone from
+6. ``dok_update``: RecBole's graph models (LightGCN, NGCF, SpectralCF, GCMC, NCL, KGIN, MCCLK) fill their
+   adjacency with ``scipy.sparse.dok_matrix._update``, a private method that scipy >= 1.12 removed. We restore it
+   as scipy had it: a plain dict update of the stored entries (no checks; RecBole passes (row, col) -> value).
+7. ray: RecBole's ``ray<=2.6.3`` pin installs a ray that imports ``pkg_resources`` (gone from
    setuptools >= 81) and uses ``np.bool8``. This is an install-level fix: we install RecBole with
    ``--no-deps`` and require ``ray[tune]>=2.40`` ourselves (see README); :func:`check_ray` turns an old
    ray into a clear error instead of an obscure import failure.
@@ -295,6 +298,19 @@ def no_anomaly_detection() -> None:
     torch.autograd.set_detect_anomaly(False)
 
 
+def dok_update() -> None:
+    """Give ``scipy.sparse.dok_matrix`` back the ``_update`` RecBole's graph models call (removed in scipy 1.12)."""
+    from scipy.sparse import dok_matrix
+
+    if hasattr(dok_matrix, "_update"):
+        return
+
+    def _update(self, data):
+        self._dict.update(data)
+
+    dok_matrix._update = _update
+
+
 def default_train_neg_sampling(internal: dict, external: dict, model_type) -> None:
     """Use no training negatives for sequential ``loss_type: CE`` unless the user chose a sampling."""
     from recbole.utils import ModelType
@@ -336,4 +352,5 @@ def apply() -> None:
     safe_checkpoints()
     fill_missing_values()
     no_anomaly_detection()
+    dok_update()
     _applied = True

@@ -15,6 +15,9 @@ LIST_KEYS = ("pretrain_stages", "finetune_from", "downstream_tasks", "augmentati
 # settings the experiment layer sets per run as plumbing (where a run writes), never reported as overridden
 PLUMBING_KEYS = ("checkpoint_dir",)
 
+# settings a downstream run takes from its task kind (<kind>_metrics, ...) and task_split: a user value is rejected
+PER_KIND_KEYS = ("metrics", "topk", "valid_metric", "eval_args")
+
 
 def as_list(value):
     """``[a, b]``, ``a,b``, ``a`` or a list -> list (numbers converted), so lists work unquoted on the CLI."""
@@ -104,7 +107,19 @@ class Config(RecBoleConfig):
         files += [properties_file("downstream", f"{kind}.yaml") for kind in _builtin_task_kinds()]
         return files
 
+    def _check_downstream_settings(self, model_class):
+        downstream = getattr(model_class, "uses_pretext_tasks", False) or self.external_config_dict.get(
+            "downstream_task") or self.external_config_dict.get("downstream_tasks")
+        given = [key for key in PER_KIND_KEYS if key in self.user_config_dict]
+        if downstream and given:
+            raise ValueError(
+                f"{given} cannot be set for downstream runs: each task kind has its own, e.g. "
+                "recommendation_metrics, recommendation_topk, recommendation_valid_metric, binary_metrics, "
+                "multiclass_valid_metric (see properties/downstream/*.yaml); the split is task_split"
+            )
+
     def _load_internal_config_dict(self, model, model_class, dataset):
+        self._check_downstream_settings(model_class)
         super()._load_internal_config_dict(model, model_class, dataset)
         for path in self._defaults_files(model, model_class, dataset):
             self._update_internal_config_dict(path)

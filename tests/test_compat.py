@@ -357,3 +357,17 @@ def test_apply_is_idempotent(monkeypatch):
     )
     assert after == before
     assert compat._applied is True
+
+
+# ------------------------------------------------------------------------------------------- scipy dok_matrix._update
+def test_dok_update_restored_and_equivalent_to_item_assignment():
+    """RecBole's LightGCN/NGCF build their adjacency with dok_matrix._update (gone in scipy >= 1.12)."""
+    from scipy.sparse import dok_matrix
+
+    entries = {(0, 1): 1.0, (1, 0): 1.0, (2, 3): 2.0}
+    patched = dok_matrix((4, 4), dtype=np.float32)
+    patched._update(entries)
+    direct = dok_matrix((4, 4), dtype=np.float32)
+    for key, value in entries.items():
+        direct[key] = value
+    assert (patched.toarray() == direct.toarray()).all() and patched.nnz == 3

@@ -7,9 +7,6 @@ from numbers import Real
 
 from recbole_adaptssr.pretext.base import StageSettings, builtin_pretext_tasks, get_pretext_task
 
-# settings a downstream run fixes per task kind; a user value would be replaced, so it is rejected up front
-PER_KIND_KEYS = ("metrics", "topk", "valid_metric", "eval_args")
-
 
 def _int_at_least(config, key, minimum):
     value = config[key]
@@ -49,14 +46,6 @@ def check_finetuning(config, task_data, tasks: list, start_points: list) -> None
         path = os.path.join(task_data.folder, f"{task_data.name}.{task}")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"task file not found: {path} (listed in {task_data.name}.tasks.json)")
-    user = getattr(config, "user_config_dict", {})
-    given = [key for key in PER_KIND_KEYS if key in user]
-    if given:
-        raise ValueError(
-            f"{given} cannot be set for downstream runs: each task kind has its own, e.g. "
-            "recommendation_metrics, recommendation_topk, recommendation_valid_metric, binary_metrics, "
-            "multiclass_valid_metric (see properties/downstream/*.yaml); the split is task_split"
-        )
     split = config["task_split"]
     if (not isinstance(split, list) or len(split) != 3 or any(isinstance(v, bool) or not isinstance(v, Real) or v <= 0
                                                               for v in split) or abs(sum(split) - 1.0) > 1e-6):

@@ -1,0 +1,37 @@
+"""RecBole's own models through our entry point keep their contract: models that keep tensors, numpy arrays or
+sparse matrices in ``other_parameter()`` evaluate with ``load_best_model=True``, and RecBole's
+``load_data_and_model`` reads the checkpoint we wrote (weights-only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from recbole_adaptssr.quick_start import run
+
+# RecBole's bundled ml-100k, RecBole's own protocol; one epoch, small embeddings
+FAST = {"epochs": 1, "embedding_size": 16, "train_batch_size": 4096, "eval_batch_size": 409600, "device": "cpu",
+        "use_gpu": False, "show_progress": False, "state": "ERROR", "checkpoint_dir": "saved"}
+
+
+@pytest.mark.parametrize("model,kept", [("Pop", "item_cnt"), ("LightGCN", "restore_item_e"),
+                                        ("EASE", "item_similarity")])
+def test_models_with_other_parameters_evaluate_the_best_checkpoint(model, kept):
+    out = run(model, "ml-100k", config_dict=FAST)
+    assert 0.0 < out["test_result"]["ndcg@10"] <= 1.0
+    state = torch.load(out["checkpoint"], weights_only=True)
+    assert Path(out["checkpoint"]).parent == Path(out["run_dir"])  # the run's own folder
+    assert kept in state["other_parameter"]
+
+
+def test_load_data_and_model_reads_our_checkpoint():
+    from recbole.quick_start import load_data_and_model
+
+    out = run("Pop", "ml-100k", config_dict=FAST)
+    config, model, dataset, train_data, valid_data, test_data = load_data_and_model(out["checkpoint"])
+    assert config["model"] == "Pop" and type(model).__name__ == "Pop"
+    saved = torch.load(out["checkpoint"], weights_only=True)
+    assert torch.equal(model.item_cnt, saved["other_parameter"]["item_cnt"])  # a tensor, not its repr
+    assert model.item_cnt.sum() > 0 and len(test_data.dataset) > 0
