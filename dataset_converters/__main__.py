@@ -19,9 +19,14 @@ Output: OUTPUT/NAME/ with RecBole atomic files (tab-separated, typed header):
                     cvr: user_id:token target_id:token label:float
   NAME.tasks.json   task manifest (kind, metric, file, num_samples, num_labels | num_targets)
   NAME.stats.json, NAME.stats.md   statistics (the paper's Table 1) and per-file read/written/skipped lines
-The folder is built in OUTPUT/.NAME.tmp-* and moved into place only when complete (an existing OUTPUT/NAME is
-then replaced).  On bad input: a message naming file, line and problem, exit code 2, OUTPUT untouched;
---skip-bad-lines skips bad lines instead and reports how many of each kind.
+  NAME.converted.json   marker: the files the converter wrote (names, sizes) and who wrote them
+The folder is built in OUTPUT/.NAME.tmp-* and moved into place only when complete.  On bad input: a message
+naming file, line and problem, exit code 2, OUTPUT untouched; --skip-bad-lines skips bad lines instead and
+reports how many of each kind.  An empty file, or a task left with 0 samples, is an error.
+Safety: nothing the converter did not write is ever replaced or deleted.  Exit code 2, nothing changed, when
+the input overlaps OUTPUT/NAME (equal, inside or containing it), or when OUTPUT/NAME exists and holds files
+its marker does not list (they are named), or holds an earlier conversion and --overwrite is not given.
+Temporary folders of killed conversions are removed by the next run; SIGTERM removes its own.
 """
 
 
@@ -34,6 +39,9 @@ def _common(p: argparse.ArgumentParser, default_name: str | None) -> None:
                                                                     else " (default: from the input format)"))
     p.add_argument("--skip-bad-lines", action="store_true",
                    help="skip bad lines (counted per kind in the statistics and on stderr) instead of failing")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing OUTPUT/NAME written by an earlier conversion (refused if it holds "
+                        "any file that conversion did not write)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr, no report")
 
@@ -110,13 +118,13 @@ def main(argv=None) -> int:
         if args.source == "ttl":
             files = {"pretrain": args.pretrain_file, **{t: getattr(args, f"{t}_file") for t in ttl.TASKS}}
             stats = ttl.convert_ttl(args.input, args.output, args.name, tasks=args.tasks, files=files,
-                                    skip_bad_lines=args.skip_bad_lines, progress=progress)
+                                    skip_bad_lines=args.skip_bad_lines, progress=progress, overwrite=args.overwrite)
         elif args.source == "app":
             gv = [v.strip() for v in args.gender_values.split(",") if v.strip()]
             files = {"installs": args.installs_file, "gender": args.gender_file, "cvr": args.cvr_file}
             stats = app.convert_app(args.input, args.output, args.name, tasks=args.tasks, max_len=args.max_len,
                                     gender_values=gv, files=files, skip_bad_lines=args.skip_bad_lines,
-                                    progress=progress)
+                                    progress=progress, overwrite=args.overwrite)
         else:
             name = args.name
             fmt = args.format
@@ -126,7 +134,7 @@ def main(argv=None) -> int:
                 name = paths["ratings"].stem if fmt_found == "atomic" else fmt_found
             stats = movielens.convert_movielens(args.input, args.output, name, rec_holdout=args.rec_holdout,
                                                 min_history=args.min_history, skip_bad_lines=args.skip_bad_lines,
-                                                input_format=fmt, progress=progress)
+                                                input_format=fmt, progress=progress, overwrite=args.overwrite)
     except ConversionError as e:
         print(f"error: {e}", file=sys.stderr)
         print(f"error: conversion aborted, nothing written to {args.output}", file=sys.stderr)

@@ -39,7 +39,10 @@ from .common import (
     finish_dataset,
     open_input,
     parse_float,
+    require_data,
     require_file,
+    require_output,
+    require_samples,
     sequence_stats,
     staged_dataset_dir,
 )
@@ -108,8 +111,11 @@ def _token(value: str, what: str) -> str:
 
 def convert_app(input_dir, output_dir, name: str = "app", tasks=TASKS, max_len: int = DEFAULT_MAX_LEN,
                 gender_values=DEFAULT_GENDER_VALUES, files: dict | None = None, skip_bad_lines: bool = False,
-                progress: bool = False) -> dict:
-    """Convert the App layout in ``input_dir`` to ``output_dir/name``; return the statistics dict."""
+                progress: bool = False, *, overwrite: bool = False) -> dict:
+    """Convert the App layout in ``input_dir`` to ``output_dir/name``; return the statistics dict.
+
+    ``overwrite``: replace an existing data set folder written by the converters (never one with other files).
+    """
     input_dir = Path(input_dir)
     tasks = list(tasks)
     for t in tasks:
@@ -126,8 +132,10 @@ def convert_app(input_dir, output_dir, name: str = "app", tasks=TASKS, max_len: 
 
     inst_path = resolve(names["installs"])
     task_paths = {t: resolve(names[t]) for t in tasks}
+    for p in (inst_path, *task_paths.values()):
+        require_data(p, header_lines=1)
 
-    with staged_dataset_dir(output_dir, name) as tmp:
+    with staged_dataset_dir(output_dir, name, [input_dir, inst_path, *task_paths.values()], overwrite) as tmp:
         inst = FileReport(inst_path, skip_bad_lines)
         t0 = time.time()
         log.info("reading %s", inst_path)
@@ -149,6 +157,8 @@ def convert_app(input_dir, output_dir, name: str = "app", tasks=TASKS, max_len: 
                  len(ev.items), time.time() - t0)
 
         seq = _write_inter(ev, tmp / f"{name}.inter", max_len, inst)
+        require_output(inst, seq["num_sequences"], "installs", "there is no behaviour sequence and no user for the "
+                       "task lines")
         known = ev.user_code
         reports = [inst]
         summaries = []
@@ -159,6 +169,7 @@ def convert_app(input_dir, output_dir, name: str = "app", tasks=TASKS, max_len: 
                 summaries.append(_convert_gender(task_paths[t], out, known, gender_values, fr, progress))
             else:
                 summaries.append(_convert_cvr(task_paths[t], out, known, fr, progress))
+            require_samples(fr, summaries[-1])
             reports.append(fr)
         notes = [f"Sequences sorted by timestamp (ties keep file order), most recent {max_len} kept per user.",
                  "Users are ordered by first appearance in the installs file."]

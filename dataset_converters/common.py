@@ -2,7 +2,8 @@
 
 Every converter writes one data set folder ``OUTPUT/NAME/`` of RecBole atomic files.  It is built in a
 temporary sibling folder (``OUTPUT/.NAME.tmp-XXXX``) and renamed into place only once complete, so a failed
-conversion leaves ``OUTPUT`` exactly as it was.
+conversion leaves ``OUTPUT`` exactly as it was; the marker ``NAME.converted.json`` lists the files the converter
+wrote, so nothing else is ever replaced or deleted (see "staged output" below).
 """
 
 from __future__ import annotations
@@ -13,7 +14,11 @@ import math
 import os
 import re
 import shutil
+import signal
+import socket
 import tempfile
+import threading
+import time
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +42,15 @@ NO_TARGETS = "no_targets"
 WRONG_FIELD_COUNT = "wrong_field_count"
 BAD_TIMESTAMP = "bad_timestamp"
 UNDECODABLE = "undecodable_line"
+# Kinds of the errors about a whole file or the output folder (never skipped by --skip-bad-lines).
+NO_DATA = "no_data"
+INPUT_OUTPUT_OVERLAP = "input_output_overlap"
+FOREIGN_FILES = "foreign_files"
+OUTPUT_EXISTS = "output_exists"
+
+#: Integer ids (and integer labels) have at most this many significant digits; longer ones are bad lines
+#: (kind ``bad_id``).  Below Python's int() limit (4,300 digits, at least 640 when lowered), whatever it is set to.
+MAX_ID_DIGITS = 100
 
 # Values that pandas (hence RecBole's loader) reads as missing even with dtype=str: never valid tokens.
 PANDAS_NA_STRINGS = frozenset(
@@ -67,6 +81,12 @@ def check_token(tok: str) -> str | None:
     if _BAD_TOKEN_CHARS.search(tok):
         return f"token {tok!r} contains whitespace or a quote"
     return None
+
+
+def id_too_long(digits: str | bytes, what: str) -> str | None:
+    """Why the decimal ``digits`` cannot be an integer id (too many significant digits), None when they can."""
+    n = len(digits.lstrip(b"0" if isinstance(digits, bytes) else "0"))
+    return f"{what} of {n:,} digits is too long (at most {MAX_ID_DIGITS})" if n > MAX_ID_DIGITS else None
 
 
 class FileReport:
@@ -156,47 +176,326 @@ def check_name(name: str) -> str:
     return name
 
 
+# ------------------------------------------------------------------ staged output: nothing lost, nothing half-written
+#
+# ``OUTPUT/NAME`` is built in ``OUTPUT/.NAME.tmp-XXXX`` and renamed into place when complete.  Each such folder,
+# and the finished data set folder, holds the marker ``NAME.converted.json``: who wrote it (host, pid and the
+# process's start time), its state and, once complete, the name and size of every file the converter wrote.
+# The marker is what lets a later run tell the converter's own files from the user's:
+#
+# * an existing ``OUTPUT/NAME`` is replaced only when ``overwrite`` is given and every entry in it is a file its
+#   marker lists, with the listed size (an empty folder is no loss and is replaced without ``overwrite``);
+# * a ``.NAME.tmp-*`` folder is removed only when its marker names that folder and a process of this host
+#   that is no longer running (a conversion killed with SIGKILL, or a power cut).
+# SIGTERM and SIGHUP (when their handler is the default) abort a conversion like Ctrl-C: the temporary folder
+# is removed, then the process dies of the signal as it would have without the handler.
+
+MARKER_SUFFIX = ".converted.json"
+WRITTEN_BY = "dataset_converters"
+
+
+def marker_name(name: str) -> str:
+    return f"{name}{MARKER_SUFFIX}"
+
+
+def temp_prefix(name: str) -> str:
+    return f".{name}.tmp-"
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of process ``pid`` (clock ticks since boot, Linux ``/proc``), None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return stat[stat.rindex(b")") + 2:].split()[19].decode()  # field 22; the name (field 2) may hold spaces
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: int, start: str | None) -> bool:
+    """Whether the process that wrote a marker still runs (False when its pid now belongs to another process)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, run by another user
+        pass
+    except OSError:  # e.g. a pid out of range: do not guess
+        return True
+    now = _process_start(pid)
+    return start is None or now is None or now == start
+
+
+def _write_marker(folder: Path, name: str, state: str, **extra) -> None:
+    m = {"written_by": WRITTEN_BY, "marker_version": 1, "dataset": name, "state": state,
+         "temp_folder": folder.name, "host": socket.gethostname(), "pid": os.getpid(),
+         "process_start": _process_start(os.getpid()), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}
+    part = folder / f"{marker_name(name)}.part"
+    write_json(part, m)
+    os.replace(part, folder / marker_name(name))  # never a half-written marker
+
+
+def write_dataset_marker(folder, name: str) -> dict:
+    """Mark ``folder`` as a complete data set ``name`` written by the converters: list its files and sizes."""
+    folder = Path(folder)
+    files = {e.name: e.stat(follow_symlinks=False).st_size for e in sorted(os.scandir(folder), key=lambda e: e.name)
+             if e.name != marker_name(name) and e.is_file(follow_symlinks=False)}
+    _write_marker(folder, name, "complete", files=files)
+    return files
+
+
+def read_marker(folder, name: str) -> dict | None:
+    """The converters' marker of data set ``name`` in ``folder``, or None (missing, unreadable, not ours)."""
+    p = Path(folder) / marker_name(name)
+    if p.is_symlink() or not p.is_file():
+        return None
+    try:
+        m = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(m, dict) or m.get("written_by") != WRITTEN_BY or m.get("dataset") != name:
+        return None
+    return m
+
+
+def foreign_entries(folder: Path, name: str) -> tuple[list[str], dict | None]:
+    """(entries of ``folder`` that its marker does not list as written by the converter, the marker)."""
+    marker = read_marker(folder, name)
+    files = marker.get("files") if marker is not None and marker.get("state") == "complete" else None
+    files = files if isinstance(files, dict) else {}
+    foreign = []
+    for e in sorted(os.scandir(folder), key=lambda e: e.name):
+        if marker is not None and e.name == marker_name(name):
+            continue
+        size = files.get(e.name)
+        if size is None:
+            foreign.append(e.name + ("/" if e.is_dir(follow_symlinks=False) else ""))
+        elif not e.is_file(follow_symlinks=False):
+            foreign.append(f"{e.name} (not a regular file)")
+        elif e.stat(follow_symlinks=False).st_size != size:
+            foreign.append(f"{e.name} (changed since it was written: {e.stat(follow_symlinks=False).st_size:,} "
+                           f"bytes, not {size:,})")
+    return foreign, marker
+
+
+def _listing(items: list[str], most: int = 10) -> str:
+    return ", ".join(items[:most]) + (f", ... ({len(items):,} in all)" if len(items) > most else "")
+
+
+def check_replaceable(final: Path, name: str, overwrite: bool, shown: Path | None = None) -> bool:
+    """Whether ``final`` exists and may be replaced; a ConversionError when replacing it could lose a user's file
+    or (without ``overwrite``) an earlier conversion.  ``shown``: the path to name in the message."""
+    shown = shown or final
+    if not os.path.lexists(final):
+        return False
+    if final.is_symlink() or not final.is_dir():
+        raise ConversionError(shown, None, "exists and is not a data set folder written by dataset_converters "
+                                           "(a file or a link); nothing was changed: move it away or choose "
+                                           "another --output or --name", FOREIGN_FILES)
+    foreign, marker = foreign_entries(final, name)
+    if foreign:
+        raise ConversionError(shown, None, "the existing data set folder holds files that dataset_converters did "
+                                           f"not write: {_listing(foreign)}; nothing was changed or deleted: move "
+                                           "these files elsewhere, or choose another --output or --name",
+                                           FOREIGN_FILES)
+    if marker is not None and not overwrite:
+        raise ConversionError(shown, None, f"already holds a data set converted earlier ({marker_name(name)}); "
+                                           "nothing was changed: pass --overwrite (Python: overwrite=True) to "
+                                           "replace it, or choose another --output or --name", OUTPUT_EXISTS)
+    return True
+
+
+def _within(path: str, folder: str) -> bool:
+    return path != folder and os.path.commonpath([path, folder]) == folder
+
+
+def check_overlap(inputs, final: Path) -> None:
+    """A ConversionError when an input folder or file is ``final``, lies inside it or contains it."""
+    f = os.path.realpath(final)
+    for p in inputs:
+        r = os.path.realpath(p)
+        how = ("is" if r == f else "lies inside" if _within(r, f) else "contains" if _within(f, r) else None)
+        if how:
+            raise ConversionError(p, None, f"the input {how} the output data set folder {final} that the "
+                                           "conversion writes and would replace; nothing was changed: choose an "
+                                           "--output (or --name) whose data set folder is apart from the input",
+                                           INPUT_OUTPUT_OVERLAP)
+
+
+def clean_stale_temps(out: Path, name: str) -> list[Path]:
+    """Remove the ``.NAME.tmp-*`` folders of conversions that were killed; return them.
+
+    Only a folder whose marker names that very folder and a process of this host that no longer runs is removed,
+    so a user's folder of a similar name and a running conversion's folder are left alone.  A folder holding the
+    previous data set of a run killed while replacing it is first renamed back to ``OUTPUT/NAME``.
+    """
+    removed = []
+    final = out / name
+    try:
+        entries = sorted(os.scandir(out), key=lambda e: e.name)
+    except OSError:
+        return removed
+    for e in entries:
+        if not e.name.startswith(temp_prefix(name)) or not e.is_dir(follow_symlinks=False):
+            continue
+        p = Path(e.path)
+        m = read_marker(p, name)
+        pid = m.get("pid") if m is not None else None
+        if (m is None or m.get("temp_folder") != e.name or m.get("host") != socket.gethostname()
+                or type(pid) is not int or pid < 1 or _alive(pid, m.get("process_start"))):
+            continue
+        if m.get("state") == "replacing" and (p / name).is_dir() and not os.path.lexists(final):
+            try:
+                os.rename(p / name, final)
+            except OSError as err:  # keep the folder: it holds the previous data set
+                log.warning("could not restore %s from %s: %s", final, p, err)
+                continue
+            log.warning("restored %s: a conversion (pid %d) was killed while replacing it", final, pid)
+        _remove_trash(p, name)
+        if not p.exists():
+            log.warning("removed %s, left behind by a conversion that was killed (pid %d)", p, pid)
+            removed.append(p)
+    return removed
+
+
+class _Terminated(BaseException):
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
 @contextmanager
-def staged_dataset_dir(output_dir, name: str) -> Iterator[Path]:
+def _abort_on_termination() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP raise (so the clean-up runs); then the process dies of the signal."""
+    installed = {}
+
+    def handler(signum, frame):
+        for s in installed:  # a second signal must not interrupt the clean-up
+            signal.signal(s, signal.SIG_IGN)
+        raise _Terminated(signum)
+
+    if threading.current_thread() is threading.main_thread():
+        for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+            if s is not None and signal.getsignal(s) == signal.SIG_DFL:  # leave a caller's own handling alone
+                installed[s] = signal.signal(s, handler)
+    try:
+        yield
+    except _Terminated as e:
+        for s, old in installed.items():
+            signal.signal(s, old)
+        installed.clear()
+        log.warning("%s: conversion aborted, temporary files removed", signal.Signals(e.signum).name)
+        os.kill(os.getpid(), e.signum)  # the default action: terminate, as without the handler
+        raise
+    finally:
+        for s, old in installed.items():
+            signal.signal(s, old)
+
+
+def _new_temp(out: Path, name: str, state: str) -> Path:
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(name), dir=out))
+    _write_marker(tmp, name, state)
+    return tmp
+
+
+def _commit(tmp: Path, out: Path, name: str, overwrite: bool) -> None:
+    """Mark ``tmp`` complete and rename it to ``OUTPUT/NAME``, replacing a replaceable existing folder."""
+    final = out / name
+    write_dataset_marker(tmp, name)
+    if not os.path.lexists(final):
+        os.rename(tmp, final)
+        return
+    trash = _new_temp(out, name, "replacing")
+    os.rename(final, trash / name)
+    try:
+        # checked again (files may have been added during the conversion) where nobody adds to it any more
+        check_replaceable(trash / name, name, overwrite, shown=final)
+        os.rename(tmp, final)
+    except BaseException:
+        if not os.path.lexists(final):
+            os.rename(trash / name, final)
+        _remove_trash(trash, name)
+        raise
+    _remove_trash(trash, name)
+
+
+def _remove_trash(trash: Path, name: str) -> None:
+    """Remove a folder made by ``_commit``; one still holding a data set folder with foreign files is kept."""
+    old = trash / name
+    if os.path.lexists(old) and (old.is_symlink() or not old.is_dir() or foreign_entries(old, name)[0]):
+        log.warning("kept %s: it holds files that dataset_converters did not write", old)
+        return
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+@contextmanager
+def staged_dataset_dir(output_dir, name: str, inputs=(), overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder for ``OUTPUT/NAME``; move it into place only if the block completes.
 
-    On success an existing ``OUTPUT/NAME`` is replaced (renamed aside, the new one renamed in, the old one
-    removed).  On any exception the temporary folder is removed, and so is ``OUTPUT`` if this call created it,
-    so the output side is exactly as before.
+    Refused up front (ConversionError, nothing touched) when one of ``inputs`` (folders and files) overlaps
+    ``OUTPUT/NAME``, or when an existing ``OUTPUT/NAME`` may not be replaced (see ``check_replaceable``; checked
+    again at the swap).  Stale temporary folders of killed conversions are removed first.  On any exception,
+    SIGTERM or SIGHUP the temporary folder is removed, and so is ``OUTPUT`` if this call created it, so the
+    output side is as before.
     """
     check_name(name)
     out = Path(output_dir)
+    check_overlap(inputs, out / name)
+    clean_stale_temps(out, name)  # first: it may restore OUTPUT/NAME
+    check_replaceable(out / name, name, overwrite)
     created = []
     p = out
-    while not p.exists():
+    while not os.path.lexists(p):
         created.append(p)
         p = p.parent
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConversionError(out, None, f"cannot create output folder: {e.strerror or e}") from e
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=out))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; the data set folder gets the usual mode
-    try:
-        yield tmp
-        final = out / name
-        old = None
-        if final.exists() or final.is_symlink():
-            old = Path(tempfile.mkdtemp(prefix=f".{name}.old-", dir=out))
-            os.rename(final, old / name)
-        os.rename(tmp, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        for d in created:  # innermost first
-            try:
-                d.rmdir()
-            except OSError:
-                break
-        raise
+    with _abort_on_termination():
+        tmp = None
+        try:
+            tmp = _new_temp(out, name, "building")
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; the data set folder gets the usual mode
+            yield tmp
+            _commit(tmp, out, name, overwrite)
+        except BaseException:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            for d in created:  # innermost first
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
+            raise
+
+
+def require_data(path: Path, header_lines: int = 0) -> None:
+    """A ConversionError (kind ``no_data``) when ``path`` has no line after its ``header_lines`` header lines."""
+    with open_input(path, "rb") as f:
+        n = 0
+        while n <= header_lines and f.readline():
+            n += 1
+    if n <= header_lines:
+        raise ConversionError(path, None, "empty file: no data lines" if n == 0 else
+                              "no data lines (only the header line)", NO_DATA)
+
+
+def require_output(fr: "FileReport", count: int, what: str, hint: str) -> None:
+    """A ConversionError (kind ``no_data``) naming ``fr.path`` when it gave no ``what`` (``count == 0``)."""
+    if count:
+        return
+    why = (f"all {fr.read:,} data lines were skipped as bad lines (--skip-bad-lines)" if fr.bad
+           else f"none of its {fr.read:,} data lines gave one")
+    raise ConversionError(fr.path, None, f"no {what}: {why}; {hint}", NO_DATA)
+
+
+def require_samples(fr: "FileReport", summary: "TaskSummary") -> None:
+    """A ConversionError naming the task file when the task got no samples."""
+    require_output(fr, summary.num_samples, f"samples for task {summary.name}",
+                   "a task with 0 samples is useless: mend the file, or leave the task out with --tasks")
 
 
 def write_json(path: Path, obj) -> None:

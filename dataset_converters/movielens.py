@@ -28,8 +28,10 @@ import time
 from pathlib import Path
 
 from .common import (
+    BAD_ID,
     BAD_TIMESTAMP,
     DUPLICATE_USER,
+    NO_DATA,
     NON_INTEGER_ID,
     UNKNOWN_LABEL,
     UNKNOWN_USER,
@@ -38,9 +40,12 @@ from .common import (
     FileReport,
     TaskSummary,
     finish_dataset,
+    id_too_long,
     open_input,
     parse_float,
+    require_data,
     require_file,
+    require_output,
     sequence_stats,
     staged_dataset_dir,
 )
@@ -103,9 +108,10 @@ def _layout(d: Path, fmt: str) -> dict:
 
 
 def convert_movielens(input_dir, output_dir, name="ml-100k", rec_holdout=10, min_history=5, skip_bad_lines=False,
-                      *, input_format: str = "auto", progress: bool = False) -> dict:
+                      *, input_format: str = "auto", progress: bool = False, overwrite: bool = False) -> dict:
     """Convert a MovieLens release (format auto-detected) to ``output_dir/name``; return the statistics dict.
 
+    ``overwrite``: replace an existing data set folder written by the converters (never one with other files).
     Raises ConversionError on bad input (unless ``skip_bad_lines``), leaving ``output_dir`` untouched.
     """
     input_dir = Path(input_dir)
@@ -119,16 +125,20 @@ def convert_movielens(input_dir, output_dir, name="ml-100k", rec_holdout=10, min
         fmt, paths = input_format, _layout(input_dir, input_format)
     ratings_path = require_file(paths["ratings"])
     users_path = require_file(paths["users"])
+    for p in (users_path, ratings_path):
+        require_data(p, header_lines=int(fmt == "atomic"))
     log.info("MovieLens format %s: %s, %s", fmt, ratings_path.name, users_path.name)
     if name == "ml-100k":
         log.warning("data set name 'ml-100k': RecBole's Config always reads its own bundled ml-100k for this name "
                     "(data_path is ignored); use another name (e.g. ml100k) to load the converted files")
 
-    with staged_dataset_dir(output_dir, name) as tmp:
+    with staged_dataset_dir(output_dir, name, [input_dir, ratings_path, users_path], overwrite) as tmp:
         ufr = FileReport(users_path, skip_bad_lines)
         users = _read_users(users_path, fmt, ufr)
+        require_output(ufr, len(users), "users", "every rating would be for an unknown user")
         rfr = FileReport(ratings_path, skip_bad_lines)
         ev = _read_ratings(ratings_path, fmt, users, rfr, users_path.name)
+        require_output(rfr, len(ev), "ratings", "there is no behaviour sequence")
         stats = _write(tmp, name, fmt, ev, users, ufr, rfr, rec_holdout, min_history, skip_bad_lines)
     return stats
 
@@ -175,7 +185,10 @@ def _atomic_columns(path: Path, header: str, need: tuple[str, ...]) -> tuple[dic
 def _int_token(v: str, what: str) -> str:
     if not v.isdigit() or not v.isascii():
         raise _Bad(NON_INTEGER_ID, f"non-integer {what} id {v!r}")
-    return str(int(v))
+    why = id_too_long(v, f"{what} id")
+    if why:
+        raise _Bad(BAD_ID, why)
+    return v.lstrip("0") or "0"  # str(int(v)) without int()'s digit limit
 
 
 def _read_users(path: Path, fmt: str, fr: FileReport) -> dict:
@@ -210,6 +223,9 @@ def _read_users(path: Path, fmt: str, fr: FileReport) -> dict:
             else:
                 if not age.isdigit() or not age.isascii():
                     raise _Bad(UNKNOWN_LABEL, f"unknown age value {age!r} (expected a non-negative integer)")
+                why = id_too_long(age, "age value")
+                if why:
+                    raise _Bad(UNKNOWN_LABEL, why)
                 if occ not in OCCUPATIONS_100K and (fmt == "ml-100k" or occ not in OCCUPATION_CODES_1M):
                     raise _Bad(UNKNOWN_LABEL, f"unknown occupation value {occ!r} (expected one of the ml-100k "
                                               "occupation names" + (" or a code 0-20)" if fmt == "atomic" else ")"))
@@ -220,7 +236,7 @@ def _read_users(path: Path, fmt: str, fr: FileReport) -> dict:
             continue
         users[uid] = [gender, age, occ, lineno]
         if fmt != "ml-1m":
-            raw_ages[uid] = int(age)
+            raw_ages[uid] = int(age.lstrip("0") or "0")
     if fmt == "ml-100k" or (fmt == "atomic" and not all(str(a) in AGE_CODES for a in raw_ages.values())):
         for uid, a in raw_ages.items():
             users[uid][1] = age_bucket(a)
@@ -310,6 +326,11 @@ def _write(tmp: Path, name: str, fmt: str, ev: EventLog, users: dict, ufr: FileR
         for out in outs.values():
             out.close()
     if with_rec:
+        if not rec_users:
+            raise ConversionError(rfr.path, None, f"no samples for task rec: no user has at least {holdout} + "
+                                  f"{min_history} ratings (--rec-holdout + --min-history); a task with 0 samples "
+                                  "is useless: lower them, or pass --rec-holdout 0 to convert without the rec task",
+                                  NO_DATA)
         summaries["rec"].num_users = rec_users
     rfr.written += len(ev)
     rfr.extra.update({"rows_to_inter": n_beh, "rows_to_rec": n_rec})

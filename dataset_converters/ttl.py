@@ -30,8 +30,10 @@ from collections import Counter
 from pathlib import Path
 
 from .common import (
+    BAD_ID,
     DUPLICATE_USER,
     EMPTY_SEQUENCE,
+    MAX_ID_DIGITS,
     MISSING_SEPARATOR,
     NO_TARGETS,
     NON_INTEGER_ID,
@@ -42,8 +44,12 @@ from .common import (
     Progress,
     TaskSummary,
     finish_dataset,
+    id_too_long,
     open_input,
+    require_data,
     require_file,
+    require_output,
+    require_samples,
     sequence_stats,
     staged_dataset_dir,
 )
@@ -61,6 +67,7 @@ TASK_KINDS = {"age": "multiclass", "lifestatus": "multiclass", "click": "recomme
 TASKS = tuple(TASK_FILES)
 
 _BUF = 1 << 20
+_ID_LIMIT = 10 ** MAX_ID_DIGITS
 _PROGRESS_EVERY = 1 << 15
 
 
@@ -78,12 +85,19 @@ def _show(b: bytes, limit: int = 40) -> str:
 def parse_ids(part: bytes, what: str = "behaviour") -> tuple[list[int], int]:
     """Comma-separated non-negative integers -> (the non-zero ones in order, number of zeros dropped).
 
-    Raises ``_Bad`` for an empty field, an empty or non-integer token, or a sequence of zeros only.
+    Raises ``_Bad`` for an empty field, an empty or non-integer token, an id of more than MAX_ID_DIGITS digits,
+    or a sequence of zeros only.
     """
     if not part.replace(b",", b"").isdigit() or part[:1] == b"," or part[-1:] == b"," or b",," in part:
         _explain(part, what)  # bytes.isdigit is ASCII-only: fails on '', ' ', '-', '+', '_', non-ASCII
     body = part.lstrip(b"0,")  # leading padding (the common case) without building tokens for it
-    ints = list(map(int, body.split(b","))) if body else []
+    try:
+        ints = list(map(int, body.split(b","))) if body else []
+        checked = not ints or max(ints) < _ID_LIMIT
+    except ValueError:  # more digits than int() converts
+        checked = False
+    if not checked:
+        ints = _long_ids(part, what)
     if 0 in ints:
         ints = [x for x in ints if x]
     if not ints:
@@ -104,6 +118,16 @@ def _explain(part: bytes, what: str):
         if not tok.isdigit():
             raise _Bad(NON_INTEGER_ID, f"non-integer {what} id {_show(tok)} at position {i}")
     raise AssertionError(part)  # pragma: no cover
+
+
+def _long_ids(part: bytes, what: str) -> list[int]:
+    """The ids of a line holding a very long token: a bad id if it has too many significant digits."""
+    toks = part.split(b",")
+    for i, tok in enumerate(toks, 1):
+        why = id_too_long(tok, f"{what} id")
+        if why:
+            raise _Bad(BAD_ID, f"{why} at position {i}")
+    return [int(tok.lstrip(b"0") or b"0") for tok in toks]
 
 
 def sequence_key(seq: list[int]) -> bytes:
@@ -171,11 +195,12 @@ def _resolve(input_dir: Path, name: str) -> Path:
 
 
 def convert_ttl(input_dir, output_dir, name: str = "ttl", tasks=TASKS, files: dict | None = None,
-                skip_bad_lines: bool = False, progress: bool = False) -> dict:
+                skip_bad_lines: bool = False, progress: bool = False, *, overwrite: bool = False) -> dict:
     """Convert the TTL release in ``input_dir`` to ``output_dir/name``; return the statistics dict.
 
     ``tasks``: the subset of ``age, lifestatus, click, like`` to convert (each needs its file).  ``files``
     overrides file names: keys ``pretrain`` and task names, values relative to ``input_dir`` or absolute.
+    ``overwrite``: replace an existing data set folder written by the converters (never one with other files).
     Raises ConversionError on bad input (unless ``skip_bad_lines``) with nothing written.
     """
     input_dir = Path(input_dir)
@@ -186,15 +211,20 @@ def convert_ttl(input_dir, output_dir, name: str = "ttl", tasks=TASKS, files: di
     names = {"pretrain": PRETRAIN_FILE, **TASK_FILES, **(files or {})}
     pretrain_path = require_file(_resolve(input_dir, names["pretrain"]))
     task_paths = {t: require_file(_resolve(input_dir, names[t])) for t in tasks}
+    for p in (pretrain_path, *task_paths.values()):
+        require_data(p)
 
-    with staged_dataset_dir(output_dir, name) as tmp:
+    with staged_dataset_dir(output_dir, name, [input_dir, pretrain_path, *task_paths.values()], overwrite) as tmp:
         pre = FileReport(pretrain_path, skip_bad_lines)
         index, seq_stats = _convert_pretrain(pretrain_path, tmp / f"{name}.inter", pre, progress)
+        require_output(pre, seq_stats["num_sequences"], "behaviour sequences", "there is nothing to pre-train on "
+                       "and no user for the task lines")
         reports = [pre]
         summaries = []
         for t in tasks:
             fr = FileReport(task_paths[t], skip_bad_lines)
             summaries.append(_convert_task(t, task_paths[t], tmp / f"{name}.{t}", index, fr, progress))
+            require_samples(fr, summaries[-1])
             reports.append(fr)
         notes = [
             "TTL has no timestamps: the timestamp field is the position 0..n-1 in the (chronological) sequence.",
@@ -298,7 +328,10 @@ def _convert_task(task: str, path: Path, out_path: Path, index: _UserIndex, fr: 
                     if not right.isdigit():
                         raise _Bad(UNKNOWN_LABEL, f"unknown label value {_show(right)} (expected one non-negative "
                                                   "integer class id)")
-                    label = int(right)
+                    why = id_too_long(right, "label value")
+                    if why:
+                        raise _Bad(UNKNOWN_LABEL, why)
+                    label = int(right.lstrip(b"0") or b"0")
                 user = claims.claim(sequence_key(seq), lineno)
             except _Bad as e:
                 fr.bad_line(lineno, e.kind, e.problem)

@@ -108,6 +108,19 @@ BAD_CASES = {
                        "unknown label value 'female' (expected one of 0, 1", "unknown_label"),
     "unknown_cvr_label": (dict(cvr=["u1,t1,1", "u2,t1,2"]), "cvr.csv", 3,
                           "unknown label value '2' (expected 0 or 1)", "unknown_label"),
+    # header-only files: the file to blame is named, never a later one
+    "installs_header_only": (dict(installs=[], gender=[], cvr=[]), "installs.csv", None,
+                             "no data lines (only the header line)", "no_data"),
+    "gender_header_only": (dict(gender=[]), "gender.csv", None, "no data lines (only the header line)", "no_data"),
+    "cvr_header_only": (dict(cvr=[]), "cvr.csv", None, "no data lines (only the header line)", "no_data"),
+    # run with --skip-bad-lines, which skips every data line of a file: still an error, naming that file
+    "all_skipped_installs": (dict(installs=["u1,appA", "NA,appB,1"]), "installs.csv", None,
+                             "no installs: all 2 data lines were skipped as bad lines (--skip-bad-lines); there is "
+                             "no behaviour sequence", "no_data"),
+    "all_skipped_gender": (dict(gender=["u9,1", "u1,x"]), "gender.csv", None,
+                           "no samples for task gender: all 2 data lines were skipped as bad lines "
+                           "(--skip-bad-lines); a task with 0 samples is useless: mend the file, or leave the task "
+                           "out with --tasks", "no_data"),
 }
 
 
@@ -115,7 +128,8 @@ BAD_CASES = {
 def test_bad_input_fails_cleanly(case, tmp_path, capsys):
     override, fname, line, problem, kind = BAD_CASES[case]
     inp = write_layout(tmp_path / "in", **override)
-    assert_fails_cleanly("app", convert_app, inp, tmp_path / "out", "app", fname, line, problem, kind, capsys)
+    assert_fails_cleanly("app", convert_app, inp, tmp_path / "out", "app", fname, line, problem, kind, capsys,
+                         skip_bad_lines=case.startswith("all_skipped"))
 
 
 def test_bad_header_and_missing_file(tmp_path, capsys):

@@ -185,6 +185,25 @@ BAD_CASES = {
                           "wrong_field_count"),
     "bad_timestamp": (["1::100::5::1000", "1::101::5::later"], None, "ratings.dat", 2,
                       "timestamp 'later' is not a finite number", "bad_timestamp"),
+    # ids beyond int()'s 4,300 digits once ended in a bare traceback
+    "giant_user_id": (["1::100::5::1000", "1" * 5000 + "::100::5::1001"], None, "ratings.dat", 2,
+                      "user id of 5,000 digits is too long (at most 100)", "bad_id"),
+    "giant_item_id": (["1::100::5::1000", "1::" + "0" * 4000 + "7" * 101 + "::5::1001"], None, "ratings.dat", 2,
+                      "item id of 101 digits is too long (at most 100)", "bad_id"),
+    "giant_users_id": (None, ["1::F::1::10::x", "9" * 5000 + "::M::56::16::x"], "users.dat", 2,
+                       "user id of 5,000 digits is too long", "bad_id"),
+    # empty files, and a task left without samples
+    "empty_ratings": ([], None, "ratings.dat", None, "empty file: no data lines", "no_data"),
+    "empty_users": (None, [], "users.dat", None, "empty file: no data lines", "no_data"),
+    "no_rec_samples": (["1::100::5::1000", "2::100::5::1001"], None, "ratings.dat", None,
+                       "no samples for task rec: no user has at least 10 + 5 ratings (--rec-holdout + --min-history); "
+                       "a task with 0 samples is useless", "no_data"),
+    # run with --skip-bad-lines, which skips every data line of a file: still an error, naming that file
+    "all_skipped_ratings": (["1::x::5::1", "9::100::5::1"], None, "ratings.dat", None,
+                            "no ratings: all 2 data lines were skipped as bad lines (--skip-bad-lines); there is no "
+                            "behaviour sequence", "no_data"),
+    "all_skipped_users": (None, ["1::X::1::10::x", "2" * 5000 + "::M::1::10::x"], "users.dat", None,
+                          "no users: all 2 data lines were skipped as bad lines (--skip-bad-lines)", "no_data"),
 }
 
 
@@ -192,8 +211,26 @@ BAD_CASES = {
 def test_bad_input_fails_cleanly(case, tmp_path, capsys):
     ratings, users, fname, line, problem, kind = BAD_CASES[case]
     inp = ml1m_layout(tmp_path / "in", ratings, users)
-    assert_fails_cleanly("movielens", lambda i, o: convert_movielens(i, o, name="ml-1m"), inp, tmp_path / "out",
-                         "ml-1m", fname, line, problem, kind, capsys)
+    assert_fails_cleanly("movielens", lambda i, o, **kw: convert_movielens(i, o, name="ml-1m", **kw), inp,
+                         tmp_path / "out", "ml-1m", fname, line, problem, kind, capsys,
+                         skip_bad_lines=case.startswith("all_skipped"))
+
+
+def test_giant_ids_skipped(tmp_path, capsys):
+    ratings = [f"1::{100 + k}::5::{1000 + k}" for k in range(15)] + ["1::" + "9" * 5000 + "::5::1", "0001::0099::5::7"]
+    users = ["1::F::1::10::x", "3" * 4301 + "::M::56::16::x"]
+    inp = ml1m_layout(tmp_path / "in", ratings, users)
+    rc, _, err = run_cli(["movielens", "--input", inp, "--output", tmp_path / "out", "--skip-bad-lines", "-q"],
+                         capsys)
+    assert rc == 0, err
+    assert f"{inp / 'ratings.dat'}, line 16: item id of 5,000 digits is too long" in err
+    f = json.loads((tmp_path / "out" / "ml-1m" / "ml-1m.stats.json").read_text())["files"]
+    assert (f["ratings.dat"]["read"], f["ratings.dat"]["written"], f["ratings.dat"]["bad_lines_by_kind"]) == (
+        17, 16, {"bad_id": 1})
+    assert (f["users.dat"]["read"], f["users.dat"]["written"], f["users.dat"]["bad_lines_by_kind"]) == (
+        2, 1, {"bad_id": 1})
+    inter = read_atomic(tmp_path / "out" / "ml-1m" / "ml-1m.inter")[1]
+    assert inter[0] == ["1", "99", "7"]  # leading zeros dropped as before: the same user and item tokens
 
 
 def test_missing_and_atomic_header_errors(tmp_path, capsys):
@@ -215,7 +252,8 @@ def test_skip_bad_lines_counts(tmp_path, capsys):
     ratings = ["1::100::5::1000", "1::abc::5::1001", "9::100::5::1", "1::101::5", "2::100::1::7", "3::5::5::x"]
     users = ["1::F::1::10::x", "1::M::1::10::x", "2::Q::1::10::x", "3::M::99::1::x", "4::M::1::10::x"]
     inp = ml1m_layout(tmp_path / "in", ratings, users)
-    rc, _, err = run_cli(["movielens", "--input", inp, "--output", tmp_path / "out", "--skip-bad-lines"], capsys)
+    rc, _, err = run_cli(["movielens", "--input", inp, "--output", tmp_path / "out", "--skip-bad-lines",
+                          "--rec-holdout", "0"], capsys)  # one rating left: too few for a rec task
     assert rc == 0
     f = json.loads((tmp_path / "out" / "ml-1m" / "ml-1m.stats.json").read_text())["files"]
     assert f["users.dat"]["bad_lines_by_kind"] == {"duplicate_user": 1, "unknown_label": 2}

@@ -106,9 +106,11 @@ def test_sample_exact_counts(sample_layout, tmp_path):
     assert json.loads((out / "ttl" / "ttl.stats.json").read_text()) == json.loads(json.dumps(stats))
     md = (out / "ttl" / "ttl.stats.md").read_text()
     assert "| # Behaviour sequences | 30 |" in md and "| # Samples | 30 | 20 | 47 | 23 |" in md
-    assert sorted(p.name for p in (out / "ttl").iterdir()) == sorted(
-        ["ttl.inter", "ttl.age", "ttl.lifestatus", "ttl.click", "ttl.like", "ttl.tasks.json", "ttl.stats.json",
-         "ttl.stats.md"])
+    written = ["ttl.inter", "ttl.age", "ttl.lifestatus", "ttl.click", "ttl.like", "ttl.tasks.json",
+               "ttl.stats.json", "ttl.stats.md"]
+    assert sorted(p.name for p in (out / "ttl").iterdir()) == sorted(written + ["ttl.converted.json"])
+    marker = json.loads((out / "ttl" / "ttl.converted.json").read_text())  # lists exactly what was written
+    assert marker["files"] == {f: (out / "ttl" / f).stat().st_size for f in sorted(written)}
     assert [p.name for p in out.iterdir()] == ["ttl"]  # no temporary folder left behind
 
 
@@ -172,15 +174,6 @@ def test_target_zeros_and_duplicates_dropped(tmp_path):
     assert stats["tasks"]["click"]["num_targets"] == 2
 
 
-def test_existing_dataset_is_replaced_on_success(tmp_path):
-    out = tmp_path / "out"
-    (out / "ttl").mkdir(parents=True)
-    (out / "ttl" / "stale.txt").write_text("old")
-    convert_ttl(small_layout(tmp_path), out)
-    assert not (out / "ttl" / "stale.txt").exists()
-    assert sorted(p.name for p in out.iterdir()) == ["ttl"]
-
-
 # ---------------------------------------------------------------- bad input: one test per class
 
 BAD_CASES = {
@@ -207,6 +200,29 @@ BAD_CASES = {
     "no_targets": (dict(click=["0,0,0,41,,"]), CLICK, 1, "no target items", "no_targets"),
     "task_line_in_pretrain": (dict(pretrain=["0,0,11,12,13", "31,32,,1"]), PRE, 2, "unexpected ',,'",
                               "non_integer_id"),
+    # ids beyond int()'s 4,300 digits once ended in a bare traceback
+    "giant_id": (dict(pretrain=["0,0,11,12,13", "0,21," + "9" * 5000 + ",23"]), PRE, 2,
+                 "behaviour id of 5,000 digits is too long (at most 100) at position 3", "bad_id"),
+    "id_of_101_digits": (dict(pretrain=["0,0,11,12,13", "0,21," + "9" * 101]), PRE, 2,
+                         "behaviour id of 101 digits is too long (at most 100) at position 3", "bad_id"),
+    "giant_id_task": (dict(age=["0,0,11,12,13,,3", "31," + "3" * 5000 + ",,1"]), AGE, 2,
+                      "behaviour id of 5,000 digits is too long", "bad_id"),
+    "giant_target": (dict(click=["0,0,0,41,,7," + "1" * 5000]), CLICK, 1,
+                     "target id of 5,000 digits is too long (at most 100) at position 2", "bad_id"),
+    "giant_label": (dict(age=["0,0,11,12,13,," + "3" * 5000]), AGE, 1,
+                    "label value of 5,000 digits is too long (at most 100)", "unknown_label"),
+    # empty files: the file to blame is named, never a later one
+    "empty_pretrain": (dict(pretrain=[]), PRE, None, "empty file: no data lines", "no_data"),
+    "all_files_empty": (dict(pretrain=[], age=[], life=[], click=[], like=[]), PRE, None,
+                        "empty file: no data lines", "no_data"),
+    "empty_task": (dict(like=[]), LIKE, None, "empty file: no data lines", "no_data"),
+    # run with --skip-bad-lines, which skips every data line of a file: still an error, naming that file
+    "all_skipped_pretrain": (dict(pretrain=["x", "0,0", "9" * 5000]), PRE, None,
+                             "no behaviour sequences: all 3 data lines were skipped as bad lines (--skip-bad-lines); "
+                             "there is nothing to pre-train on", "no_data"),
+    "all_skipped_task": (dict(age=["9,9,,1", "31,32,,x"]), AGE, None,
+                         "no samples for task age: all 2 data lines were skipped as bad lines (--skip-bad-lines); a "
+                         "task with 0 samples is useless", "no_data"),
 }
 
 
@@ -214,7 +230,25 @@ BAD_CASES = {
 def test_bad_input_fails_cleanly(case, tmp_path, capsys):
     override, fname, line, problem, kind = BAD_CASES[case]
     inp = small_layout(tmp_path, **override)
-    assert_fails_cleanly("ttl", convert_ttl, inp, tmp_path / "out", "ttl", fname, line, problem, kind, capsys)
+    assert_fails_cleanly("ttl", convert_ttl, inp, tmp_path / "out", "ttl", fname, line, problem, kind, capsys,
+                         skip_bad_lines=case.startswith("all_skipped"))
+
+
+def test_giant_ids_skipped(tmp_path, capsys):
+    padded = "0" * 5000 + "7"  # 5,001 characters but the id 7: fine
+    inp = small_layout(tmp_path, pretrain=["0,0,11,12,13", "0,21," + "9" * 5000, f"31,{padded}", "8" * 100],
+                       age=["0,0,11,12,13,,3", "31,7,,1", "1" * 4301 + ",,2"],
+                       click=[f"0,0,0,{'8' * 100},,7,8", "31,7,,9," + "2" * 101])
+    out = tmp_path / "out"
+    rc, _, err = run_cli(["ttl", "--input", inp, "--output", out, "--skip-bad-lines", "--tasks", "age,click", "-q"],
+                         capsys)
+    assert rc == 0, err
+    assert f"{inp / PRE}, line 2: behaviour id of 5,000 digits is too long" in err
+    f = json.loads((out / "ttl" / "ttl.stats.json").read_text())["files"]
+    assert {n: (f[n]["read"], f[n]["written"], f[n]["bad_lines_by_kind"]) for n in (PRE, AGE, CLICK)} == {
+        PRE: (4, 3, {"bad_id": 1}), AGE: (3, 2, {"bad_id": 1}), CLICK: (2, 1, {"bad_id": 1})}
+    assert sequences(out) == {"1": ["11", "12", "13"], "3": ["31", "7"], "4": ["8" * 100]}
+    assert read_atomic(out / "ttl" / "ttl.click")[1] == [["4", "7"], ["4", "8"]]
 
 
 def test_bad_input_creates_no_output_folder(tmp_path, capsys):
