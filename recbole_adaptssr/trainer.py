@@ -60,7 +60,8 @@ class AdaptSSRTrainer(TaskTrainer):
     restores the best epoch and writes a ``weights_only``-loadable checkpoint of it.
     """
 
-    def train_stage(self, stage, train_data, valid_data, item_vocabulary, checkpoint_path, show_progress=False) -> dict:
+    def train_stage(self, stage, train_data, valid_data, item_vocabulary, checkpoint_path, show_progress=False,
+                    epoch_callback=None) -> dict:
         self.model.set_stage(stage)
         task = self.model.pretext_task
         settings = StageSettings(self.config, stage)
@@ -95,6 +96,8 @@ class AdaptSSRTrainer(TaskTrainer):
             self.tensorboard.add_scalar(f"{stage}/train_loss", train_loss, epoch)
             for key, value in result.items():
                 self.tensorboard.add_scalar(f"{stage}/valid_{key}", value, epoch)
+            if epoch_callback is not None:
+                epoch_callback(stage, epoch, result)
             score = result[metric]
             if best_score is None or (score > best_score if bigger else score < best_score):
                 best_score, best_epoch, best_result, patience = score, epoch, result, 0

@@ -64,12 +64,14 @@ def resolve_start_point(start_point):
 
 
 def finetune(config, task: str, start_point=None, seed: int | None = None, *, task_data: TaskData | None = None,
-             run_dir: str | None = None, label: str | None = None) -> RunResult:
+             run_dir: str | None = None, label: str | None = None, epoch_callback=None) -> RunResult:
     """Train ``config["model"]`` on ``task`` from ``start_point`` (a pre-training checkpoint path or loaded state;
     ``None`` = from scratch) with ``seed`` (default ``config["seed"]``), keep the best validation epoch and test it.
 
     ``task_data`` (the manifest and behaviour log) is read from the data set when not given; a pipeline passes
     one so every run shares it. The run writes its checkpoint into ``run_dir`` (default ``checkpoint_dir``).
+    ``epoch_callback(epoch, valid_score)`` is called after every validation (RecBole's ``callback_fn``), e.g. to
+    report to a hyper-parameter search.
     """
     logger = getLogger()
     task_data = task_data or TaskData(config["data_path"], config["dataset"])
@@ -92,7 +94,8 @@ def finetune(config, task: str, start_point=None, seed: int | None = None, *, ta
         trainer_class = TaskTrainer
     trainer = trainer_class(cfg, net)
     trainer.saved_model_file = os.path.join(run_dir, f"{cfg['model']}-{label}-{task}-seed{seed}.pth")
-    _, best_valid = trainer.fit(train_data, valid_data, saved=True, show_progress=cfg["show_progress"])
+    _, best_valid = trainer.fit(train_data, valid_data, saved=True, show_progress=cfg["show_progress"],
+                                callback_fn=epoch_callback)
     test = trainer.evaluate(test_data, load_best_model=True, show_progress=cfg["show_progress"])
     result = RunResult(
         model=cfg["model"], dataset=cfg["dataset"], task=task, kind=kind.name, start_point=label, seed=seed,

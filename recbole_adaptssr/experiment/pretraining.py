@@ -26,10 +26,11 @@ class StageResult:
     history: list = field(default_factory=list)
 
 
-def pretrain(config, run_dir: str | None = None) -> dict:
+def pretrain(config, run_dir: str | None = None, epoch_callback=None) -> dict:
     """Pre-train ``config["model"]`` with every stage of ``pretrain_stages`` in order (one model, one split of
     the user sequences); write each stage's best epoch to ``<run_dir>/pretrain/<stage>.pth`` (default run_dir:
-    ``checkpoint_dir``) and return ``{stage: StageResult}``."""
+    ``checkpoint_dir``) and return ``{stage: StageResult}``. ``epoch_callback(stage, epoch, valid_result)`` is
+    called after every epoch's validation."""
     stages = [str(s) for s in config["pretrain_stages"] or []]
     if not stages:
         return {}
@@ -51,7 +52,8 @@ def pretrain(config, run_dir: str | None = None) -> dict:
     results = {}
     for stage in stages:
         summary = trainer.train_stage(stage, train_data, valid_data, data.item_vocabulary(),
-                                      os.path.join(folder, f"{stage}.pth"), show_progress=config["show_progress"])
+                                      os.path.join(folder, f"{stage}.pth"), show_progress=config["show_progress"],
+                                      epoch_callback=epoch_callback)
         results[stage] = StageResult(stage=stage, checkpoint=summary["checkpoint"], best_epoch=summary["best_epoch"],
                                      valid_metric=summary["valid_metric"], valid=summary["best_valid_result"],
                                      initial=summary["initial_valid_result"], history=summary["history"])
