@@ -64,6 +64,7 @@ class AdaptSSRTrainer(TaskTrainer):
                     epoch_callback=None) -> dict:
         self.model.set_stage(stage)
         task = self.model.pretext_task
+        task.fit_data(train_data.dataset)
         settings = StageSettings(self.config, stage)
         self.optimizer = self._build_optimizer(learning_rate=settings["learning_rate"],
                                                weight_decay=settings["weight_decay"] or 0.0)

@@ -113,6 +113,11 @@ class PretextTask(nn.Module):
         """Statistics of :meth:`validation_step` that may select the kept epoch -> whether bigger is better."""
         return {"loss": False}
 
+    def fit_data(self, dataset) -> None:
+        """Called once before the stage trains, with the training split (an ``AdaptSSRDataset``: one row per user,
+        ``item_id_list`` / ``item_length``), for tasks that need corpus statistics (item correlations, sequences
+        sharing a last behaviour, ...). Default: nothing."""
+
     def loss(self, encoder, item_seq: torch.Tensor, item_seq_len: torch.Tensor, generator=None) -> torch.Tensor:
         raise NotImplementedError
 

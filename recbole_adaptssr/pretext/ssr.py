@@ -74,6 +74,11 @@ class SSR(PretextTask):
             return {"loss": False}
         return {"loss": False, "acc_implicit": True, "acc_explicit": True}
 
+    def fit_data(self, dataset) -> None:
+        """Augmentation operators that learn from the corpus (e.g. correlation-driven substitution) fit here."""
+        if hasattr(self.augmenter, "fit_data"):
+            self.augmenter.fit_data(dataset)
+
     def views(self, encoder, item_seq, item_seq_len, generator=None):
         """u^, u^+, u~, u~+ (ranking) or u^, None, u~, None (InfoNCE), encoded in one forward pass."""
         pair = self.augmenter(item_seq, item_seq_len, generator=generator)
