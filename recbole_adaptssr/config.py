@@ -10,7 +10,7 @@ from recbole_adaptssr.utils import PROPERTIES_DIR, get_model, properties_file
 
 # list-valued settings of ours; on the command line ``--finetune_from=[ssr,none]`` arrives as a string
 LIST_KEYS = ("pretrain_stages", "finetune_from", "downstream_tasks", "augmentations", "task_split",
-             "pretext_modules", "metrics", "topk")
+             "pretext_modules", "metrics", "topk", "pretrain_methods", "pretrain_methods_file")
 
 # settings the experiment layer sets per run as plumbing (where a run writes), never reported as overridden
 PLUMBING_KEYS = ("checkpoint_dir",)

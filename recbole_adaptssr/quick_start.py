@@ -31,6 +31,10 @@ def run(model="AdaptSSR", dataset="ml-100k", config_file_list=None, config_dict=
     if name != config.dataset:
         config = Config(model=model, dataset=name, config_file_list=config_file_list,
                         config_dict={**(config_dict or {}), "data_path": root})
+    if config["pretrain_methods"]:  # the paper's comparison of pre-training methods (docs/comparison.md)
+        from recbole_adaptssr.experiment.comparison import run_comparison
+
+        return run_comparison(config)
     return run_pipeline(config)
 
 

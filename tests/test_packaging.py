@@ -14,7 +14,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 EXPECTED = {"properties/overall.yaml", "properties/model/AdaptSSR.yaml", "properties/pretext/mlm.yaml",
             "properties/pretext/ssr.yaml", "properties/downstream/recommendation.yaml",
-            "properties/dataset/ml-100k-tasks.yaml"}
+            "properties/dataset/ml-100k-tasks.yaml", "properties/methods.yaml"}
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,355 @@
+"""The paper's comparison as one command (Table 2 and Table 3): ``--pretrain_methods="[none,mlm,adaptssr]"``.
+
+A pre-training *method* is a named recipe: a list of pretext-task stages plus setting overrides, defined in
+``properties/methods.yaml`` (package data) and in the user's own YAML files named by ``pretrain_methods_file``
+(same format; a user method replaces a packaged one of the same name). :func:`run_comparison`
+
+1. resolves every method of ``pretrain_methods`` and validates it BEFORE anything trains: its pretext tasks are
+   looked up by name (lazily: a method whose task module is missing fails naming the method and the task), its
+   settings must be known keys, and its Config (``config.derive(pretrain_stages=..., **settings)``) passes the
+   experiment's :func:`check_pretraining` and :func:`check_finetuning`;
+2. makes ONE run folder, with a subfolder per method: ``<method>/pretrain/<stage>.pth`` (or
+   ``<method>/seed<s>/pretrain/`` with ``pretrain_repeat: True``) and ``<method>/finetune/``;
+3. pre-trains each method once with ``seed`` (or once per fine-tune seed with ``pretrain_repeat: True``, so the
+   std also covers pre-training), timing each run (Table 3);
+4. fine-tunes every selected task from each method's checkpoint with the seeds ``seed, ..., seed+repeat-1``
+   (the same seeds, hence the same task splits, for every method: the runs are paired), sharing one TaskData;
+5. logs Table 2 and Table 3, then writes ``comparison.md``, ``comparison.json``, ``comparison.csv`` and
+   ``pretrain_time.csv`` atomically into the run folder.
+
+Settings (defaults here, as the package YAMLs do not define them): ``pretrain_methods`` (list),
+``pretrain_methods_file`` (path or list of paths), ``pretrain_repeat`` (False), ``compare_method`` (adaptssr),
+``significance_wilcoxon`` (False: the paired t-test only), ``report_split`` (test).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from logging import getLogger
+
+from recbole_adaptssr.compat import plain
+from recbole_adaptssr.config import as_list
+from recbole_adaptssr.experiment import tables
+from recbole_adaptssr.experiment.results import SPLITS, atomic_write_text
+from recbole_adaptssr.utils import properties_file
+
+METHODS_FILE = "methods.yaml"
+METHOD_FIELDS = ("stages", "settings", "finetune_from", "extends", "label", "description")
+# settings a method may not set: the comparison itself decides them (or they are the method's own fields)
+RESERVED = ("pretrain_stages", "finetune_from", "pretrain_methods", "pretrain_methods_file", "pretrain_repeat",
+            "compare_method", "significance_wilcoxon", "report_split", "checkpoint_dir", "seed", "repeat",
+            "downstream_task", "downstream_tasks", "model", "dataset", "data_path", "train_stage")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass
+class Method:
+    """A pre-training recipe: stages in order, setting overrides, the stage fine-tuning starts from."""
+
+    name: str
+    stages: list
+    settings: dict = field(default_factory=dict)
+    finetune_from: str | None = None
+    label: str = ""
+    description: str = ""
+    source: str = ""
+
+
+# ---------------------------------------------------------------------------------------------- method files
+def read_methods_file(path: str) -> dict:
+    """``{name: raw entry}`` of one methods YAML (top-level key ``methods:``)."""
+    import yaml
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"pretrain_methods_file not found: {path}")
+    with open(path, encoding="utf-8") as f:
+        try:
+            data = yaml.safe_load(f) or {}
+        except yaml.YAMLError as error:
+            raise ValueError(f"{path}: not valid YAML: {error}") from error
+    methods = data.get("methods") if isinstance(data, dict) else None
+    if not isinstance(methods, dict):
+        raise ValueError(f"{path}: expected a mapping under the top-level key 'methods:' (see docs/comparison.md)")
+    out = {}
+    for name, entry in methods.items():
+        name = str(name)
+        if not NAME.match(name):
+            raise ValueError(f"{path}: method name {name!r} may only use letters, digits, '_', '.' and '-'")
+        if entry is None:
+            entry = {}
+        if not isinstance(entry, dict):
+            raise ValueError(f"{path}: method {name!r} must be a mapping with keys {list(METHOD_FIELDS)}")
+        unknown = [k for k in entry if k not in METHOD_FIELDS]
+        if unknown:
+            raise ValueError(f"{path}: method {name!r} has unknown key(s) {unknown}; allowed: {list(METHOD_FIELDS)}")
+        out[name] = {**entry, "_source": path}
+    return out
+
+
+def methods_table(files=()) -> dict:
+    """The packaged methods, then each of ``files`` in order (a later definition of a name replaces it)."""
+    table = read_methods_file(properties_file(METHODS_FILE))
+    for path in files or ():
+        table.update(read_methods_file(str(path)))
+    return table
+
+
+def resolve_method(name: str, table: dict) -> Method:
+    """The :class:`Method` called ``name`` in ``table``, its ``extends`` chain applied."""
+    if name not in table:
+        close = difflib.get_close_matches(name, list(table), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"unknown pre-training method {name!r} in pretrain_methods; known: {sorted(table)}{hint} "
+                         "(define your own in a YAML named by pretrain_methods_file, see docs/comparison.md)")
+    chain, current = [], name
+    while current is not None:
+        if current in chain:
+            raise ValueError(f"method {name!r}: 'extends' loops through {chain + [current]}")
+        if current not in table:
+            raise ValueError(f"method {chain[-1]!r} extends unknown method {current!r}")
+        chain.append(current)
+        current = table[current].get("extends")
+        current = None if current is None else str(current)
+    merged = {"settings": {}}
+    for entry_name in reversed(chain):  # the base first, this method last
+        entry = table[entry_name]
+        settings = entry.get("settings") or {}
+        if not isinstance(settings, dict):
+            raise ValueError(f"method {entry_name!r}: settings must be a mapping of setting -> value, got {settings!r}")
+        merged["settings"] = {**merged["settings"], **settings}
+        for key in ("stages", "finetune_from"):
+            if key in entry:
+                merged[key] = entry[key]
+    entry = table[name]
+    if "stages" not in merged:
+        raise ValueError(f"method {name!r} ({entry['_source']}) has no stages (use stages: [] for no pre-training)")
+    stages = merged["stages"]
+    if stages is None:
+        stages = []
+    if isinstance(stages, str):
+        stages = as_list(stages)
+    if not isinstance(stages, list) or not all(isinstance(s, str) and s for s in stages):
+        raise ValueError(f"method {name!r}: stages must be a list of pretext task names, got {merged['stages']!r}")
+    start = merged.get("finetune_from")
+    if start is None:
+        start = stages[-1] if stages else None
+    elif str(start) not in stages:
+        raise ValueError(f"method {name!r}: finetune_from {start!r} is not one of its stages {stages}")
+    reserved = [key for key in merged["settings"] if key in RESERVED]
+    if reserved:
+        raise ValueError(f"method {name!r}: settings may not set {reserved} (the comparison sets them; stages are "
+                         "the method's 'stages' key)")
+    return Method(name=name, stages=list(stages), settings=dict(merged["settings"]),
+                  finetune_from=None if start is None else str(start), label=str(entry.get("label") or name),
+                  description=str(entry.get("description") or ""), source=entry["_source"])
+
+
+def selected_methods(config) -> list:
+    """The :class:`Method` of every name in ``pretrain_methods`` (unknown names and duplicates fail here)."""
+    names = as_list(config["pretrain_methods"]) or []
+    names = [str(n) for n in names]
+    if not names:
+        raise ValueError("pretrain_methods is empty: name at least one method, e.g. --pretrain_methods=[none,adaptssr]")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"pretrain_methods lists {duplicates} more than once")
+    files = as_list(config["pretrain_methods_file"]) or []
+    table = methods_table([str(f) for f in files])
+    return [resolve_method(name, table) for name in names]
+
+
+# ---------------------------------------------------------------------------------------------- validation
+def _lookup_tasks(method: Method, modules) -> None:
+    from recbole_adaptssr.pretext.base import get_pretext_task
+
+    for stage in method.stages:
+        try:
+            get_pretext_task(stage, modules)
+        except (ValueError, ImportError) as error:
+            raise ValueError(f"pre-training method {method.name!r} (stages {method.stages}): {error}") from error
+
+
+def _check_setting_names(method: Method, stage_config) -> None:
+    """Every setting of a method is a defined key, or ``<stage>_<key>`` of one of its stages."""
+    known = set(stage_config.final_config_dict)
+    unknown = []
+    for key in method.settings:
+        if key in known:
+            continue
+        if any(key.startswith(f"{stage}_") and key[len(stage) + 1:] in known for stage in method.stages):
+            continue
+        unknown.append(key)
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hints.append(f"{key} (did you mean {close[0]}?)" if close else key)
+        raise ValueError(f"pre-training method {method.name!r}: unknown setting(s) {', '.join(hints)}")
+
+
+def method_config(config, method: Method):
+    """The Config of one method: the run's Config with ``pretrain_stages`` and the method's settings above the
+    command line."""
+    return config.derive(pretrain_stages=list(method.stages), **method.settings)
+
+
+def check_methods(config, methods: list, task_data, tasks: list) -> dict:
+    """Validate every method (its tasks, setting names, pre-training and fine-tuning settings) and return
+    ``{name: Config}``. Raises ``ValueError`` naming the method before anything is trained."""
+    from recbole_adaptssr.experiment.validation import check_finetuning, check_pretraining
+
+    uses_pretext = getattr(config.model_class, "uses_pretext_tasks", False)
+    configs = {}
+    for method in methods:
+        if method.stages and not uses_pretext:
+            raise ValueError(f"pre-training method {method.name!r} needs a model with pretext tasks (AdaptSSR); "
+                             f"{config['model']} has none")
+        modules = as_list(method.settings.get("pretext_modules", config["pretext_modules"])) or []
+        _lookup_tasks(method, modules)
+        try:
+            _check_setting_names(method, config.derive(pretrain_stages=list(method.stages)))
+            cfg = method_config(config, method)
+            if method.stages:
+                check_pretraining(cfg)
+            check_finetuning(cfg, task_data, tasks, ["none"])
+        except ValueError as error:
+            if str(error).startswith(f"pre-training method {method.name!r}"):
+                raise
+            raise ValueError(f"pre-training method {method.name!r}: {error}") from error
+        configs[method.name] = cfg
+    repeat_pretraining = config["pretrain_repeat"]
+    if not isinstance(repeat_pretraining, bool):
+        raise ValueError(f"pretrain_repeat must be True or False, got {repeat_pretraining!r}")
+    wilcoxon = config["significance_wilcoxon"]
+    if not isinstance(wilcoxon, bool):
+        raise ValueError(f"significance_wilcoxon must be True or False, got {wilcoxon!r}")
+    split = config["report_split"]
+    if split not in SPLITS:
+        raise ValueError(f"report_split must be one of {list(SPLITS)}, got {split!r}")
+    return configs
+
+
+# ---------------------------------------------------------------------------------------------- the command
+def _smaller_metrics() -> tuple:
+    try:
+        from recbole.evaluator.register import smaller_metrics
+    except ImportError:  # pragma: no cover - RecBole always has it
+        return ()
+    return tuple(smaller_metrics)
+
+
+def run_comparison(config) -> dict:
+    """Validate every method, pre-train each, fine-tune every task from each over ``repeat`` seeds, and write
+    Table 2 and Table 3 into one run folder (see the module docstring). Returns what was done."""
+    from recbole.utils import set_color
+
+    from recbole_adaptssr.experiment.finetuning import finetune, resolve_start_point
+    from recbole_adaptssr.experiment.pipeline import load_task_data
+    from recbole_adaptssr.experiment.pretraining import pretrain
+    from recbole_adaptssr.experiment.run_dir import new_run_dir
+    from recbole_adaptssr.experiment.run_logger import init_run_logger
+    from recbole_adaptssr.experiment.validation import selected_tasks
+
+    methods = selected_methods(config)  # unknown names fail here, before anything else
+    task_data = load_task_data(config, required=True)
+    tasks = selected_tasks(config, task_data)
+    configs = check_methods(config, methods, task_data, tasks)
+    repeat_pretraining = config["pretrain_repeat"]
+    compare_method = str(config["compare_method"])
+    tests = ("ttest", "wilcoxon") if config["significance_wilcoxon"] else ("ttest",)
+    split = config["report_split"]
+    seeds = [int(config["seed"]) + r for r in range(int(config["repeat"]))]
+
+    user_settings = plain(getattr(config, "user_config_dict", {}))
+    run_dir = new_run_dir(config["checkpoint_dir"], config["model"], config["dataset"], user_settings)
+    log_file = init_run_logger(config, run_dir)
+    logger = getLogger()
+    logger.info(sys.argv)
+    logger.info(config)
+    logger.info(f"run folder: {run_dir}")
+    logger.info("pre-training methods: " + "; ".join(
+        f"{m.name}: stages {m.stages}" + (f", settings {m.settings}" if m.settings else "") for m in methods))
+    for key in ("pretrain_stages", "finetune_from"):
+        if key in user_settings:
+            logger.warning(f"your setting {key}={user_settings[key]!r} is replaced by each method's stages "
+                           f"in a comparison (pretrain_methods)")
+    for method in methods:
+        for key, value in method.settings.items():
+            if key in user_settings and user_settings[key] != value:
+                logger.warning(f"method {method.name} sets {key}={value!r} above your {key}={user_settings[key]!r}")
+    if compare_method not in {m.name for m in methods}:
+        logger.warning(f"compare_method {compare_method!r} is not among pretrain_methods: no significance test")
+
+    pretrained, times, runs, reported = {}, {}, [], set()
+    for method in methods:
+        cfg = configs[method.name]
+        folder = os.path.join(run_dir, method.name)
+        os.makedirs(folder, exist_ok=True)
+        # {fine-tune seed: start point}: one pre-training for all seeds, or one per seed
+        starts, pretrained[method.name], times[method.name] = {}, [], []
+        pretrain_seeds = seeds if repeat_pretraining else [int(config["seed"])]
+        for seed in pretrain_seeds if method.stages else []:
+            where = os.path.join(folder, f"seed{seed}") if repeat_pretraining else folder
+            logger.info(set_color(f"== pre-training {method.name} {method.stages}, seed {seed}", "yellow"))
+            began = time.perf_counter()
+            stages = pretrain(cfg.derive(seed=seed, checkpoint_dir=where), where)
+            seconds = time.perf_counter() - began
+            times[method.name].append(seconds)
+            pretrained[method.name].append({"seed": seed, "seconds": seconds,
+                                            "stages": {s: asdict(r) for s, r in stages.items()}})
+            state = resolve_start_point(stages[method.finetune_from].checkpoint)
+            for s in (seeds if not repeat_pretraining else [seed]):
+                starts[s] = state
+        if not tasks:
+            continue
+        finetune_folder = os.path.join(folder, "finetune")
+        os.makedirs(finetune_folder, exist_ok=True)
+        for task in tasks:
+            for seed in seeds:
+                result = finetune(cfg, task, starts.get(seed), seed, task_data=task_data, run_dir=finetune_folder,
+                                  label=method.name)
+                for key, (user, run) in result.settings.get("overridden", {}).items():
+                    if key not in reported and key != "seed" and key not in method.settings:
+                        reported.add(key)
+                        logger.warning(f"your setting {key}={user!r} does not apply to downstream runs, which use "
+                                       f"{key}={run!r} (see README, 'Which settings apply where')")
+                runs.append(result)
+
+    labels = {m.name: m.label for m in methods}
+    smaller = _smaller_metrics()
+    stage_lists = {m.name: m.stages for m in methods}
+    time_rows = tables.pretrain_time_rows(times, stage_lists)
+    time_table = tables.pretrain_time_markdown(time_rows, labels)
+    table = (tables.comparison_markdown(runs, split, "none", compare_method, tests, smaller, labels=labels)
+             if runs else "no downstream task selected: no Table 2")
+    logger.info(set_color("Table 2", "yellow") + f" ({run_dir}):\n{table}")
+    logger.info(set_color("Table 3", "yellow") + f" (pre-training time):\n{time_table}")
+
+    columns = tables.table_columns(runs)
+    payload = {
+        "model": config["model"], "dataset": config["dataset"], "run_dir": run_dir, "split": split, "seeds": seeds,
+        "pretrain_repeat": repeat_pretraining, "compare_method": compare_method, "tests": list(tests),
+        "methods": {m.name: asdict(m) for m in methods}, "settings": user_settings,
+        "columns": [list(c) for c in columns],
+        "table2": {s: tables.comparison_rows(runs, s, "none", smaller) for s in SPLITS},
+        "significance": {s: tables.significance(runs, compare_method, s, tests, columns, smaller) for s in SPLITS},
+        "table3": time_rows, "pretrain": pretrained, "runs": [r.as_dict() for r in runs],
+    }
+    files = {"md": os.path.join(run_dir, "comparison.md"), "json": os.path.join(run_dir, "comparison.json"),
+             "csv": os.path.join(run_dir, "comparison.csv"), "time_csv": os.path.join(run_dir, "pretrain_time.csv")}
+    markdown = (f"# Pre-training methods compared: {config['model']} on {config['dataset']}\n\n"
+                f"## Downstream performance (Table 2)\n\n{table}\n\n## Pre-training time (Table 3)\n\n{time_table}\n")
+    atomic_write_text(files["md"], markdown)
+    atomic_write_text(files["json"], json.dumps(payload, indent=2, default=str))
+    atomic_write_text(files["csv"], tables.comparison_csv(runs, "none", smaller))
+    atomic_write_text(files["time_csv"], tables.pretrain_time_csv(time_rows))
+    logger.info(f"comparison written: {files['md']}, {files['json']}, {files['csv']}, {files['time_csv']}")
+    return {"run_dir": run_dir, "log": log_file, "methods": methods, "pretrain": pretrained, "times": times,
+            "runs": runs, "table": table, "time_table": time_table, "files": files,
+            "significance": payload["significance"][split], "rows": payload["table2"][split]}
