@@ -3,12 +3,18 @@
 * :class:`TaskTrainer`: a downstream task (RecBole's fit/evaluate), ranking only the task's target items, keeping
   the best epoch, and writing checkpoints that load with ``weights_only=True``;
 * :class:`AdaptSSRTrainer`: one pre-training stage (a pretext task) with its own optimizer, epochs, patience and
-  validation statistics; the experiment layer runs the stages in order.
+  validation statistics; the experiment layer runs the stages in order. After every epoch it can write a resume
+  checkpoint (model, optimizer, early-stopping state, RNG states of torch/CUDA/numpy/random and of the data
+  loaders' generators), from which :meth:`AdaptSSRTrainer.train_stage` continues exactly where it stopped.
+
+Every checkpoint is written atomically with a content checksum, and verified when read back
+(:mod:`recbole_adaptssr.checkpoint`).
 """
 
 from __future__ import annotations
 
 import copy
+import random
 from time import time
 
 import numpy as np
@@ -17,9 +23,11 @@ from recbole.trainer import Trainer
 from recbole.utils import set_color
 from tqdm import tqdm
 
-from recbole_adaptssr.checkpoint import save_checkpoint
-from recbole_adaptssr.compat import save_trainer_checkpoint
+from recbole_adaptssr.checkpoint import FORMAT_VERSION, save_checkpoint, save_payload, verify_checkpoint
+from recbole_adaptssr.compat import plain, save_trainer_checkpoint
 from recbole_adaptssr.pretext.base import StageSettings
+
+RESUME_KIND = "pretrain-resume"
 
 
 class TaskTrainer(Trainer):
@@ -46,8 +54,24 @@ class TaskTrainer(Trainer):
 
     @torch.no_grad()
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        """RecBole's ``evaluate``; the kept checkpoint it loads (``load_best_model``) is verified first: an empty,
+        truncated or altered file is an error naming it, never a silent load of damaged weights."""
+        if not eval_data:
+            return None
         self.candidate_item_num = getattr(eval_data._dataset, "candidate_item_num", None)
-        return super().evaluate(eval_data, load_best_model, model_file, show_progress)
+        if load_best_model:
+            checkpoint_file = model_file or self.saved_model_file
+            checkpoint = verify_checkpoint(checkpoint_file, map_location=self.device,
+                                           require_checksum=model_file is None)
+            self.model.load_state_dict(checkpoint["state_dict"])
+            self.model.load_other_parameter(checkpoint.get("other_parameter"))
+            self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
+        return super().evaluate(eval_data, False, model_file, show_progress)
+
+    def resume_checkpoint(self, resume_file):
+        """RecBole's ``resume_checkpoint`` on a verified file."""
+        verify_checkpoint(str(resume_file))
+        super().resume_checkpoint(resume_file)
 
 
 class AdaptSSRTrainer(TaskTrainer):
@@ -61,7 +85,13 @@ class AdaptSSRTrainer(TaskTrainer):
     """
 
     def train_stage(self, stage, train_data, valid_data, item_vocabulary, checkpoint_path, show_progress=False,
-                    epoch_callback=None) -> dict:
+                    epoch_callback=None, resume_path=None, resume_state=None, stage_index=0) -> dict:
+        """Train ``stage`` and write its best epoch to ``checkpoint_path``; return the stage's summary.
+
+        ``resume_path``: where to write, after every epoch, the resume checkpoint (atomic) that
+        ``resume_state`` (that file, loaded) continues from: the next epoch then runs exactly as it would have
+        without the interruption. ``epoch_callback(stage, epoch, valid_result)`` runs after an epoch's resume
+        checkpoint is written."""
         self.model.set_stage(stage)
         task = self.model.pretext_task
         task.fit_data(train_data.dataset)
@@ -71,15 +101,40 @@ class AdaptSSRTrainer(TaskTrainer):
         epochs, patience_limit = int(settings["epochs"]), int(settings["stopping_step"])
         metric = settings.get("valid_metric", "loss")
         bigger = type(task).valid_metrics(settings)[metric]
+        loaders = (train_data, valid_data)
 
-        initial = self.evaluate_pretrain(valid_data, show_progress=False)
-        self.logger.info(set_color(f"[{stage}] before training", "green") + f": {_fmt(initial)}")
-        warning = task.check_start(initial)
-        if warning:
-            self.logger.warning(warning)
-        best_score, best_epoch, best_state, best_result = None, -1, None, initial
-        history, patience = [], 0
-        for epoch in range(epochs):
+        if resume_state is None:
+            initial = self.evaluate_pretrain(valid_data, show_progress=False)
+            self.logger.info(set_color(f"[{stage}] before training", "green") + f": {_fmt(initial)}")
+            warning = task.check_start(initial)
+            if warning:
+                self.logger.warning(warning)
+            best_score, best_epoch, best_state, best_result = None, -1, None, initial
+            history, patience, last_epoch, stopped = [], 0, -1, False
+        else:
+            self.model.load_state_dict(resume_state["model_state"])
+            self.optimizer.load_state_dict(resume_state["optimizer"])
+            restore_rng_state(resume_state["rng"], loaders)
+            initial = resume_state["initial"]
+            best_score, best_epoch = resume_state["best_score"], resume_state["best_epoch"]
+            best_state, best_result = resume_state["best_state"], resume_state["best_result"]
+            history, patience = list(resume_state["history"]), resume_state["patience"]
+            last_epoch, stopped = resume_state["epoch"], resume_state["stopped"]
+            self.logger.info(set_color(f"[{stage}] resumed", "green") + f" after epoch {last_epoch}")
+
+        def progress(epoch, finished):
+            return {
+                "format_version": FORMAT_VERSION, "kind": RESUME_KIND, "stage": stage, "stage_index": stage_index,
+                "epoch": epoch, "finished": finished, "stopped": stopped,
+                "model_state": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+                "optimizer": None if finished else self.optimizer.state_dict(),
+                "best_score": None if best_score is None else float(best_score), "best_epoch": best_epoch,
+                "best_state": None if finished else best_state, "best_result": plain(best_result),
+                "initial": plain(initial), "history": plain(history), "patience": patience,
+                "valid_metric": metric, "rng": rng_state(loaders),
+            }
+
+        for epoch in range(last_epoch + 1, epochs if not stopped else 0):
             start = time()
             train_loss = self._train_epoch(train_data, epoch, show_progress=show_progress)
             train_loss = sum(train_loss) if isinstance(train_loss, tuple) else train_loss
@@ -97,26 +152,38 @@ class AdaptSSRTrainer(TaskTrainer):
             self.tensorboard.add_scalar(f"{stage}/train_loss", train_loss, epoch)
             for key, value in result.items():
                 self.tensorboard.add_scalar(f"{stage}/valid_{key}", value, epoch)
-            if epoch_callback is not None:
-                epoch_callback(stage, epoch, result)
             score = result[metric]
             if best_score is None or (score > best_score if bigger else score < best_score):
                 best_score, best_epoch, best_result, patience = score, epoch, result, 0
                 best_state = copy.deepcopy(self.model.state_dict())
             else:
                 patience += 1
-                if patience >= patience_limit:
-                    self.logger.info(f"[{stage}] early stop: no better valid {metric} for {patience} epochs")
-                    break
+                stopped = patience >= patience_limit
+            if resume_path is not None:
+                save_payload(progress(epoch, finished=False), resume_path)
+            if epoch_callback is not None:
+                epoch_callback(stage, epoch, result)
+            if stopped:
+                self.logger.info(f"[{stage}] early stop: no better valid {metric} for {patience} epochs")
+                break
         if best_state is not None:
             self.model.load_state_dict(best_state)
-        save_checkpoint(checkpoint_path, self.model, stage, self.config, item_vocabulary, best_result, best_epoch)
+        save_checkpoint(checkpoint_path, self.model, stage, self.config, item_vocabulary, best_result, best_epoch,
+                        summary={"valid_metric": metric, "initial_valid_result": initial, "history": history})
+        if resume_path is not None:  # the stage's end: the model is its kept epoch; RNG states as the next stage finds them
+            save_payload(progress(max(last_epoch, len(history) - 1), finished=True), resume_path)
         self.logger.info(
             set_color(f"[{stage}] best epoch {best_epoch}", "yellow")
             + f" (valid {metric}): {_fmt(best_result)}; saved {checkpoint_path}"
         )
         return {"best_epoch": best_epoch, "valid_metric": metric, "best_valid_result": best_result,
                 "initial_valid_result": initial, "history": history, "checkpoint": checkpoint_path}
+
+    def restore_stage_end(self, state: dict, train_data, valid_data) -> None:
+        """Put the model and every RNG where a finished stage left them (``state``: its final resume checkpoint),
+        so the next stage starts as it would have without the interruption."""
+        self.model.load_state_dict(state["model_state"])
+        restore_rng_state(state["rng"], (train_data, valid_data))
 
     @torch.no_grad()
     def evaluate_pretrain(self, valid_data, show_progress=False) -> dict:
@@ -153,3 +220,40 @@ class AdaptSSRTrainer(TaskTrainer):
 
 def _fmt(result: dict) -> str:
     return "  ".join(f"{key}: {value:.4f}" for key, value in result.items())
+
+
+# ----------------------------------------------------------------------------------------------------- RNG states
+def rng_state(loaders=()) -> dict:
+    """Every random state a training epoch draws from, as tensors and plain values (``weights_only`` loadable):
+    torch (CPU, and every CUDA device when present), numpy's and ``random``'s global generators, and the
+    ``torch.Generator`` of each data loader (RecBole's loaders shuffle with ``loader.generator``)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
+        "numpy": {"name": str(name), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "random": {"version": int(version), "state": [int(v) for v in internal], "gauss_next": gauss_next},
+        "loaders": [_generator(loader).get_state() if _generator(loader) is not None else None for loader in loaders],
+    }
+
+
+def restore_rng_state(state: dict, loaders=()) -> None:
+    """Inverse of :func:`rng_state`. CUDA states are restored when this machine has as many devices."""
+    torch.set_rng_state(state["torch"].cpu())
+    cuda = state.get("cuda") or []
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([t.cpu() for t in cuda])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    r = state["random"]
+    random.setstate((r["version"], tuple(r["state"]), r["gauss_next"]))
+    for loader, saved in zip(loaders, state.get("loaders") or []):
+        if saved is not None and _generator(loader) is not None:
+            _generator(loader).set_state(saved.cpu())
+
+
+def _generator(loader):
+    return getattr(loader, "generator", None)

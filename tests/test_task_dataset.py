@@ -267,8 +267,8 @@ def test_split_is_6_2_2_disjoint_complete_and_seeded(tmp_path, task, kind, n_use
     else:
         everything = sorted((u, index[label]) for u, label in data.labels["cls"].items())
 
-    def split_with(seed):
-        _, parts = build_task(data, tmp_path, task, kind, seed=seed)
+    def split_with(seed):  # the row split (the paper's for profiling and CVR; an option for recommendation)
+        _, parts = build_task(data, tmp_path, task, kind, seed=seed, recommendation_split_by="row")
         return [_samples(p, task) for p in parts]
 
     first = split_with(1)
@@ -278,3 +278,40 @@ def test_split_is_6_2_2_disjoint_complete_and_seeded(tmp_path, task, kind, n_use
     second = split_with(2)
     assert sorted(second[0] + second[1] + second[2]) == everything
     assert set(second[2]) != set(first[2]) and set(second[1]) != set(first[1])
+
+
+def test_recommendation_split_is_over_users_and_a_cold_test_user_has_nothing_masked(tmp_path):
+    """The paper's split for cold recommendation: 6:2:2 of the USERS, every target of a user in one split; the
+    full-sort evaluation then masks no item of a test user (its history is empty)."""
+    data = write_task_dataset(tmp_path / "data", "tt", tasks=("rec",), n_users=50)
+    dataset, parts = build_task(data, tmp_path, "rec", "recommendation")
+    assert dataset.config["task_split_by"] == "user"
+    users = [set(tokens) for tokens in (_users(p) for p in parts)]
+    assert [len(u) for u in users] == [30, 10, 10]
+    assert not (users[0] & users[1]) and not (users[0] & users[2]) and not (users[1] & users[2])
+    assert sorted(_samples(parts[0], "rec") + _samples(parts[1], "rec") + _samples(parts[2], "rec")) == sorted(
+        (u, t) for u, t in data.rec)  # every (user, target) sample in exactly one split
+    _, again = build_task(data, tmp_path, "rec", "recommendation")
+    assert [set(_users(p)) for p in again] == users  # seeded
+    _, other = build_task(data, tmp_path, "rec", "recommendation", seed=7)
+    assert set(_users(other[2])) != users[2]
+
+    from recbole.data import data_preparation
+
+    config = dataset.config
+    _, _, test_loader = data_preparation(config, create_dataset(config))
+    history = test_loader.uid2history_item
+    test_uids = set(test_loader.dataset.inter_feat["user_id"].tolist())
+    assert test_uids and all(history[uid] is None or len(history[uid]) == 0 for uid in test_uids)
+
+
+def test_low_label_regime_keeps_a_share_of_the_training_users_only(tmp_path):
+    data = write_task_dataset(tmp_path / "data", "tt", tasks=("cls",), n_users=50)
+    _, full = build_task(data, tmp_path, "cls", "multiclass")
+    _, low = build_task(data, tmp_path, "cls", "multiclass", task_train_share=0.2)
+    assert len(set(_users(low[0]))) == 6 and set(_users(low[0])) <= set(_users(full[0]))  # ceil(0.2 * 30)
+    assert [_samples(p, "cls") for p in low[1:]] == [_samples(p, "cls") for p in full[1:]]  # valid, test unchanged
+
+
+def _users(split):
+    return [str(u) for u in split.field2id_token["user_id"][split.inter_feat["user_id"].numpy()]]

@@ -154,6 +154,37 @@ class AdaptSSRTaskDataset(Dataset):
         self.field2type[self.label_field] = FeatureType.FLOAT
         self.field2seqlen[self.label_field] = 1
 
+    # ------------------------------------------------------------------ split
+    def build(self):
+        """RecBole's seeded random split of the samples (``task_split_by: row``), or the paper's split of the USERS
+        (``task_split_by: user``: every sample of a user lands in one split, so a test user is cold: none of its
+        targets is in training, and the full-sort evaluation masks nothing for it). Then, for a low-label regime,
+        only a seeded share ``task_train_share`` of the training split's users is kept (valid and test unchanged)."""
+        split_by = self.config["task_split_by"] or "row"
+        datasets = super().build() if split_by == "row" else self._split_users(self.config["eval_args"]["split"]["RS"])
+        share = float(self.config["task_train_share"] if self.config["task_train_share"] is not None else 1.0)
+        if share < 1.0:
+            datasets[0] = self._keep_users(datasets[0], share)
+        return datasets
+
+    def _split_users(self, ratios):
+        self._change_feat_format()
+        uids = self.inter_feat[self.uid_field].numpy()
+        users = np.unique(uids)
+        shuffled = users[np.random.RandomState(self.config["seed"]).permutation(len(users))]
+        bounds = self._calcu_split_ids(len(users), ratios)
+        part = np.zeros(self.user_num, dtype=np.int64)
+        part[shuffled] = np.searchsorted(bounds, np.arange(len(users)), side="right")
+        row_part = part[uids]
+        return [self.copy(self.inter_feat[torch.from_numpy(np.flatnonzero(row_part == k))]) for k in range(len(ratios))]
+
+    def _keep_users(self, dataset, share):
+        uids = dataset.inter_feat[self.uid_field].numpy()
+        users = np.unique(uids)
+        keep = max(1, int(np.ceil(share * len(users))))
+        kept = np.random.RandomState(self.config["seed"] + 1).permutation(users)[:keep]
+        return dataset.copy(dataset.inter_feat[torch.from_numpy(np.flatnonzero(np.isin(uids, kept)))])
+
     # ------------------------------------------------------------------ behaviour sequences
     def _change_feat_format(self):
         super()._change_feat_format()

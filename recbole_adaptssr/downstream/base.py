@@ -3,7 +3,8 @@
 
 A kind declares the fields its task file holds, how its labels are encoded, its head on the user representation
 u (a two-layer MLP, Appendix C) and, in its YAML, RecBole's evaluation of it: ``<kind>_metrics``,
-``<kind>_valid_metric``, ``<kind>_eval_mode`` (``labeled`` or ``full``) and, for ranking metrics, ``<kind>_topk``.
+``<kind>_valid_metric``, ``<kind>_eval_mode`` (``labeled`` or ``full``), for ranking metrics ``<kind>_topk``, and
+``<kind>_split_by`` (``row``: the samples are split at random; ``user``: the users are, so a test user is cold).
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ class TaskKind:
 
         view = StageSettings(config, cls.name)
         settings = {"metrics": list(view["metrics"]), "valid_metric": view["valid_metric"],
-                    "eval_mode": view["eval_mode"]}
+                    "eval_mode": view["eval_mode"], "split_by": view.get("split_by", "row")}
         if view.get("topk") is not None:
             settings["topk"] = list(view["topk"])
         return settings
@@ -78,6 +79,8 @@ class TaskKind:
         settings = cls.evaluation_settings(config)
         if settings["eval_mode"] not in ("labeled", "full"):
             raise ValueError(f"{cls.name}_eval_mode must be labeled or full, got {settings['eval_mode']!r}")
+        if settings["split_by"] not in ("row", "user"):
+            raise ValueError(f"{cls.name}_split_by must be row or user, got {settings['split_by']!r}")
         metrics = [m.lower() for m in settings["metrics"]]
         valid = str(settings["valid_metric"]).lower()
         if valid.split("@")[0] not in metrics:

@@ -37,6 +37,7 @@ def run_overrides(config, task: str, kind, seed: int, task_data: TaskData, run_d
         "valid_metric": evaluation["valid_metric"],
         "eval_args": {"split": {"RS": list(config["task_split"])}, "order": "RO", "group_by": None,
                       "mode": evaluation["eval_mode"]},
+        "task_split_by": evaluation["split_by"],
     }
     if "topk" in evaluation:
         overrides["topk"] = evaluation["topk"]

@@ -129,6 +129,11 @@ class PretextTask(nn.Module):
         """A warning when the validation statistics before the first epoch show collapsed representations."""
         return None
 
+    def check_end(self, statistics: dict) -> str | None:
+        """A warning when the kept epoch's validation statistics show the stage did not learn (e.g. no better than
+        a trivial baseline)."""
+        return None
+
 
 def builtin_pretext_tasks() -> list:
     """Names of the pretext tasks shipped in this package (the modules of this folder)."""

@@ -1,24 +1,34 @@
 """``mlm``: masked behaviour prediction (PeterRec's MLM), the warm-up of Algorithm 1 line 1.
 
-A share ``mlm_mask_ratio`` of each sequence's valid positions (at least one) is replaced by the mask token and
-predicted among all items from the encoder's hidden state at that position. The output layer is tied to the
-item embeddings (plus a per-item bias); ``mlm_head: transform`` puts BERT's dense + GELU + LayerNorm transform
-before it, ``mlm_head: tied`` is the authors' release (the tied layer alone).
+A share ``mlm_mask_ratio`` of each sequence's valid positions (at least one, never all of a longer sequence) is
+replaced by the mask token and predicted among ALL items from the encoder's hidden state at that position. The
+output layer is tied to the item embeddings plus a per-item bias (``mlm_head: tied``, the authors' release);
+``mlm_head: transform`` puts BERT's dense + GELU + LayerNorm before it. The full-softmax cross-entropy is computed
+in fixed-size blocks (:mod:`recbole_adaptssr.item_softmax`): exact, without the (masked positions x items) logits,
+so memory stays flat from step to step.
+
+Validation reports, on the same masked positions, the loss, top-1 accuracy (``mlm_acc``), ``hit@10`` and
+``ndcg@10`` among all items, and the same for the popularity baseline (the training split's item frequencies):
+``pop_loss``, ``pop_hit@10``, ``pop_ndcg@10``. A warm-up that has not beaten the popularity baseline is reported.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recbole_adaptssr.item_softmax import item_cross_entropy, item_ranking_statistics
 from recbole_adaptssr.pretext.base import PretextTask, StageSettings
 
 HEADS = ("transform", "tied")
+TOPK = 10
 
 
 class MaskedItemHead(nn.Module):
-    """Scores of every item at the masked positions, against the (tied) item embedding table."""
+    """Hidden state -> scores of every item against the (tied) item embedding table, plus a per-item bias."""
 
     def __init__(self, hidden_size: int, n_items: int, kind: str, layer_norm_eps: float = 1e-12):
         super().__init__()
@@ -28,9 +38,6 @@ class MaskedItemHead(nn.Module):
         )
         self.bias = nn.Parameter(torch.zeros(n_items))
 
-    def forward(self, hidden: torch.Tensor, item_weight: torch.Tensor) -> torch.Tensor:
-        return self.transform(hidden) @ item_weight.t() + self.bias
-
 
 class MLM(PretextTask):
     name = "mlm"
@@ -39,6 +46,10 @@ class MLM(PretextTask):
         super().__init__(settings, n_items, hidden_size)
         self.mask_ratio = float(settings["mask_ratio"])
         self.head = MaskedItemHead(hidden_size, n_items, settings["head"], settings.get("layer_norm_eps", 1e-12))
+        # popularity baseline, fitted on the training split: log-frequency and popularity rank of each item
+        self.register_buffer("popularity_log_prob", torch.zeros(n_items), persistent=False)
+        self.register_buffer("popularity_rank", torch.zeros(n_items, dtype=torch.long), persistent=False)
+        self.popularity_fitted = False
 
     @classmethod
     def check_settings(cls, settings):
@@ -51,24 +62,70 @@ class MLM(PretextTask):
 
     @classmethod
     def valid_metrics(cls, settings):
-        return {"loss": False, "mlm_acc": True}
+        return {"loss": False, "mlm_acc": True, f"hit@{TOPK}": True, f"ndcg@{TOPK}": True}
 
-    def _predict_masked(self, encoder, item_seq, generator):
+    def fit_data(self, dataset) -> None:
+        """Item frequencies of the training sequences: the popularity baseline of the validation statistics."""
+        seq = dataset.inter_feat[dataset.item_id_list_field]
+        counts = torch.bincount(seq[seq != 0].flatten(), minlength=self.n_items)[: self.n_items].float()
+        counts[0] = 0.0
+        log_prob = torch.log(counts.clamp(min=0.5) / counts.sum())  # unseen items: half a count
+        rank = _rank_by_count(counts)
+        self.popularity_log_prob.copy_(log_prob)
+        self.popularity_rank.copy_(rank)
+        self.popularity_fitted = True
+
+    def _masked_positions(self, item_seq, generator):
         valid = item_seq != 0
         noise = torch.rand(item_seq.shape, generator=generator, device=item_seq.device)
         noise = noise.masked_fill(~valid, 2.0)
         chosen = noise < self.mask_ratio
         # every sequence predicts at least one behaviour: its position with the smallest noise
-        chosen = chosen | F.one_hot(noise.argmin(dim=1), item_seq.size(1)).bool()
+        return chosen | F.one_hot(noise.argmin(dim=1), item_seq.size(1)).bool()
+
+    def _predict_masked(self, encoder, item_seq, generator):
+        """(transformed hidden states at the masked positions (N, d), their original items (N,))."""
+        chosen = self._masked_positions(item_seq, generator)
         hidden, _ = encoder.encode(item_seq.masked_fill(chosen, encoder.mask_token_id))
-        logits = self.head(hidden[chosen], encoder.item_embedding.weight[: self.n_items])
-        return logits, item_seq[chosen]
+        return self.head.transform(hidden[chosen]), item_seq[chosen]
+
+    def _item_table(self, encoder):
+        return encoder.item_embedding.weight[: self.n_items]
 
     def loss(self, encoder, item_seq, item_seq_len, generator=None):
-        logits, targets = self._predict_masked(encoder, item_seq, generator)
-        return F.cross_entropy(logits, targets)
+        hidden, targets = self._predict_masked(encoder, item_seq, generator)
+        return item_cross_entropy(hidden, self._item_table(encoder), targets, self.head.bias)
 
     def validation_step(self, encoder, item_seq, item_seq_len, generator=None):
-        logits, targets = self._predict_masked(encoder, item_seq, generator)
-        return {"loss": float(F.cross_entropy(logits, targets)),
-                "mlm_acc": float((logits.argmax(dim=-1) == targets).float().mean())}
+        hidden, targets = self._predict_masked(encoder, item_seq, generator)
+        table = self._item_table(encoder)
+        ranking = item_ranking_statistics(hidden, table, targets, self.head.bias, k=TOPK)
+        stats = {"loss": float(item_cross_entropy(hidden, table, targets, self.head.bias)),
+                 "mlm_acc": float(ranking["accuracy"]), f"hit@{TOPK}": float(ranking[f"hit@{TOPK}"]),
+                 f"ndcg@{TOPK}": float(ranking[f"ndcg@{TOPK}"])}
+        if self.popularity_fitted:
+            rank = self.popularity_rank[targets]
+            stats.update({"pop_loss": float(-self.popularity_log_prob[targets].mean()),
+                          f"pop_hit@{TOPK}": float((rank < TOPK).float().mean()),
+                          f"pop_ndcg@{TOPK}": float(torch.where(rank < TOPK, 1.0 / torch.log2(rank.float() + 2),
+                                                                torch.zeros(())).mean())})
+        return stats
+
+    def check_end(self, statistics: dict) -> str | None:
+        hit, pop = statistics.get(f"hit@{TOPK}"), statistics.get(f"pop_hit@{TOPK}")
+        if hit is None or pop is None:
+            return None
+        loss, pop_loss = statistics["loss"], statistics.get("pop_loss", math.inf)
+        if hit <= pop or loss >= pop_loss:
+            return (f"[mlm] the warm-up has not beaten the popularity baseline (hit@{TOPK} {hit:.4f} vs {pop:.4f}, "
+                    f"loss {loss:.4f} vs {pop_loss:.4f}): it has not converged; the ranking stage would start from "
+                    "nearly identical user representations. Train longer (mlm_epochs, mlm_stopping_step, "
+                    "mlm_min_epochs) or with a larger mlm_learning_rate.")
+        return None
+
+
+def _rank_by_count(counts: torch.Tensor) -> torch.Tensor:
+    """Number of items with a strictly higher count, for each item (sort-based: O(V log V))."""
+    order = torch.sort(counts, descending=True).values
+    # items strictly above c = position of the first c in the descending order
+    return torch.searchsorted(-order, -counts, right=False)
