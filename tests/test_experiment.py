@@ -207,7 +207,7 @@ def test_two_identical_pipelines_at_once_give_what_each_gives_alone(task_data, t
 
 
 # ------------------------------------------------------------------------------------------- import hygiene
-@pytest.mark.parametrize("module", ["recbole_adaptssr.losses", "recbole_adaptssr.augment.sequence",
+@pytest.mark.parametrize("module", ["recbole_adaptssr.losses", "recbole_adaptssr.augment.sequence", "recbole_adaptssr.item_softmax",
                                     "recbole_adaptssr", "recbole_adaptssr.pretext.base"])
 def test_pure_modules_import_without_recbole(module):
     code = f"import sys, {module}; print('recbole' in sys.modules, 'recbole_adaptssr.compat' in sys.modules)"
