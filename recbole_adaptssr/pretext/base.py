@@ -129,6 +129,11 @@ class PretextTask(nn.Module):
         """A warning when the validation statistics before the first epoch show collapsed representations."""
         return None
 
+    def may_stop(self, statistics: dict) -> bool:
+        """Whether early stopping may end the stage at an epoch with these validation statistics (a task can refuse
+        while it has not left a trivial plateau). Default: always."""
+        return True
+
     def check_end(self, statistics: dict) -> str | None:
         """A warning when the kept epoch's validation statistics show the stage did not learn (e.g. no better than
         a trivial baseline)."""

@@ -111,12 +111,23 @@ class MLM(PretextTask):
                                                                 torch.zeros(())).mean())})
         return stats
 
-    def check_end(self, statistics: dict) -> str | None:
+    @staticmethod
+    def beats_popularity(statistics: dict) -> bool | None:
+        """Whether the model beats the popularity baseline in hit@10 and loss (None without a baseline)."""
         hit, pop = statistics.get(f"hit@{TOPK}"), statistics.get(f"pop_hit@{TOPK}")
         if hit is None or pop is None:
             return None
-        loss, pop_loss = statistics["loss"], statistics.get("pop_loss", math.inf)
-        if hit <= pop or loss >= pop_loss:
+        return hit > pop and statistics["loss"] < statistics.get("pop_loss", math.inf)
+
+    def may_stop(self, statistics: dict) -> bool:
+        """Not on the popularity plateau (unless ``mlm_stop_on_plateau``): the validation loss can stall there for
+        many epochs before the model learns more than item frequencies; then only mlm_epochs ends the stage."""
+        return bool(self.settings.get("stop_on_plateau", False)) or self.beats_popularity(statistics) is not False
+
+    def check_end(self, statistics: dict) -> str | None:
+        if self.beats_popularity(statistics) is False:
+            hit, pop = statistics[f"hit@{TOPK}"], statistics[f"pop_hit@{TOPK}"]
+            loss, pop_loss = statistics["loss"], statistics.get("pop_loss", math.inf)
             return (f"[mlm] the warm-up has not beaten the popularity baseline (hit@{TOPK} {hit:.4f} vs {pop:.4f}, "
                     f"loss {loss:.4f} vs {pop_loss:.4f}): it has not converged; the ranking stage would start from "
                     "nearly identical user representations. Train longer (mlm_epochs, mlm_stopping_step, "
