@@ -1,4 +1,5 @@
-"""Invariants of the batched CL4SRec augmentation operators (recbole_adaptssr.augment.sequence)."""
+"""Invariants of the batched augmentation operators (recbole_adaptssr.augment.sequence): CL4SRec's crop, mask and
+reorder, CoSeRec's substitute and insert, the operator registry and the augmenter that draws among them."""
 
 import math
 from collections import Counter
@@ -6,13 +7,19 @@ from collections import Counter
 import pytest
 import torch
 
+from recbole_adaptssr.augment.correlation import CorrelationTable
 from recbole_adaptssr.augment.sequence import (
+    OPERATOR_REGISTRY,
     AugmentedPair,
     SequenceAugmenter,
     crop,
+    insert,
     mask,
+    register_operator,
     reorder,
+    substitute,
 )
+from recbole_adaptssr.pretext.base import StageSettings
 
 L = 50
 B = 500
@@ -291,3 +298,249 @@ def test_bad_shapes():
         crop(torch.ones(5, dtype=torch.long), torch.ones(5, dtype=torch.long))
     with pytest.raises(ValueError, match="item_seq_len must have shape"):
         mask(torch.ones(2, 5, dtype=torch.long), torch.ones(3, dtype=torch.long), MASK_ID)
+
+
+# ----------------------------------------------------------------------------- CoSeRec's operators: substitute, insert
+# The correlated items of the synthetic table live in [CORR_BASE, CORR_BASE + 100), a range no sequence uses, so an
+# inserted or substituted item is recognisable in the output. Items 1..L have 0 to 3 correlated items.
+CORR_BASE = 200
+
+
+def correlation_table(max_item=L, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    table = torch.zeros((CORR_BASE + 100, 3), dtype=torch.long)
+    counts = torch.randint(0, 4, (max_item + 1,), generator=g)
+    counts[0] = 0
+    counts[1] = 0  # item 1 never has a correlated item
+    counts[2] = 3
+    for item in range(1, max_item + 1):
+        picks = torch.randperm(100, generator=g)[: counts[item]] + CORR_BASE
+        table[item, : counts[item]] = picks
+    return table
+
+
+def correlates(table, item):
+    return {c for c in table[item].tolist() if c != 0} if item < table.shape[0] else set()
+
+
+def check_substitute(inp, n, out, out_len, ratio, table):
+    assert out_len == n
+    assert out[n:] == inp[n:]
+    eligible = [p for p in range(n) if correlates(table, inp[p])]
+    changed = [p for p in range(len(inp)) if inp[p] != out[p]]
+    assert len(changed) == min(expected_k(ratio, n), len(eligible)), (inp, n, out)
+    assert all(p < n and out[p] in correlates(table, inp[p]) for p in changed), (inp, n, out)
+
+
+def check_insert(inp, n, out, out_len, ratio, table, max_len=L):
+    eligible = [p for p in range(n) if correlates(table, inp[p])]
+    k = min(expected_k(ratio, n), len(eligible))
+    assert out_len == min(n + k, max_len)
+    assert all(x == 0 for x in out[out_len:])
+    kept = out[:out_len]
+    originals = [x for x in kept if x < CORR_BASE]
+    assert originals == inp[n - len(originals) : n], (inp, n, out)  # the most recent behaviours, in order
+    inserted = [i for i, x in enumerate(kept) if x >= CORR_BASE]
+    assert len(inserted) <= k
+    if n + k <= max_len:
+        assert len(inserted) == k
+    for i in inserted:  # each inserted item stands right before an original item it is correlated with
+        assert i + 1 < len(kept) and kept[i + 1] < CORR_BASE, (inp, n, out)
+        assert kept[i] in correlates(table, kept[i + 1]), (inp, n, out)
+
+
+@pytest.mark.parametrize("ratio", [0.1, 0.4, 0.7, 1.0])
+@pytest.mark.parametrize("operator, checker", [(substitute, check_substitute), (insert, check_insert)])
+def test_correlated_operator_invariants(operator, checker, ratio):
+    table = correlation_table()
+    seq, lens = make_batch(seed=41)
+    seq0, lens0 = seq.clone(), lens.clone()
+    out, out_len = operator(seq, lens, table, ratio=ratio, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(seq, seq0) and torch.equal(lens, lens0)
+    assert out.shape == seq.shape and out.dtype == seq.dtype
+    check_rows(checker, seq, lens, out, out_len, ratio, table)
+    if operator is insert:  # some sequences grew past L and lost their oldest items
+        assert (out_len == L).sum() > (lens == L).sum()
+
+
+def test_substitute_and_insert_length_one_and_uncorrelated_rows():
+    table = correlation_table()
+    seq = torch.tensor([[2, 0, 0], [1, 0, 0], [1, 1, 0], [2, 0, 0]])  # item 1 has no correlated item
+    lens = torch.tensor([1, 1, 2, 1])
+    out, out_len = substitute(seq, lens, table, ratio=0.5, generator=torch.Generator().manual_seed(0))
+    assert out_len.tolist() == [1, 1, 2, 1]
+    assert out[0, 0].item() in correlates(table, 2) and out[0, 1:].tolist() == [0, 0]
+    assert torch.equal(out[1:3], seq[1:3])
+    out, out_len = insert(seq, lens, table, ratio=0.5, generator=torch.Generator().manual_seed(0))
+    assert out_len.tolist() == [2, 1, 2, 2]
+    assert out[0, 0].item() in correlates(table, 2) and out[0, 1:].tolist() == [2, 0]
+    assert torch.equal(out[1:3], seq[1:3])
+    # a width of 1: the inserted item is older than the item, so the most recent one is kept
+    out, out_len = insert(seq[3:, :1], lens[3:], table, ratio=1.0, generator=torch.Generator().manual_seed(0))
+    assert out.tolist() == [[2]] and out_len.tolist() == [1]
+
+
+def test_correlated_draw_covers_the_top_k_uniformly():
+    table = correlation_table()
+    seq = torch.full((6000, 1), 2)  # item 2 has three correlated items
+    lens = torch.ones(6000, dtype=torch.long)
+    out, _ = substitute(seq, lens, table, ratio=1.0, generator=torch.Generator().manual_seed(5))
+    freq = torch.bincount(out[:, 0] - CORR_BASE, minlength=100).double() / 6000
+    for item in correlates(table, 2):
+        assert 0.29 < freq[item - CORR_BASE] < 0.38
+    ins, _ = insert(torch.cat([seq, torch.zeros_like(seq)], 1), lens, table, ratio=1.0,
+                    generator=torch.Generator().manual_seed(5))
+    assert set(ins[:, 0].tolist()) == correlates(table, 2) and (ins[:, 1] == 2).all()
+
+
+def test_substitute_insert_reproducible():
+    table = correlation_table()
+    seq, lens = make_batch(seed=47)
+    for fn in (substitute, insert):
+        a = fn(seq, lens, table, generator=torch.Generator().manual_seed(11))
+        b = fn(seq, lens, table, generator=torch.Generator().manual_seed(11))
+        c = fn(seq, lens, table, generator=torch.Generator().manual_seed(12))
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+        assert not torch.equal(a[0], c[0])
+
+
+# ----------------------------------------------------------------------------- the registry and a fitted augmenter
+def fitted_augmenter(operators, **kwargs):
+    """An augmenter whose correlation table is the synthetic one above."""
+    aug = SequenceAugmenter(MASK_ID, operators=operators, **kwargs)
+    table = correlation_table()
+    padded = torch.zeros((MASK_ID + 1, table.shape[1]), dtype=torch.long)
+    padded[: table.shape[0]] = table
+    aug.correlation = CorrelationTable(padded, padded.double())
+    return aug, table
+
+
+def check_any_view(aug, table, seq, lens, out, out_len, ops):
+    """check_view, extended to substitute and insert."""
+    for row, op in enumerate(ops.tolist()):
+        name = aug.operators[op] if op >= 0 else None
+        args = (seq[row].tolist(), lens[row].item(), out[row].tolist(), out_len[row].item())
+        if name == "substitute":
+            check_substitute(*args, aug.substitute_ratio, table)
+        elif name == "insert":
+            check_insert(*args, aug.insert_ratio, table)
+        else:
+            check_view(aug, seq[row:row + 1], lens[row:row + 1], out[row:row + 1], out_len[row:row + 1], ops[row:row + 1])
+
+
+def test_augmenter_with_all_five_operators():
+    operators = ("substitute", "insert", "crop", "mask", "reorder")
+    aug, table = fitted_augmenter(operators, substitute_ratio=0.3, insert_ratio=0.5)
+    assert (aug.substitute_ratio, aug.insert_ratio, aug.mask_ratio) == (0.3, 0.5, 0.6)
+    seq, lens = make_batch(batch=600, seed=51)
+    pair = aug(seq, lens, generator=torch.Generator().manual_seed(0))
+    for ops in (pair.op_a, pair.op_b):
+        assert set(ops.tolist()) == set(range(5))
+    check_any_view(aug, table, seq, lens, pair.seq_a, pair.len_a, pair.op_a)
+    check_any_view(aug, table, seq, lens, pair.seq_b, pair.len_b, pair.op_b)
+    again = aug(seq, lens, generator=torch.Generator().manual_seed(0))
+    assert all(torch.equal(x, y) for x, y in zip(pair, again))
+
+
+def test_short_sequence_rule():
+    """CoSeRec: sequences of at most short_seq_threshold behaviours draw only among the short-sequence operators."""
+    operators = ("crop", "mask", "reorder", "substitute", "insert")
+    aug, _ = fitted_augmenter(operators, short_seq_threshold=4)
+    assert aug.short_seq_operators == ("insert", "substitute", "mask")
+    lengths = torch.randint(1, 12, (20_000,), generator=torch.Generator().manual_seed(3))
+    ops = aug.draw_operators(lengths, generator=torch.Generator().manual_seed(4))
+    names = [aug.operators[i] for i in ops.tolist()]
+    short = {name for name, n in zip(names, lengths.tolist()) if n <= 4}
+    assert short == {"insert", "substitute", "mask"}
+    assert {name for name, n in zip(names, lengths.tolist()) if n == 1} == {"insert", "substitute"}
+    assert {name for name, n in zip(names, lengths.tolist()) if n > 4} == set(operators)
+    long = torch.bincount(ops[lengths > 4], minlength=5).double() / (lengths > 4).sum()
+    assert ((long > 0.17) & (long < 0.23)).all(), long
+
+
+def test_operator_needing_correlations_says_fit_first():
+    aug = SequenceAugmenter(MASK_ID, operators=("crop", "substitute"))
+    seq, lens = make_batch(batch=4)
+    with pytest.raises(RuntimeError, match=r"\['substitute'\] need the item correlations .* fit_data"):
+        aug(seq, lens)
+    # operators without that need never fit anything
+    plain = SequenceAugmenter(MASK_ID)
+    assert not plain.needs_fit and aug.needs_fit
+    plain.fit_data(object())  # nothing is read from the data set
+    assert plain.correlation is None
+
+
+def test_fit_sequences_pads_the_mask_token_row():
+    aug = SequenceAugmenter(7, operators=("insert",), correlation_measure="count", correlation_topk=2)
+    seq = torch.tensor([[1, 2, 3], [2, 3, 0], [4, 0, 0]])
+    table = aug.fit_sequences(seq, torch.tensor([3, 2, 1]))
+    assert table.items.shape == (8, 2)
+    assert table.items.tolist() == [[0, 0], [2, 3], [3, 1], [2, 1], [0, 0], [0, 0], [0, 0], [0, 0]]
+    assert torch.equal(aug.correlated_items("cpu"), table.items)
+
+
+@pytest.fixture
+def registry_snapshot():
+    saved = dict(OPERATOR_REGISTRY)
+    yield
+    OPERATOR_REGISTRY.clear()
+    OPERATOR_REGISTRY.update(saved)
+
+
+def test_registering_an_operator_is_one_function(registry_snapshot):
+    @register_operator("reverse", default_ratio=1.0)
+    def reverse(augmenter, item_seq, item_seq_len, ratio, generator):
+        """Reverse the valid part (ratio unused)."""
+        pos = torch.arange(item_seq.shape[1]).unsqueeze(0)
+        src = (item_seq_len.unsqueeze(1) - 1 - pos).clamp(min=0)
+        out = torch.where(pos < item_seq_len.unsqueeze(1), item_seq.gather(1, src), torch.zeros_like(item_seq))
+        return out, item_seq_len.clone()
+
+    aug = SequenceAugmenter(MASK_ID, operators=("reverse", "crop"), reverse_ratio=0.5)
+    assert aug.ratios["reverse"] == 0.5 and aug.reverse_ratio == 0.5
+    seq, lens = make_batch(batch=200, seed=61)
+    pair = aug(seq, lens, generator=torch.Generator().manual_seed(0))
+    for row in range(200):
+        n = lens[row].item()
+        if pair.op_a[row] == 0:
+            assert pair.seq_a[row, :n].tolist() == seq[row, :n].flip(0).tolist()
+    settings = StageSettings(FakeConfig(augmentations=["reverse"], reverse_ratio=0.25), "stage")
+    assert SequenceAugmenter.from_settings(settings, MASK_ID).ratios["reverse"] == 0.25
+    with pytest.raises(ValueError, match="already registered"):
+        register_operator("reverse", default_ratio=0.5)
+    with pytest.raises(TypeError, match=r"unknown augmentation settings \['shuffle_ratio'\]"):
+        SequenceAugmenter(MASK_ID, shuffle_ratio=0.5)
+
+
+class FakeConfig(dict):
+    """The part of RecBole's Config that StageSettings reads: missing keys are None."""
+
+    final_config_dict = property(lambda self: self)
+
+    def __getitem__(self, key):
+        return self.get(key)
+
+
+def test_from_settings_reads_the_stage_keys_and_names_them():
+    config = FakeConfig(
+        augmentations=["mask", "crop"], mask_ratio=0.6, crop_ratio=0.4, reorder_ratio=0.6, substitute_ratio=0.1,
+        stage_augmentations=["substitute", "insert", "mask"], stage_insert_ratio=0.3, stage_correlation_topk=2,
+        stage_short_seq_threshold=3, stage_short_seq_augmentations=["insert"], stage_correlation_measure="count",
+    )
+    aug = SequenceAugmenter.from_settings(StageSettings(config, "stage"), MASK_ID)
+    assert aug.operators == ("substitute", "insert", "mask")
+    assert aug.ratios == {"mask": 0.6, "crop": 0.4, "reorder": 0.6, "substitute": 0.1, "insert": 0.3}
+    assert (aug.correlation_topk, aug.correlation_measure, aug.short_seq_threshold) == (2, "count", 3)
+    assert aug.short_seq_operators == ("insert",)
+    bad = {
+        "stage_insert_ratio": (1.5, r"stage_insert_ratio must be in \(0, 1\], got 1.5"),
+        "substitute_ratio": (0.0, r"^substitute_ratio must be in \(0, 1\]"),
+        "stage_augmentations": (["insert", "swap"], "stage_augmentations: unknown augmentation operator 'swap'"),
+        "stage_correlation_topk": (0, "stage_correlation_topk must be an integer >= 1"),
+        "stage_correlation_measure": ("jaccard", "stage_correlation_measure must be one of"),
+        "stage_short_seq_threshold": (-1, "stage_short_seq_threshold must be an integer >= 0"),
+        "stage_short_seq_augmentations": (["crop"], r"stage_short_seq_augmentations=\['crop'\] shares no operator"),
+    }
+    for key, (value, message) in bad.items():
+        with pytest.raises(ValueError, match=message):
+            SequenceAugmenter.from_settings(StageSettings(FakeConfig(config, **{key: value}), "stage"), MASK_ID)
