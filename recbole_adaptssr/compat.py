@@ -204,9 +204,12 @@ _DROP = object()
 
 
 def save_trainer_checkpoint(trainer, epoch, saved_model_file, verbose=True) -> None:
-    """RecBole's ``Trainer._save_checkpoint`` contract (same keys), with a weights-only loadable payload."""
-    import torch
+    """RecBole's ``Trainer._save_checkpoint`` contract (same keys), with a weights-only loadable payload, written
+    atomically (temporary file, fsync, rename: a failed write leaves the previous checkpoint intact and the error
+    names the path) and carrying a ``"checksum"`` of its contents (see :mod:`recbole_adaptssr.checkpoint`)."""
     from recbole.utils import set_color
+
+    from recbole_adaptssr.checkpoint import save_payload
 
     config = trainer.config
     if not config["single_spec"] and config["local_rank"] != 0:
@@ -220,7 +223,7 @@ def save_trainer_checkpoint(trainer, epoch, saved_model_file, verbose=True) -> N
         "other_parameter": encode_other_parameter(trainer.model.other_parameter()),
         "optimizer": trainer.optimizer.state_dict(),
     }
-    torch.save(state, saved_model_file)  # default protocol: the weights-only unpickler rejects protocol 4
+    save_payload(state, saved_model_file)
     if verbose:
         trainer.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 

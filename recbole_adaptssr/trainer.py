@@ -80,8 +80,9 @@ class AdaptSSRTrainer(TaskTrainer):
     The stage's settings come from its :class:`StageSettings` view: ``<stage>_epochs``, ``<stage>_learning_rate``,
     ``<stage>_weight_decay``, ``<stage>_stopping_step``, ``<stage>_valid_metric`` (each falling back to the general
     key). Each stage gets a fresh optimizer, trains with RecBole's ``_train_epoch`` (progress bars, NaN check, grad
-    clipping), validates after every epoch, stops early after ``stopping_step`` epochs without improvement,
-    restores the best epoch and writes a ``weights_only``-loadable checkpoint of it.
+    clipping), validates after every epoch, stops early after ``stopping_step`` epochs without improvement (not
+    before ``<stage>_min_epochs``), restores the best epoch, writes a ``weights_only``-loadable checkpoint of it and
+    reports the task's ``check_end`` warning on the kept epoch's statistics.
     """
 
     def train_stage(self, stage, train_data, valid_data, item_vocabulary, checkpoint_path, show_progress=False,
@@ -99,6 +100,7 @@ class AdaptSSRTrainer(TaskTrainer):
         self.optimizer = self._build_optimizer(learning_rate=settings["learning_rate"],
                                                weight_decay=settings["weight_decay"] or 0.0)
         epochs, patience_limit = int(settings["epochs"]), int(settings["stopping_step"])
+        min_epochs = int(settings.get("min_epochs", 0) or 0)  # no early stop before this many epochs
         metric = settings.get("valid_metric", "loss")
         bigger = type(task).valid_metrics(settings)[metric]
         loaders = (train_data, valid_data)
@@ -158,7 +160,7 @@ class AdaptSSRTrainer(TaskTrainer):
                 best_state = copy.deepcopy(self.model.state_dict())
             else:
                 patience += 1
-                stopped = patience >= patience_limit
+                stopped = patience >= patience_limit and epoch + 1 >= min_epochs and task.may_stop(result)
             if resume_path is not None:
                 save_payload(progress(epoch, finished=False), resume_path)
             if epoch_callback is not None:
@@ -170,8 +172,11 @@ class AdaptSSRTrainer(TaskTrainer):
             self.model.load_state_dict(best_state)
         save_checkpoint(checkpoint_path, self.model, stage, self.config, item_vocabulary, best_result, best_epoch,
                         summary={"valid_metric": metric, "initial_valid_result": initial, "history": history})
-        if resume_path is not None:  # the stage's end: the model is its kept epoch; RNG states as the next stage finds them
+        if resume_path is not None:  # the stage's end: its kept epoch, and the RNG states the next stage finds
             save_payload(progress(max(last_epoch, len(history) - 1), finished=True), resume_path)
+        warning = task.check_end(best_result) if hasattr(task, "check_end") else None
+        if warning:
+            self.logger.warning(warning)
         self.logger.info(
             set_color(f"[{stage}] best epoch {best_epoch}", "yellow")
             + f" (valid {metric}): {_fmt(best_result)}; saved {checkpoint_path}"

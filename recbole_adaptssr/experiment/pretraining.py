@@ -1,4 +1,5 @@
-"""``pretrain(config) -> {stage: StageResult}``: the pretext tasks of ``pretrain_stages``, in order, on one model."""
+"""``pretrain(config) -> {stage: StageResult}``: the pretext tasks of ``pretrain_stages``, in order, on one model;
+resumable after any completed epoch (``resume=True``, see :func:`pretrain`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from logging import getLogger
 from recbole.data.dataloader import TrainDataLoader
 from recbole.utils import init_seed
 
+from recbole_adaptssr.checkpoint import CheckpointError, load_checkpoint, verify_checkpoint
 from recbole_adaptssr.data.utils import create_dataset
+from recbole_adaptssr.trainer import RESUME_KIND
 from recbole_adaptssr.utils import get_model, get_trainer
 
 
@@ -26,11 +29,18 @@ class StageResult:
     history: list = field(default_factory=list)
 
 
-def pretrain(config, run_dir: str | None = None, epoch_callback=None) -> dict:
+def pretrain(config, run_dir: str | None = None, epoch_callback=None, resume: bool = False) -> dict:
     """Pre-train ``config["model"]`` with every stage of ``pretrain_stages`` in order (one model, one split of
     the user sequences); write each stage's best epoch to ``<run_dir>/pretrain/<stage>.pth`` (default run_dir:
     ``checkpoint_dir``) and return ``{stage: StageResult}``. ``epoch_callback(stage, epoch, valid_result)`` is
-    called after every epoch's validation."""
+    called after every epoch's validation (and its resume checkpoint).
+
+    While a stage trains, ``<run_dir>/pretrain/<stage>.last.pth`` holds everything needed to continue after its
+    last completed epoch (see :meth:`AdaptSSRTrainer.train_stage`); when every stage is done they are removed, and
+    the stage checkpoints are the record. ``resume=True`` continues an interrupted pre-training in ``run_dir``:
+    finished stages are read back, the latest stage with a resume checkpoint continues after its last epoch (or,
+    if it had finished, the next stage starts with the RNG states it would have found), and the results equal an
+    uninterrupted run's (same settings, same device)."""
     stages = [str(s) for s in config["pretrain_stages"] or []]
     if not stages:
         return {}
@@ -39,6 +49,18 @@ def pretrain(config, run_dir: str | None = None, epoch_callback=None) -> dict:
         config = config.derive(train_stage=stages[0])
     folder = os.path.join(run_dir or config["checkpoint_dir"], "pretrain")
     os.makedirs(folder, exist_ok=True)
+    final = {stage: os.path.join(folder, f"{stage}.pth") for stage in stages}
+    last = {stage: resume_checkpoint_path(folder, stage) for stage in stages}
+
+    start, saved = 0, None
+    if resume:
+        latest = max((i for i, stage in enumerate(stages) if os.path.exists(last[stage])), default=None)
+        if latest is None and all(os.path.isfile(final[stage]) for stage in stages):
+            logger.info(f"pre-training of {folder} had finished: reading its {len(stages)} stage checkpoint(s)")
+            return {stage: stage_result(final[stage], stage) for stage in stages}
+        if latest is not None:
+            start, saved = latest, load_resume_checkpoint(last[stages[latest]], stages[latest], latest)
+
     data = create_dataset(config)
     logger.info(data)
     train_set, valid_set = data.build()
@@ -49,12 +71,49 @@ def pretrain(config, run_dir: str | None = None, epoch_callback=None) -> dict:
     net = get_model(config["model"])(config, train_set).to(config["device"])
     logger.info(net)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
-    results = {}
-    for stage in stages:
-        summary = trainer.train_stage(stage, train_data, valid_data, data.item_vocabulary(),
-                                      os.path.join(folder, f"{stage}.pth"), show_progress=config["show_progress"],
-                                      epoch_callback=epoch_callback)
+    results = {stage: stage_result(final[stage], stage) for stage in stages[:start]}
+    for index in range(start, len(stages)):
+        stage = stages[index]
+        if saved is not None and saved["finished"]:
+            logger.info(f"[{stage}] had finished before the interruption: {final[stage]}")
+            trainer.restore_stage_end(saved, train_data, valid_data)
+            results[stage], saved = stage_result(final[stage], stage), None
+            continue
+        summary = trainer.train_stage(stage, train_data, valid_data, data.item_vocabulary(), final[stage],
+                                      show_progress=config["show_progress"], epoch_callback=epoch_callback,
+                                      resume_path=last[stage], resume_state=saved, stage_index=index)
+        saved = None
         results[stage] = StageResult(stage=stage, checkpoint=summary["checkpoint"], best_epoch=summary["best_epoch"],
                                      valid_metric=summary["valid_metric"], valid=summary["best_valid_result"],
                                      initial=summary["initial_valid_result"], history=summary["history"])
+    for stage in stages:  # in stage order: an interruption here leaves the last stage's (finished) file
+        if os.path.exists(last[stage]):
+            os.remove(last[stage])
     return results
+
+
+def resume_checkpoint_path(folder: str, stage: str) -> str:
+    """``<folder>/<stage>.last.pth``: the stage's per-epoch resume checkpoint."""
+    return os.path.join(folder, f"{stage}.last.pth")
+
+
+def load_resume_checkpoint(path: str, stage: str, index: int) -> dict:
+    """A verified resume checkpoint of ``stage`` (the ``index``-th stage); errors name the file."""
+    state = verify_checkpoint(path, require_checksum=True)
+    if state.get("kind") != RESUME_KIND or state.get("stage") != stage or state.get("stage_index") != index:
+        raise CheckpointError(path, f"is not the resume checkpoint of stage {stage!r} (stage {index + 1}) of these "
+                                    f"settings: it holds kind={state.get('kind')!r}, stage={state.get('stage')!r}, "
+                                    f"stage_index={state.get('stage_index')!r}")
+    return state
+
+
+def stage_result(path: str, stage: str) -> StageResult:
+    """The :class:`StageResult` of a finished stage, read back from its (verified) checkpoint."""
+    state = load_checkpoint(path)
+    summary = state.get("summary") or {}
+    if state.get("stage") != stage or "history" not in summary:
+        raise CheckpointError(path, f"cannot be read back as the result of stage {stage!r} (stage "
+                                    f"{state.get('stage')!r}, summary keys {sorted(summary)}); start a new run")
+    return StageResult(stage=stage, checkpoint=path, best_epoch=state["epoch"], valid_metric=summary["valid_metric"],
+                       valid=state["valid_result"], initial=summary["initial_valid_result"],
+                       history=summary["history"])

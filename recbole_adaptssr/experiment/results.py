@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import os
+import secrets
 import statistics
 from dataclasses import asdict, dataclass, field
 
@@ -99,16 +100,41 @@ def write_results(rows: list, results: list, folder: str, stem: str = "results")
 
 
 def atomic_write_text(path: str, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, flush it to disk and rename it into place; on failure
-    the previous file (if any) is intact and the error names ``path``."""
-    tmp = f"{path}.tmp-{os.getpid()}"
+    """Write ``text`` to a temporary file beside ``path`` (``.<name>.tmp-<pid>-<random>``), flush it to disk and
+    rename it into place (then fsync the folder); on failure the temporary file is removed, the previous file (if
+    any) is intact and the error (``OSError``) names ``path``."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
+        with open(tmp, "x", encoding="utf-8", newline="") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as error:
-        if os.path.exists(tmp):
+    except Exception as error:
+        try:
             os.remove(tmp)
-        raise OSError(f"could not write {path}: {error}") from error
+        except OSError:
+            pass
+        raise OSError(f"could not write {path}: {type(error).__name__}: {error}") from error
+    _fsync_folder(folder)
+
+
+def atomic_write_json(path: str, value) -> None:
+    """:func:`atomic_write_text` of ``value`` as indented JSON (non-JSON values written as their ``str``)."""
+    atomic_write_text(path, json.dumps(value, indent=2, default=str) + "\n")
+
+
+def _fsync_folder(folder: str) -> None:
+    """Make a rename in ``folder`` durable (best effort: not every platform or file system allows it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,17 +1,122 @@
-"""Every setting of a pipeline checked before pre-training starts, with a message naming the key and the value."""
+"""Every setting of a pipeline checked before pre-training starts, with a message naming the key, the value and
+what is allowed: :func:`check_dataset` (the data set is on disk: nothing is ever downloaded), :func:`check_settings`
+(settings every run uses), :func:`check_pretraining` (the stages), :func:`check_finetuning` (tasks, split, repeats,
+start points, verified checkpoints) and :func:`selected_tasks`."""
 
 from __future__ import annotations
 
 import os
-from numbers import Real
+from numbers import Integral, Real
 
 from recbole_adaptssr.pretext.base import StageSettings, builtin_pretext_tasks, get_pretext_task
 
+EMBEDDED_DATASET = "ml-100k"  # recbole_adaptssr.data.embedded converts RecBole's bundled copy
+DEVICES = ("cpu", "cuda", "cuda:N")
+REPORT_SPLITS = ("test", "valid")
+# settings of the user model (our models only): integer sizes >= 1 and dropout probabilities in [0, 1)
+MODEL_SIZES = ("hidden_size", "n_layers", "n_heads", "inner_size", "head_hidden_size")
+DROPOUTS = ("hidden_dropout_prob", "attn_dropout_prob", "head_dropout_prob")
 
-def _int_at_least(config, key, minimum):
+
+def _is_int(value) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _int_at_least(config, key, minimum, why=""):
     value = config[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{key} must be an integer >= {minimum}, got {value!r}")
+    if not _is_int(value) or value < minimum:
+        raise ValueError(f"{key} must be an integer >= {minimum}{why}, got {value!r}")
+
+
+def _check_value(key, value, kind, why=""):
+    """``kind``: ``int>=N``, ``number>0``, ``number>=0`` or ``prob`` ([0, 1))."""
+    if kind.startswith("int>="):
+        minimum = int(kind[5:])
+        if not _is_int(value) or value < minimum:
+            raise ValueError(f"{key} must be an integer >= {minimum}{why}, got {value!r}")
+    elif kind == "number>0":
+        if not _is_number(value) or not value > 0:
+            raise ValueError(f"{key} must be a number > 0{why}, got {value!r}")
+    elif kind == "number>=0":
+        if not _is_number(value) or not value >= 0:
+            raise ValueError(f"{key} must be a number >= 0{why}, got {value!r}")
+    elif kind == "prob":
+        if not _is_number(value) or not 0 <= value < 1:
+            raise ValueError(f"{key} must be a probability in [0, 1){why}, got {value!r}")
+    else:  # pragma: no cover - programming error
+        raise AssertionError(kind)
+
+
+def check_dataset(config) -> None:
+    """The data set is on disk: ``<data_path>/<dataset>/<dataset>.inter`` (or its ``benchmark_filename`` parts).
+
+    RecBole's ``Dataset._load_data`` downloads a known name (ml-1m, ...) when its folder is missing; we never do:
+    a missing data set is this error, saying where it looked, before anything runs."""
+    folder, name = str(config["data_path"]), str(config["dataset"])
+    parts = config["benchmark_filename"] or []
+    files = [os.path.join(folder, f"{name}.{part}.inter") for part in parts] or [os.path.join(folder, f"{name}.inter")]
+    missing = [path for path in files if not os.path.isfile(path)]
+    if missing:
+        where = "the folder does not exist" if not os.path.isdir(folder) else f"missing: {', '.join(missing)}"
+        raise FileNotFoundError(
+            f"data set {name!r} not found: looked for {', '.join(files)} ({where}). Nothing is downloaded: convert "
+            f"the raw data with python -m dataset_converters (README, 'Data layout') or set --data_path to the folder "
+            f"that holds {name}/; the embedded data set is --dataset={EMBEDDED_DATASET}"
+        )
+
+
+def check_settings(config) -> None:
+    """Settings every run of the pipeline uses (pre-training and fine-tuning alike)."""
+    seed = config["seed"]
+    if not _is_int(seed):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    _int_at_least(config, "MAX_ITEM_LIST_LENGTH", 1, " (the most recent behaviours kept per user)")
+    _int_at_least(config, "train_batch_size", 1)
+    _int_at_least(config, "eval_batch_size", 1)
+    _int_at_least(config, "epochs", 0)
+    _int_at_least(config, "stopping_step", 1, " (epochs without improvement before stopping)")
+    _check_value("learning_rate", config["learning_rate"], "number>0")
+    if config["weight_decay"] is not None:
+        _check_value("weight_decay", config["weight_decay"], "number>=0")
+    split = config["report_split"]
+    if split is not None and split not in REPORT_SPLITS:
+        raise ValueError(f"report_split must be one of {list(REPORT_SPLITS)}, got {split!r}")
+    check_device(config)
+    if getattr(config.model_class, "uses_pretext_tasks", False):  # our user model's own settings
+        for key in MODEL_SIZES:
+            if config[key] is not None:
+                _int_at_least(config, key, 1)
+        for key in DROPOUTS:
+            if config[key] is not None:
+                _check_value(key, config[key], "prob")
+        if config["hidden_size"] % config["n_heads"]:
+            raise ValueError(f"hidden_size must be a multiple of n_heads (each attention head gets hidden_size / "
+                             f"n_heads dimensions), got hidden_size={config['hidden_size']} and "
+                             f"n_heads={config['n_heads']}")
+
+
+def check_device(config) -> None:
+    """A ``device`` the user asked for exists here: RecBole 1.2.1 ignores the setting (it picks cuda whenever
+    CUDA is available), so ``device=cuda`` on a machine without CUDA would silently run on the CPU."""
+    import torch
+
+    requested = (getattr(config, "user_config_dict", None) or {}).get("device")
+    if requested is None:
+        return
+    text = str(requested).strip().lower()
+    if text == "cpu":
+        return
+    if text != "cuda" and not (text.startswith("cuda:") and text[5:].isdigit()):
+        raise ValueError(f"device must be one of {list(DEVICES)}, got {requested!r}")
+    if not torch.cuda.is_available():
+        raise ValueError(f"device={requested!r}, but CUDA is not available on this machine "
+                         "(torch.cuda.is_available() is False): set device=cpu, or run where a GPU is visible")
+    if ":" in text and int(text[5:]) >= torch.cuda.device_count():
+        raise ValueError(f"device={requested!r}, but this machine has {torch.cuda.device_count()} CUDA device(s)")
 
 
 def check_pretraining(config) -> None:
@@ -26,6 +131,20 @@ def check_pretraining(config) -> None:
         lr = settings["learning_rate"]
         if isinstance(lr, bool) or not isinstance(lr, Real) or not lr > 0:
             raise ValueError(f"{settings.key('learning_rate')} must be a number > 0, got {lr!r}")
+        _check_value(settings.key("stopping_step"), settings["stopping_step"], "int>=1",
+                     " (epochs without improvement before stopping)")
+        if settings.get("weight_decay") is not None:
+            _check_value(settings.key("weight_decay"), settings["weight_decay"], "number>=0")
+        if settings.get("min_epochs") is not None:
+            _check_value(settings.key("min_epochs"), settings["min_epochs"], "int>=0")
+        for key in ("hidden_dropout_prob", "attn_dropout_prob"):
+            if settings.get(key) is not None:
+                _check_value(settings.key(key), settings[key], "prob")
+        needed = int(getattr(task_class, "min_batch_size", 1))
+        if needed > 1 and (not _is_int(config["train_batch_size"]) or config["train_batch_size"] < needed):
+            raise ValueError(f"train_batch_size must be an integer >= {needed}: pre-training stage {stage!r} "
+                             f"compares the sequences of a batch (batches of fewer contribute nothing), got "
+                             f"{config['train_batch_size']!r}")
         task_class.check_settings(settings)
     ratio = config["pretrain_valid_ratio"]
     if isinstance(ratio, bool) or not isinstance(ratio, Real) or not 0 < ratio < 1:
@@ -52,6 +171,9 @@ def check_finetuning(config, task_data, tasks: list, start_points: list) -> None
         raise ValueError(f"task_split must be three positive numbers summing to 1 (train, valid, test), got {split!r}")
     _int_at_least(config, "repeat", 1)
     _int_at_least(config, "finetune_epochs", 1)
+    for key, kind in FINETUNE_KEYS.items():  # finetune_<key> replaces <key> in downstream runs
+        if config[f"finetune_{key}"] is not None:
+            _check_value(f"finetune_{key}", config[f"finetune_{key}"], kind)
     stages = [str(s) for s in config["pretrain_stages"] or []]
     for start in start_points:
         name = str(start)
@@ -63,6 +185,13 @@ def check_finetuning(config, task_data, tasks: list, start_points: list) -> None
             raise ValueError(
                 f"finetune_from entry {name!r} is neither none, a stage of pretrain_stages {stages}, nor a checkpoint file"
             )
+        from recbole_adaptssr.checkpoint import load_checkpoint
+
+        load_checkpoint(name)  # empty, truncated or altered: an error naming the file, before anything trains
+
+
+FINETUNE_KEYS = {"learning_rate": "number>0", "stopping_step": "int>=1", "train_batch_size": "int>=1",
+                 "eval_batch_size": "int>=1", "weight_decay": "number>=0"}
 
 
 def selected_tasks(config, task_data) -> list:
@@ -71,6 +200,10 @@ def selected_tasks(config, task_data) -> list:
         names = [config["downstream_task"]]
     elif config["downstream_tasks"] is None:
         names = list(task_data.manifest) if task_data is not None else []
+        if task_data is not None and not names:
+            path = os.path.join(task_data.folder, f"{task_data.name}.tasks.json")
+            raise ValueError(f"{path} lists no task (downstream_tasks is unset, i.e. every task of the manifest): "
+                             "convert the data set again, or set downstream_tasks=[] to pre-train only")
     else:
         names = [str(t) for t in config["downstream_tasks"]]
     for name in names:
