@@ -1,0 +1,751 @@
+"""A hyper-parameter study: Ray Tune trials over :func:`~recbole_adaptssr.experiment.finetune` (and
+:func:`~recbole_adaptssr.experiment.pretrain`), selected on validation only.
+
+What a trial runs (``search``):
+
+* ``finetune``: fine-tuning settings over ONE fixed start point: a checkpoint (``--finetune_from=PATH``, or a stage
+  of ``pretrain_stages`` pre-trained ONCE on the driver before the search and shared with every trial through
+  Ray's object store), or ``none`` (from scratch). RecBole's own models (``--model=SASRec``) always run this way
+  on a recommendation task, with the same split and metric as ours.
+* ``pretrain``: pre-training settings: every trial pre-trains (its ``pretrain_stages``, or a named
+  ``pretrain_method`` of ``properties/methods.yaml``) and fine-tunes from the stage the method starts from.
+
+The objective is the tuned task's validation metric (``<kind>_valid_metric``, e.g. NDCG@10 on ``rec``), reported
+after EVERY fine-tune epoch with the best so far (which ASHA compares, so it can stop bad trials after
+``grace_period`` epochs). Pre-training epochs are
+not reported as iterations: a ``pretrain`` trial's time axis is its fine-tune epochs, and the epochs each
+pre-training stage ran are columns of the table. A trial's score is its best validation epoch (what
+``finetune`` keeps). Test metrics are never reported by a trial: the best trial's settings are written as
+``best.yaml`` and rerun ONCE at the end through the main entry point's pipeline
+(:func:`recbole_adaptssr.quick_start.run`, as ``run_recbole_adaptssr.py --config_files=best.yaml``), which both
+checks that the YAML reproduces the trial's validation metric and gives the one test result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+from recbole_adaptssr.tuning import ray_compat
+from recbole_adaptssr.tuning.space import grid_size, merge_space, parse_line, read_space, space_text, \
+    to_param_space, upper_bound
+
+SEARCH_MODES = ("auto", "finetune", "pretrain")
+SCHEDULERS = ("asha", "fifo")
+# pseudo-settings of a search space, expanded per trial (see trial_settings)
+PSEUDO_KEYS = ("pretrain_method", "augmentation_proportion")
+AUGMENTATION_RATIOS = ("mask_ratio", "crop_ratio", "reorder_ratio")
+# settings read only by pre-training (searching them in a fine-tune search would change nothing)
+PRETRAIN_ONLY = ("pretrain_stages", "pretrain_valid_ratio", "augmentations", "epochs", *AUGMENTATION_RATIOS,
+                 *PSEUDO_KEYS)
+# settings of the user model's shape: a checkpoint fixes them
+ARCHITECTURE = ("hidden_size", "n_layers", "n_heads", "inner_size", "hidden_act", "layer_norm_eps",
+                "initializer_range", "MAX_ITEM_LIST_LENGTH")
+# settings a study decides itself (with the option to use instead)
+RESERVED = {
+    "train_stage": "a trial pre-trains its stages, then fine-tunes",
+    "downstream_task": "the tuned task is --tune_task",
+    "downstream_tasks": "the tuned task is --tune_task",
+    "checkpoint_dir": "each trial writes into its own folder",
+    "repeat": "a trial is one seed: search seed instead (e.g. 'seed grid [2023, 2024, 2025]')",
+    "gpu_id": "use --gpus_per_trial (Ray assigns each trial its GPU)",
+    "resume": "use --resume (Ray's Tuner.restore)",
+    "pretrain_methods": "search pretrain_method instead (e.g. 'pretrain_method grid [adaptssr, cl4srec]')",
+    "pretrain_methods_file": "set it as a fixed setting (--pretrain_methods_file=FILE), not a searched one",
+    "finetune_from": "use --finetune_from (one start point per study)",
+}
+OBJECTIVE = "objective"  # the validation metric of the epoch just run
+BEST = "best_objective"  # the best validation so far: a trial's score (finetune keeps its best epoch), and what
+#                          ASHA compares at each rung (a trial whose best is good is not stopped for one bad epoch)
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+@contextlib.contextmanager
+def command_line(args=()):
+    """``sys.argv`` = [program] + ``args`` while RecBole's Config reads its ``--key=value`` settings from it: the
+    tuner's own options (and a Ray worker's arguments) must never become settings."""
+    saved = sys.argv
+    sys.argv = [saved[0] if saved else "run_hyper_adaptssr.py", *args]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+@contextlib.contextmanager
+def cuda_visible_devices_kept():
+    """RecBole's Config sets ``CUDA_VISIBLE_DEVICES=gpu_id`` ("0" by default) in the process: on the driver that
+    would hide every other GPU from Ray and from later trials; restore what it was."""
+    saved = os.environ.get("CUDA_VISIBLE_DEVICES")
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = saved
+
+
+@contextlib.contextmanager
+def torch_threads(n):
+    import torch
+
+    previous = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _as_list(value):
+    from recbole_adaptssr.config import as_list
+
+    return as_list(value)
+
+
+def _builtin_stages() -> list:
+    from recbole_adaptssr.pretext.base import builtin_pretext_tasks
+
+    return builtin_pretext_tasks()
+
+
+def is_pretraining_key(name: str, stages=()) -> bool:
+    """Whether ``name`` is read by pre-training only: see :data:`PRETRAIN_ONLY`, and ``<stage>_<key>``."""
+    if name in PRETRAIN_ONLY:
+        return True
+    return any(name.startswith(f"{stage}_") for stage in {*_builtin_stages(), *stages})
+
+
+@dataclass
+class _Method:
+    """A pre-training method when the comparison's method table is not installed (see :func:`resolve_method`)."""
+
+    name: str
+    stages: list
+    settings: dict = field(default_factory=dict)
+    finetune_from: str | None = None
+    label: str = ""
+
+
+def resolve_method(name: str, files=()):
+    """The named pre-training method (stages, settings, the stage fine-tuning starts from, label) of
+    ``properties/methods.yaml`` and ``pretrain_methods_file``; without that table (an older installation):
+    ``adaptssr`` = [mlm, ssr], ``none`` = [], and any pretext task's name = that one stage."""
+    try:
+        from recbole_adaptssr.experiment import comparison
+    except ImportError:
+        comparison = None
+    if comparison is not None and hasattr(comparison, "resolve_method"):
+        return comparison.resolve_method(str(name), comparison.methods_table([str(f) for f in files or ()]))
+    from recbole_adaptssr.pretext.base import get_pretext_task
+
+    name = str(name)
+    if files:
+        raise ValueError("pretrain_methods_file needs recbole_adaptssr.experiment.comparison, which this "
+                         "installation lacks")
+    if name == "none":
+        return _Method(name, [], label="None")
+    if name == "adaptssr":
+        return _Method(name, ["mlm", "ssr"], finetune_from="ssr", label="AdaptSSR")
+    get_pretext_task(name)  # an unknown name fails here, listing the known tasks
+    return _Method(name, [name], finetune_from=name, label=name)
+
+
+# ------------------------------------------------------------------------------------------------- the spec
+@dataclass
+class StudySpec:
+    """Everything a trial needs, JSON-serialisable (written as ``study.json`` for ``--resume``)."""
+
+    model: str
+    dataset: str  # as given on the command line (``ml-100k`` is the embedded default)
+    data_name: str  # the converted data set's name (``ml-100k-tasks``)
+    settings: dict  # the user's settings: config files < config dict < command line, paths absolute
+    mode: str  # finetune | pretrain
+    task: str
+    metric: str  # the task kind's valid metric, lower case (``ndcg@10``)
+    metric_mode: str  # max | min
+    uses_pretext: bool
+    start_point: str | None = None  # finetune mode: a checkpoint path, or None (from scratch)
+    start_label: str = "none"
+    stages: list = field(default_factory=list)  # the configured pretrain_stages
+    max_epochs: int = 1  # the most fine-tune epochs a trial can run (ASHA's max_t)
+    torch_threads: int = 1
+    gpus_per_trial: float = 0.0
+    keep_trial_dirs: bool = False
+    space: list = field(default_factory=list)  # the space's lines, as parsed
+    methods_files: list = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, value: dict) -> "StudySpec":
+        return value if isinstance(value, cls) else cls(**value)
+
+
+def trial_settings(spec: StudySpec, params: dict) -> tuple:
+    """The settings of one trial (also what ``best.yaml`` holds) and ``{method, start_stage}``.
+
+    Precedence: the user's settings < what the study fixes (task, one seed, start point) < a named method's
+    settings < the trial's searched values. Pseudo-settings: ``pretrain_method`` (a method of
+    ``properties/methods.yaml``: its stages, settings and start stage) and ``augmentation_proportion`` (the
+    method's own stage S gets ``S_mask_ratio = S_crop_ratio = S_reorder_ratio`` = that value)."""
+    spec = StudySpec.from_dict(spec)
+    params = dict(params)
+    method_name = params.pop("pretrain_method", None)
+    proportion = params.pop("augmentation_proportion", None)
+    settings = dict(spec.settings)
+    if spec.uses_pretext:
+        # downstream_tasks, not downstream_task: with downstream_task set, pre-training would build the task's
+        # data set instead of the behaviour sequences (create_dataset keys on it)
+        settings.update(downstream_task=None, downstream_tasks=[spec.task], repeat=1)
+    else:  # a RecBole model is a task model only with downstream_task (Config: GENERAL model type)
+        settings.update(downstream_task=spec.task, repeat=1)
+        settings.pop("downstream_tasks", None)
+    info = {"method": None, "start_stage": None}
+    if spec.mode == "finetune":
+        if spec.uses_pretext:
+            settings.update(pretrain_stages=[], finetune_from=[spec.start_point or "none"])
+        info["method"] = spec.start_label
+    else:
+        if method_name is not None:
+            method = resolve_method(method_name, spec.methods_files)
+            settings.update(method.settings)
+            stages, start, info["method"] = list(method.stages), method.finetune_from, method.label
+        else:
+            stages = [str(s) for s in (_as_list(params.get("pretrain_stages", spec.stages)) or [])]
+            start = stages[-1] if stages else None
+            info["method"] = "+".join(stages) or "none"
+        params.pop("pretrain_stages", None)
+        settings.update(pretrain_stages=stages, finetune_from=[start or "none"])
+        info["start_stage"] = start
+        if proportion is not None:
+            if start is None:
+                raise ValueError("augmentation_proportion: this trial has no pre-training stage to augment for")
+            for ratio in AUGMENTATION_RATIOS:
+                settings[f"{start}_{ratio}"] = proportion
+    settings.update(params)
+    return settings, info
+
+
+# ------------------------------------------------------------------------------------------------- a trial
+class EpochReporter:
+    """RecBole's ``callback_fn(epoch_idx, valid_score)``: report the epoch's validation metric, the best so far
+    (ties go to the later epoch, as RecBole's early stopping) and the trial's fixed columns."""
+
+    def __init__(self, bigger: bool, report, extra=None):
+        self.bigger, self.report, self.extra = bigger, report, dict(extra or {})
+        self.best, self.best_epoch, self.epochs = None, 0, 0
+
+    def __call__(self, epoch_idx, valid_score):
+        score = float(valid_score)
+        self.epochs = int(epoch_idx) + 1
+        if self.best is None or (score >= self.best if self.bigger else score <= self.best):
+            self.best, self.best_epoch = score, self.epochs
+        self.report({OBJECTIVE: score, BEST: self.best, "epoch": self.epochs, "best_epoch": self.best_epoch,
+                     **self.extra})
+
+
+def validate_trial(config, task_data, task: str, start_labels: list, pretraining: bool) -> None:
+    """The pipeline's checks for one trial's Config (a bad value fails the trial, named, before it trains)."""
+    from recbole_adaptssr.experiment import validation
+
+    for name in ("check_dataset", "check_settings"):  # present in newer versions of the experiment layer
+        check = getattr(validation, name, None)
+        if check is not None:
+            check(config)
+    if pretraining:
+        validation.check_pretraining(config)
+    validation.check_finetuning(config, task_data, [task], start_labels)
+
+
+def execute_trial(spec, params: dict, start_state, report, work_dir: str) -> dict:
+    """Run one trial (see the module docstring) in ``work_dir``; ``report(metrics)`` after every fine-tune epoch.
+    Must run inside :func:`command_line` (no stray ``--key=value`` in ``sys.argv``)."""
+    from recbole_adaptssr import setup
+    from recbole_adaptssr.config import Config
+    from recbole_adaptssr.data.task_dataset import TaskData
+    from recbole_adaptssr.experiment import finetune, pretrain
+
+    setup()
+    spec = StudySpec.from_dict(spec)
+    settings, info = trial_settings(spec, params)
+    settings["checkpoint_dir"] = work_dir
+    settings["show_progress"] = False  # progress bars of parallel workers only garble the driver's console
+    # RecBole sets CUDA_VISIBLE_DEVICES=gpu_id: keep the GPU Ray assigned to this trial (or none)
+    settings["gpu_id"] = os.environ.get("CUDA_VISIBLE_DEVICES", "") if spec.gpus_per_trial > 0 else ""
+    config = Config(model=spec.model, dataset=spec.data_name, config_dict=dict(settings))
+    task_data = TaskData(config["data_path"], config["dataset"])
+    stages = [str(s) for s in config["pretrain_stages"] or []] if spec.uses_pretext else []
+    pretraining = spec.mode == "pretrain" and bool(stages)
+    start, label = start_state, spec.start_label
+    if spec.mode == "pretrain":
+        label = info["start_stage"] or "none"
+    start_labels = [str(v) for v in config["finetune_from"] or []] if spec.uses_pretext else ["none"]
+    validate_trial(config, task_data, spec.task, start_labels, pretraining)
+    extra = {}
+    if pretraining:
+        counts = {}
+
+        def on_stage_epoch(stage, epoch, valid_result):
+            counts[stage] = counts.get(stage, 0) + 1
+
+        results = pretrain(config.derive(checkpoint_dir=work_dir), work_dir, epoch_callback=on_stage_epoch)
+        start = results[label].checkpoint if label != "none" else None
+        extra = {f"pretrain_epochs_{stage}": int(counts.get(stage, 0)) for stage in stages}
+    elif spec.mode == "pretrain":
+        start = None
+    # what ends a trial by itself (finetune_epochs, or RecBole's early stopping after `patience` epochs without
+    # improvement): the table tells those from trials a scheduler stopped
+    patience = config["finetune_stopping_step"] if config["finetune_stopping_step"] is not None else \
+        config["stopping_step"]
+    extra.update(max_epochs=int(config["finetune_epochs"]), patience=int(patience))
+    reporter = EpochReporter(spec.metric_mode == "max", report, extra)
+    result = finetune(config, spec.task, start, int(config["seed"]), task_data=task_data,
+                      run_dir=os.path.join(work_dir, "finetune"), label=label, epoch_callback=reporter)
+    # result.test is deliberately dropped: a trial reports validation only (the study never selects on test)
+    return {"valid": dict(result.valid), "best_epoch": result.best_epoch, "epochs": reporter.epochs}
+
+
+def tune_trial(params, spec=None, start_state=None):
+    """Ray Tune's function trainable: one trial in this worker, its scratch files removed afterwards unless
+    ``keep_trial_dirs``."""
+    spec = StudySpec.from_dict(spec)
+    trial_dir = ray_compat.trial_dir()
+    if spec.keep_trial_dirs and trial_dir:
+        work, scratch = os.path.join(trial_dir, "run"), False
+        os.makedirs(work, exist_ok=True)
+    else:
+        work, scratch = tempfile.mkdtemp(prefix="adaptssr-trial-"), True
+    try:
+        with command_line(), torch_threads(spec.torch_threads):
+            execute_trial(spec, params, start_state, ray_compat.report, work)
+    finally:
+        if scratch:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def trial_dirname(trial) -> str:
+    """Short trial folder names (Ray's default spells out every searched value)."""
+    return f"trial_{trial.trial_id}"
+
+
+# ------------------------------------------------------------------------------------------------- the study
+@dataclass
+class StudyOptions:
+    """The study's own options (``run_hyper_adaptssr.py --help``); settings of the runs are not here."""
+
+    params_file: str | None = None
+    space_lines: list = field(default_factory=list)
+    model: str = "AdaptSSR"
+    dataset: str = "ml-100k"
+    config_files: list = field(default_factory=list)
+    search: str = "auto"
+    finetune_from: str | None = None
+    tune_task: str | None = None
+    num_samples: int = 1
+    scheduler: str = "asha"
+    grace_period: int = 1
+    reduction_factor: float = 2
+    max_concurrent_trials: int | None = None
+    search_seed: int | None = None
+    cpus_per_trial: float = 1
+    gpus_per_trial: float = 0
+    address: str | None = None
+    num_cpus: int | None = None
+    num_gpus: int | None = None
+    storage_path: str | None = None
+    name: str | None = None
+    output_dir: str | None = None
+    resume: bool = False
+    retry_failed: bool = False
+    final_test: bool = True
+    keep_trial_dirs: bool = False
+    reuse_actors: bool = True
+    verbose: int = 1
+
+
+@dataclass
+class StudyOutcome:
+    """What a study did: the rows of its trials table, the best trial, the final rerun, the files written."""
+
+    name: str
+    experiment_path: str
+    output_dir: str
+    spec: StudySpec
+    rows: list
+    interrupted: bool = False
+    best: dict | None = None
+    rerun: dict | None = None
+    files: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    summary: str = ""
+
+
+def _absolute(path):
+    if path is None or "://" in str(path):
+        return path
+    return os.path.abspath(os.path.expanduser(str(path)))
+
+
+def _join(base: str, name: str) -> str:
+    return f"{base.rstrip('/')}/{name}" if "://" in base else os.path.join(base, name)
+
+
+def load_space(options: StudyOptions) -> list:
+    dims = read_space(options.params_file) if options.params_file else []
+    extra = [parse_line(line, "--space", i) for i, line in enumerate(options.space_lines or [], start=1)]
+    extra = [d for d in extra if d is not None]
+    if not dims and not extra:
+        raise ValueError("no search space: give --params_file=FILE (and/or --space 'KEY KIND VALUES')")
+    return merge_space(dims, extra) if dims else merge_space(extra[:1], extra[1:])
+
+
+def user_settings(config) -> dict:
+    """The user's settings (files < dict < command line) with paths made absolute: trials run in other folders."""
+    from recbole_adaptssr.compat import plain
+
+    settings = plain(dict(getattr(config, "user_config_dict", {}) or {}))
+    for key in ("model", "dataset", "gpu_id", "resume", "pretrain_methods"):
+        settings.pop(key, None)
+    settings["data_path"] = _absolute(settings.get("data_path") or "dataset/")
+    if settings.get("checkpoint_dir"):
+        settings["checkpoint_dir"] = _absolute(settings["checkpoint_dir"])
+    if settings.get("pretrain_methods_file"):
+        files = _as_list(settings["pretrain_methods_file"])
+        settings["pretrain_methods_file"] = [_absolute(f) for f in files]
+    if settings.get("finetune_from"):
+        settings["finetune_from"] = [_absolute(v) if os.path.isfile(str(v)) else v
+                                     for v in _as_list(settings["finetune_from"])]
+    return settings
+
+
+def check_space_keys(dims: list, mode: str, uses_pretext: bool, start_point, stages, methods_files=()) -> None:
+    """Searched keys that the study decides itself, or that this kind of search cannot change."""
+    for d in dims:
+        if d.name in RESERVED:
+            raise ValueError(f"{d.where}: {d.name} cannot be searched: {RESERVED[d.name]}")
+        if d.name in ("metrics", "topk", "valid_metric", "eval_args"):
+            raise ValueError(f"{d.where}: {d.name} cannot be searched: each task kind has its own "
+                             "(<kind>_metrics, <kind>_valid_metric, ...) and the objective must stay fixed")
+        if mode == "finetune" and is_pretraining_key(d.name, stages):
+            what = ("the model has no pre-training" if not uses_pretext
+                    else "a fine-tune search keeps one pre-trained start point: use --search=pretrain")
+            hint = " (fine-tuning epochs are finetune_epochs)" if d.name == "epochs" else ""
+            raise ValueError(f"{d.where}: {d.name} is a pre-training setting{hint}; {what}")
+        if mode == "finetune" and uses_pretext and start_point is not None and d.name in ARCHITECTURE:
+            raise ValueError(f"{d.where}: {d.name} changes the user model, which the checkpoint {start_point} fixes: "
+                             "use --search=pretrain, or --finetune_from=none to fine-tune from scratch")
+        if mode == "pretrain" and d.name == "pretrain_method":
+            for value in d.values() or []:
+                resolve_method(value, methods_files)  # unknown methods fail here, before Ray starts
+        if d.name == "pretrain_method" and any(x.name == "pretrain_stages" for x in dims):
+            raise ValueError(f"{d.where}: search pretrain_method or pretrain_stages, not both")
+
+
+def choose_mode(requested: str, dims: list, uses_pretext: bool, start_requested, stages) -> str:
+    if requested not in SEARCH_MODES:
+        raise ValueError(f"--search must be one of {list(SEARCH_MODES)}, got {requested!r}")
+    if not uses_pretext:
+        if requested == "pretrain":
+            raise ValueError("--search=pretrain: this model has no pre-training (a RecBole model is searched on its "
+                             "task: --search=finetune)")
+        return "finetune"
+    if requested != "auto":
+        return requested
+    if start_requested is not None:  # one given start point: fine-tune over it
+        return "finetune"
+    pre = [d.name for d in dims if is_pretraining_key(d.name, stages) or d.name in ARCHITECTURE]
+    return "pretrain" if pre else "finetune"
+
+
+def prepare(options: StudyOptions, settings_args=(), config_dict=None, log=print) -> tuple:
+    """Build the driver's Config, resolve the data set, task, metric and search mode, check the space; return
+    ``(spec, dims, output_dir, resolve_start)``, where ``resolve_start()`` fixes the start point of a fine-tune
+    search (pre-training it once if it is a stage). Nothing here starts Ray or trains."""
+    from recbole_adaptssr import setup
+    from recbole_adaptssr.config import Config
+    from recbole_adaptssr.data.embedded import prepare_embedded_default
+    from recbole_adaptssr.data.task_dataset import TaskData
+    from recbole_adaptssr.experiment.validation import selected_tasks
+
+    setup()
+    dims = load_space(options)
+    files = [_absolute(f) for f in options.config_files or []]
+    with command_line(settings_args), cuda_visible_devices_kept():
+        config = Config(model=options.model, dataset=options.dataset, config_file_list=files or None,
+                        config_dict=dict(config_dict or {}))
+        name, root = prepare_embedded_default(config.dataset, config.user_config_dict.get("data_path"))
+        if name != config.dataset:
+            config = Config(model=options.model, dataset=name, config_file_list=files or None,
+                            config_dict={**(config_dict or {}), "data_path": _absolute(root)})
+        if config["pretrain_methods"]:
+            raise ValueError("pretrain_methods (the comparison) cannot be a fixed setting of a study: search "
+                             "pretrain_method instead, e.g. 'pretrain_method grid [adaptssr, cl4srec]'")
+        uses_pretext = bool(getattr(config.model_class, "uses_pretext_tasks", False))
+        stages = [str(s) for s in config["pretrain_stages"] or []] if uses_pretext else []
+        task_data = TaskData(config["data_path"], config["dataset"])
+        tasks = selected_tasks(config, task_data)
+        if not uses_pretext and not options.tune_task:  # a RecBole recommender: the first recommendation task
+            tasks = [t for t in tasks if task_data.kind(t).name == "recommendation"] or tasks
+        task = options.tune_task or (tasks[0] if tasks else None)
+        if task is None:
+            raise ValueError(f"{config['dataset']} has no downstream task to tune on (see --tune_task)")
+        kind = task_data.kind(task)  # an unknown task fails here, naming the manifest's tasks
+        if not uses_pretext and kind.name != "recommendation":
+            raise ValueError(f"{options.model} is a RecBole recommender: it can be tuned on a recommendation task, "
+                             f"not {task!r} ({kind.name})")
+        metric = str(kind.evaluation_settings(config)["valid_metric"]).lower()
+        metric_mode = "max" if config["valid_metric_bigger"] else "min"
+        start_requested = options.finetune_from
+        mode = choose_mode(options.search, dims, uses_pretext, start_requested, stages)
+        if mode == "pretrain" and start_requested is not None:
+            raise ValueError("--finetune_from fixes one start point (a fine-tune search); a pre-training search "
+                             "fine-tunes each trial from the stage its method starts from")
+        settings = user_settings(config)
+        settings.setdefault("seed", int(config["seed"]))  # explicit in best.yaml, whatever the default
+        methods_files = [str(f) for f in _as_list(settings.get("pretrain_methods_file")) or []]
+        spec = StudySpec(model=options.model, dataset=options.dataset, data_name=str(config["dataset"]),
+                         settings=settings, mode=mode, task=task, metric=metric, metric_mode=metric_mode,
+                         uses_pretext=uses_pretext, stages=stages,
+                         torch_threads=max(1, int(math.ceil(options.cpus_per_trial))),
+                         gpus_per_trial=float(options.gpus_per_trial), keep_trial_dirs=options.keep_trial_dirs,
+                         space=[f"{d.name} {d.describe()}" for d in dims], methods_files=methods_files)
+        epochs_key = "finetune_epochs"
+        spec.max_epochs = int(max(config[epochs_key] or 1, upper_bound(dims, epochs_key) or 0))
+        output_dir = _absolute(options.output_dir
+                               or os.path.join(default_root(spec), "hyper", study_name(options, spec)))
+        start = None
+        if mode == "finetune" and uses_pretext:
+            start = start_requested
+            if start is None:
+                configured = [str(v) for v in _as_list(config["finetune_from"]) or []]
+                if len(configured) != 1:
+                    raise ValueError(f"finetune_from is {configured}: a fine-tune search needs ONE start point, "
+                                     "give --finetune_from=STAGE|PATH|none")
+                start = configured[0]
+            start = str(start)
+            if start.lower() != "none" and start not in stages and not os.path.isfile(_absolute(start)):
+                raise ValueError(f"--finetune_from={start!r} is neither none, a stage of pretrain_stages {stages}, "
+                                 "nor a checkpoint file")
+        fixed = None if start is None or start.lower() == "none" else start
+        check_space_keys(dims, mode, uses_pretext, fixed, stages, spec.methods_files)
+
+    def resolve_start():
+        """Resolve the start point of a fine-tune search (pre-training it once if it is a stage): call it when the
+        study is sure to run."""
+        if start is not None:
+            with command_line(settings_args), cuda_visible_devices_kept():
+                spec.start_point, spec.start_label = resolve_study_start(config, start, stages, output_dir,
+                                                                        options.resume, log)
+
+    return spec, dims, output_dir, resolve_start
+
+
+def resolve_study_start(config, start: str, stages: list, output_dir: str, resume: bool, log) -> tuple:
+    """``none`` -> (None, "none"); a checkpoint path -> (that path, its name); a stage of ``pretrain_stages`` ->
+    pre-train ONCE now into ``<output_dir>/pretrain`` (or, on ``--resume``, the checkpoint that study wrote)."""
+    from recbole_adaptssr.experiment import pretrain
+    from recbole_adaptssr.experiment.validation import check_pretraining
+
+    if start.lower() == "none":
+        return None, "none"
+    if start in stages:
+        record = read_study_record(output_dir)
+        if resume and record and record.get("spec", {}).get("start_point"):
+            path = record["spec"]["start_point"]
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"--resume: the study's pre-trained start point {path} is missing")
+            log(f"start point: the study's pre-trained checkpoint {path}")
+            return path, os.path.basename(path)
+        folder = os.path.join(output_dir, "pretrain_once")
+        check_pretraining(config)
+        os.makedirs(folder, exist_ok=True)
+        from recbole_adaptssr.experiment.run_logger import init_run_logger
+
+        init_run_logger(config, folder)
+        log(f"pre-training once before the search ({stages}), into {folder}")
+        results = pretrain(config.derive(checkpoint_dir=folder), folder)
+        path = os.path.abspath(results[start].checkpoint)
+        return path, os.path.basename(path)
+    path = _absolute(start)
+    if not os.path.isfile(path):
+        raise ValueError(f"--finetune_from={start!r} is neither none, a stage of pretrain_stages {stages}, "
+                         "nor a checkpoint file")
+    return path, os.path.basename(path)
+
+
+def default_root(spec: StudySpec) -> str:
+    """Where a study writes by default: the ``checkpoint_dir`` setting (``saved``, ignored by git)."""
+    return str(spec.settings.get("checkpoint_dir") or "saved")
+
+
+def study_name(options: StudyOptions, spec: StudySpec) -> str:
+    if options.name:
+        return options.name
+    stem = os.path.splitext(os.path.basename(options.params_file))[0] if options.params_file else "space"
+    return f"{options.model}-{spec.data_name}-{stem}"
+
+
+STUDY_RECORD = "study.json"
+
+
+def read_study_record(output_dir: str) -> dict | None:
+    try:
+        with open(os.path.join(output_dir, STUDY_RECORD), encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def start_ray(options: StudyOptions, log=print) -> bool:
+    """Connect to Ray: the running one (e.g. a test's), ``--address`` (``auto`` or ``ray://host:10001``), or a new
+    local instance with this machine's CPUs/GPUs (``--num_cpus``/``--num_gpus`` to limit). Returns whether this
+    call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if options.address:
+        ray.init(address=options.address)
+        log(f"connected to the Ray cluster at {options.address}: {ray.cluster_resources()}")
+    else:
+        ray.init(num_cpus=options.num_cpus, num_gpus=options.num_gpus, include_dashboard=False)
+        log(f"started a local Ray: {ray.cluster_resources()}")
+    return True
+
+
+def make_trainable(spec: StudySpec, options: StudyOptions):
+    from ray import tune
+
+    from recbole_adaptssr.experiment.finetuning import resolve_start_point
+
+    state = resolve_start_point(spec.start_point) if spec.start_point else None
+    trainable = tune.with_parameters(tune_trial, spec=spec.as_dict(), start_state=state)
+    resources = {"cpu": float(options.cpus_per_trial), "gpu": float(options.gpus_per_trial)}
+    return tune.with_resources(trainable, resources)
+
+
+def make_scheduler(options: StudyOptions, spec: StudySpec):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if options.scheduler not in SCHEDULERS:
+        raise ValueError(f"--scheduler must be one of {list(SCHEDULERS)}, got {options.scheduler!r}")
+    if options.scheduler == "fifo":
+        return FIFOScheduler()
+    return ASHAScheduler(time_attr="training_iteration", max_t=max(1, spec.max_epochs),
+                         grace_period=max(1, int(options.grace_period)), reduction_factor=options.reduction_factor)
+
+
+def run_study(options: StudyOptions, settings_args=(), config_dict=None, callbacks=None, log=print) -> StudyOutcome:
+    """Prepare, run (or ``resume``) the study with Ray Tune, write the trials table, pick the best trial on
+    validation, write ``best.yaml`` and rerun it once for its test metrics (see the module docstring)."""
+    from ray import tune
+    from ray.tune.search import BasicVariantGenerator
+
+    from recbole_adaptssr.tuning import results as out
+
+    started = time.time()
+    spec, dims, output_dir, resolve_start = prepare(options, settings_args, config_dict, log)
+    name = study_name(options, spec)
+    storage = _absolute(options.storage_path or os.path.join(default_root(spec), "ray_results"))
+    path = _join(storage, name)
+    os.makedirs(output_dir, exist_ok=True)
+    log(f"study {name}: {spec.mode} search of {spec.model} on {spec.data_name}/{spec.task}, objective "
+        f"{spec.metric} ({spec.metric_mode}, validation, every epoch), {options.scheduler} scheduler\n"
+        f"space:\n{space_text(dims)}")
+    exists = tune.Tuner.can_restore(path)
+    if options.resume and not exists:
+        raise ValueError(f"--resume: no study to restore at {path} (check --storage_path and --name)")
+    if exists and not options.resume:
+        raise ValueError(f"a study already exists at {path}: add --resume to continue it, or choose another --name")
+    start_ray(options, log)
+    resolve_start()
+    out.write_study_record(output_dir, spec, options, name, path)
+    trainable = make_trainable(spec, options)
+    if options.resume:
+        log(f"resuming {path}: finished trials are kept, unfinished ones start again"
+            + (", failed ones run again" if options.retry_failed else ""))
+        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False,
+                                   restart_errored=bool(options.retry_failed))
+    else:
+        seed = options.search_seed if options.search_seed is not None else int(spec.settings.get("seed", 2020))
+        # Ray's random/grid search; it limits concurrency itself (TuneConfig.max_concurrent_trials is ignored
+        # with a SearchGenerator such as this one)
+        search = BasicVariantGenerator(random_state=seed, max_concurrent=int(options.max_concurrent_trials or 0))
+        tune_config = tune.TuneConfig(
+            metric=BEST, mode=spec.metric_mode, search_alg=search, scheduler=make_scheduler(options, spec),
+            num_samples=int(options.num_samples), reuse_actors=bool(options.reuse_actors),
+            trial_dirname_creator=trial_dirname)
+        run_config = ray_compat.run_config_class()(
+            name=name, storage_path=storage, verbose=options.verbose, callbacks=list(callbacks or []),
+            failure_config=ray_compat.failure_config_class()(max_failures=0, fail_fast=False))
+        tuner = tune.Tuner(trainable, param_space=to_param_space(dims), tune_config=tune_config,
+                           run_config=run_config)
+    grid = tuner.fit()
+    rows = out.trial_rows(grid, spec, dims)
+    expected = int(options.num_samples) * grid_size(dims)
+    finished = [r for r in rows if r["status"] in out.FINISHED]
+    interrupted = len(finished) < max(expected, len(rows))
+    outcome = StudyOutcome(name=name, experiment_path=path, output_dir=output_dir, spec=spec, rows=rows,
+                           interrupted=interrupted)
+    outcome.files.update(out.write_trials(rows, spec, dims, output_dir))
+    if interrupted:
+        log(f"study interrupted: {len(finished)} of {max(expected, len(rows))} trials finished; continue it with "
+            "the same command plus --resume")
+    else:
+        outcome.best = out.best_row(rows, spec)
+        if outcome.best is None:
+            log("no trial finished with a validation result: nothing to select")
+        else:
+            settings = best_settings(spec, outcome.best, options)
+            outcome.files["best_yaml"] = out.write_best_yaml(output_dir, settings, spec, outcome.best, name)
+            if options.final_test:
+                outcome.rerun = rerun_best(spec, outcome.files["best_yaml"], output_dir, log)
+    outcome.seconds = time.time() - started
+    outcome.summary = out.summary_markdown(outcome, dims, options)
+    outcome.files.update(out.write_summary(outcome))
+    log(outcome.summary)
+    return outcome
+
+
+def best_settings(spec: StudySpec, row: dict, options: StudyOptions) -> dict:
+    """What ``best.yaml`` holds: the trial's settings; a trial the scheduler stopped early keeps its epoch count
+    (``finetune_epochs``) so the rerun trains what it trained; CPU trials pin the rerun to the CPU."""
+    settings, _ = trial_settings(spec, row["params"])
+    if row["status"] == "stopped_early":
+        settings["finetune_epochs"] = int(row["epochs"])
+    if spec.gpus_per_trial <= 0:
+        settings["gpu_id"] = ""
+    return settings
+
+
+def rerun_best(spec: StudySpec, best_yaml: str, output_dir: str, log=print) -> dict:
+    """Run ``best.yaml`` ONCE through the main entry point's pipeline (as ``run_recbole_adaptssr.py
+    --config_files=best.yaml``): its validation metric must equal the trial's; its test metrics are the study's
+    only test evaluation."""
+    from recbole_adaptssr.quick_start import run
+
+    folder = os.path.join(output_dir, "best_rerun")
+    log(f"rerunning the best configuration once ({best_yaml}) for its test metrics")
+    started = time.time()
+    with command_line(), cuda_visible_devices_kept(), torch_threads(spec.torch_threads):
+        result = run(model=spec.model, dataset=spec.dataset, config_file_list=[best_yaml],
+                     config_dict={"checkpoint_dir": folder})
+    runs = result.get("runs") or []
+    if len(runs) != 1:
+        raise RuntimeError(f"the rerun of {best_yaml} made {len(runs)} fine-tune runs, expected 1")
+    run_result = runs[0]
+    return {"valid": dict(run_result.valid), "test": dict(run_result.test), "best_epoch": run_result.best_epoch,
+            "run_dir": result.get("run_dir"), "seconds": time.time() - started}

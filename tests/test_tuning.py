@@ -1,0 +1,317 @@
+"""Hyper-parameter studies with Ray Tune (run_hyper_adaptssr.py, docs/tuning.md): the params-file parser, a search
+selected on validation whose best.yaml reproduces through the main entry point, per-epoch reports that let ASHA
+stop a bad trial, failed trials recorded without ending the study, resume without re-running finished trials,
+and a RecBole model on the rec task.
+
+One local Ray (num_cpus=2, no dashboard) serves the whole module; every study runs one trial at a time
+(--max_concurrent_trials=1: one worker process to start per study, a deterministic trial order)."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import shutil
+import signal
+import tempfile
+import warnings
+from pathlib import Path
+
+import pytest
+import yaml
+
+from recbole_adaptssr.tuning.space import SpaceError, parse_space, read_space, to_param_space
+from task_data import base_config, write_task_dataset
+
+ray = pytest.importorskip("ray")
+from ray import tune  # noqa: E402
+
+from recbole_adaptssr.tuning.cli import main, parse  # noqa: E402
+from recbole_adaptssr.tuning.study import StudySpec, prepare, trial_settings  # noqa: E402
+
+
+# ------------------------------------------------------------------------------------------------- the parser
+def test_each_params_file_syntax_maps_to_its_ray_domain(tmp_path):
+    path = tmp_path / "space.hyper"
+    path.write_text(
+        "# RecBole's syntax, commas or spaces between bounds\n"
+        "learning_rate loguniform -8,0          # exp(U(-8, 0)), as RecBole\n"
+        "embedding_size choice [64,96,128]\n"
+        "mlp_hidden_size choice ['[64,64,64]','[128,128]']\n"
+        "dropout uniform 0.1 0.5\n"
+        "hidden_size quniform 32 128 32\n"
+        "weight quniform 0.0 1.0 0.25\n"
+        "n_layers randint 1 4\n"
+        "pretrain_stages grid [[mlm, ssr], [ssr]]\n"
+        "seed grid [1, 2]\n"
+        "crop_ratio same mask_ratio\n"
+        "mask_ratio grid [0.2, 0.8]\n"
+        "lr2 choice [1e-8, none]\n"
+    )
+    dims = {d.name: d for d in read_space(path)}
+    assert dims["learning_rate"].args == (-8.0, 0.0) and dims["learning_rate"].where == f"{path}:2"
+    assert dims["mlp_hidden_size"].args == (("[64,64,64]", "[128,128]"),)
+    assert dims["pretrain_stages"].args == ((["mlm", "ssr"], ["ssr"]),)
+    assert dims["lr2"].args == ((1e-8, "none"),)  # YAML would read 1e-8 as a string
+    assert dims["hidden_size"].values() == [32, 64, 96, 128]
+    assert dims["n_layers"].values() == [1, 2, 3]  # upper bound excluded
+    space = to_param_space(list(dims.values()))
+    lr = [space["learning_rate"].sample() for _ in range(300)]
+    assert math.exp(-8) <= min(lr) and max(lr) <= 1.0 and min(lr) < 0.01  # log-uniform over e^-8 .. e^0
+    assert {type(space["hidden_size"].sample()) for _ in range(20)} == {int}
+    assert {space["hidden_size"].sample() for _ in range(200)} <= {32, 64, 96, 128}
+    assert {space["weight"].sample() for _ in range(200)} <= {0.0, 0.25, 0.5, 0.75, 1.0}
+    assert {space["n_layers"].sample() for _ in range(200)} == {1, 2, 3}
+    assert space["seed"] == {"grid_search": [1, 2]}
+    assert 0.1 <= space["dropout"].sample() <= 0.5
+    assert space["embedding_size"].sample() in (64, 96, 128)
+    # `same` follows the drawn key within each generated trial
+    from ray.tune.search import BasicVariantGenerator
+    from ray.tune.search.variant_generator import generate_variants
+
+    variants = [v for _, v in generate_variants({"mask_ratio": space["mask_ratio"], "crop_ratio": space["crop_ratio"]})]
+    assert [(v["mask_ratio"], v["crop_ratio"]) for v in variants] == [(0.2, 0.2), (0.8, 0.8)]
+    assert BasicVariantGenerator  # the search algorithm a study uses
+
+
+@pytest.mark.parametrize("line,message", [
+    ("lr uniform 1", r"uniform needs 2 bounds \(a b\), got '1'"),
+    ("lr loguniform 0 x", r"loguniform bound 'x' is not a number"),
+    ("lr uniform 0.5 0.1", r"uniform needs a < b"),
+    ("lr quniform 1 8 0", r"quniform needs q > 0"),
+    ("n randint 1.5 4", r"randint needs integer bounds"),
+    ("lr normal 0 1", r"unknown kind 'normal' for lr; use one of choice, grid, uniform, loguniform"),
+    ("lr choice []", r"choice needs at least one value"),
+    ("lr choice [1, 2", r"choice needs a list such as \[1, 2\]"),
+    ("lr grid 0.1", r"grid needs a list"),
+    ("lr", r"expected 'KEY KIND VALUES'"),
+    ("lr choice", r"lr choice has no values"),
+    ("crop_ratio same mask_ratio", r"crop_ratio same mask_ratio: mask_ratio is not a key of this space"),
+    ("seed choice [3]", r"seed is already searched at .*space.hyper:2"),
+])
+def test_a_bad_line_is_an_error_naming_the_file_and_the_line(tmp_path, line, message):
+    path = tmp_path / "space.hyper"
+    path.write_text("# a comment, then a good line\nseed grid [1, 2]\n" + line + "\n")
+    with pytest.raises(SpaceError, match=rf"^{path}:3: (.* )?{message}"):
+        read_space(path)
+
+
+def test_loguniform_bounds_that_look_like_values_warn_with_the_log_bounds():
+    with pytest.warns(UserWarning, match=r"s.hyper:1: loguniform 0.0001 0.01 draws exp\(U\(a, b\)\) = 1 \.\. 1.01 "
+                                         r".*write: loguniform -9.21 -4.605"):
+        parse_space("learning_rate loguniform 0.0001 0.01\n", "s.hyper")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        parse_space("learning_rate loguniform -9.21 -4.6\n", "s.hyper")  # the intended form: no warning
+
+
+def test_space_lines_from_the_command_line_replace_the_files():
+    options, settings = parse(["--params_file=x.hyper", "--space", "seed grid [3]", "--learning_rate=0.01",
+                               "--num_samples=2"])
+    assert options.space_lines == ["seed grid [3]"] and options.num_samples == 2
+    assert settings == ["--learning_rate=0.01"]  # a setting of the runs, not an option of the study
+    with pytest.raises(SystemExit):
+        parse(["--params_file=x.hyper", "--learning_rate", "0.01"])  # settings are one --key=value token
+
+
+def test_trial_settings_expand_a_method_and_the_augmentation_proportion():
+    pytest.importorskip("recbole_adaptssr.experiment.comparison")
+    spec = StudySpec(model="AdaptSSR", dataset="tt", data_name="tt", settings={"seed": 7, "mask_ratio": 0.6},
+                     mode="pretrain", task="cls", metric="acc", metric_mode="max", uses_pretext=True,
+                     stages=["mlm", "ssr"])
+    settings, info = trial_settings(spec, {"pretrain_method": "adaptssr", "augmentation_proportion": 0.3})
+    assert settings["pretrain_stages"] == ["mlm", "ssr"] and settings["finetune_from"] == ["ssr"]
+    assert [settings[f"ssr_{k}"] for k in ("mask_ratio", "crop_ratio", "reorder_ratio")] == [0.3, 0.3, 0.3]
+    assert settings["mask_ratio"] == 0.6 and "mlm_mask_ratio" not in settings  # MLM's own masking untouched
+    assert (settings["downstream_tasks"], settings["repeat"], info["method"]) == (["cls"], 1, "AdaptSSR")
+    settings, info = trial_settings(spec, {"pretrain_stages": ["ssr"], "learning_rate": 0.01})
+    assert (settings["pretrain_stages"], settings["finetune_from"]) == (["ssr"], ["ssr"])
+    assert settings["learning_rate"] == 0.01
+
+
+# ------------------------------------------------------------------------------------------------- studies
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray for the module: 2 CPUs, no dashboard, its files in a short temporary folder (Ray's socket
+    paths must stay under 107 characters)."""
+    os.environ["RAY_DEDUP_LOGS"] = "0"
+    folder = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=folder, log_to_driver=False)
+    yield
+    ray.shutdown()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_task_dataset(tmp_path_factory.mktemp("data"), "tt", tasks=("cls", "rec"), n_users=40, n_targets=16)
+
+
+def study(tmp_path, data, space: str, *args, callbacks=None, name="study", **settings):
+    path = tmp_path / f"{name}.hyper"
+    path.write_text(space)
+    argv = ["--dataset=tt", f"--params_file={path}", f"--storage_path={tmp_path / 'ray_results'}",
+            f"--output_dir={tmp_path / name}", f"--name={name}", "--verbose=0", "--max_concurrent_trials=1", *args]
+    return main(argv, config_dict=base_config(data, tmp_path, **settings), callbacks=callbacks)
+
+
+def read_csv(path) -> list:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_search_selects_on_validation_and_its_best_yaml_reproduces(local_ray, data, tmp_path):
+    """4 trials of fine-tuning settings over ONE checkpoint, pre-trained once before the search; the best trial
+    by validation NDCG@10; best.yaml rerun through the main entry point gives the same validation metric and the
+    study's only test metrics."""
+    outcome = study(tmp_path, data, "learning_rate grid [0.01, 0.002]\nhead_hidden_size grid [8, 16]\n",
+                    "--finetune_from=ssr", "--tune_task=rec", "--scheduler=fifo",
+                    mlm_epochs=1, ssr_epochs=1, pretrain_valid_ratio=0.2, finetune_epochs=2)
+    spec, rows = outcome.spec, outcome.rows
+    assert (spec.mode, spec.task, spec.metric, spec.metric_mode) == ("finetune", "rec", "ndcg@10", "max")
+    assert Path(spec.start_point) == tmp_path / "study" / "pretrain_once" / "pretrain" / "ssr.pth"
+    assert [r["status"] for r in rows] == ["completed"] * 4 and [r["epochs"] for r in rows] == [2] * 4
+    assert sorted((r["params"]["learning_rate"], r["params"]["head_hidden_size"]) for r in rows) == [
+        (0.002, 8), (0.002, 16), (0.01, 8), (0.01, 16)]
+    best = max(rows, key=lambda r: r["valid"])
+    assert outcome.best["trial"] == best["trial"] and not outcome.interrupted
+    # the trials reported validation only, after every epoch
+    for row in rows:
+        with open(Path(row["path"]) / "progress.csv", newline="") as f:
+            progress = list(csv.DictReader(f))
+        assert [int(p["epoch"]) for p in progress] == [1, 2]
+        assert not [c for c in progress[0] if "test" in c.lower()]
+        assert float(row["valid"]) == max(float(p["objective"]) for p in progress)
+    table = read_csv(tmp_path / "study" / "trials.csv")
+    assert [t["trial"] for t in table] == [r["trial"] for r in rows] and "valid ndcg@10" in table[0]
+    assert (tmp_path / "study" / "trials.md").read_text().startswith("| trial | status | learning_rate |")
+    # best.yaml: the trial's settings over the same checkpoint, one seed, one task
+    settings = yaml.safe_load((tmp_path / "study" / "best.yaml").read_text())
+    assert settings["learning_rate"] == best["params"]["learning_rate"]
+    assert settings["head_hidden_size"] == best["params"]["head_hidden_size"]
+    assert settings["finetune_from"] == [spec.start_point] and settings["pretrain_stages"] == []
+    assert (settings["downstream_tasks"], settings["repeat"], settings["seed"]) == (["rec"], 1, 2023)
+    # rerun once through quick_start.run (run_recbole_adaptssr.py --config_files=best.yaml): same validation
+    rerun = outcome.rerun
+    assert rerun["valid"]["ndcg@10"] == pytest.approx(best["valid"], abs=1e-9)
+    assert set(rerun["test"]) == {"ndcg@10"} and 0.0 <= rerun["test"]["ndcg@10"] <= 1.0
+    summary = (tmp_path / "study" / "summary.md").read_text()
+    assert "reproduces the trial's" in summary and "the only test evaluation of the study" in summary
+
+
+def test_each_epoch_is_reported_so_asha_stops_a_bad_learning_rate_after_the_grace_period(local_ray, data,
+                                                                                         tmp_path):
+    outcome = study(tmp_path, data, "learning_rate grid [0.01, 1e-8, 1e-8]\n", "--finetune_from=none",
+                    "--tune_task=cls", "--scheduler=asha", "--grace_period=1", "--reduction_factor=2",
+                    "--no_final_test", finetune_epochs=3)
+    by_lr = [(r["params"]["learning_rate"], r["epochs"], r["status"]) for r in outcome.rows]
+    assert by_lr[0] == (0.01, 3, "completed")
+    assert by_lr[1:] == [(1e-8, 1, "stopped_early")] * 2  # stopped at the first rung: one epoch each
+    assert outcome.best["params"]["learning_rate"] == 0.01
+
+
+class InterruptAfterFirstTrial(tune.Callback):
+    """Ctrl-C (SIGINT to this process) once, when the first trial has finished: Ray saves the experiment state
+    and returns, leaving the remaining trials unfinished. A marker file keeps the restored study (whose callbacks
+    Ray unpickles) from interrupting again."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        if not os.path.exists(self.marker):
+            Path(self.marker).touch()
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_a_failing_trial_is_recorded_and_an_interrupted_study_resumes_without_rerunning(local_ray, data,
+                                                                                        tmp_path):
+    space = "head_dropout_prob grid [0.1, 1.5, 0.2]\n"  # 1.5 is no probability: that trial raises
+    args = ("--finetune_from=none", "--tune_task=cls", "--scheduler=fifo", "--no_final_test")
+    first = study(tmp_path, data, space, *args, callbacks=[InterruptAfterFirstTrial(tmp_path / "interrupted")],
+                  finetune_epochs=2)
+    assert first.interrupted and first.best is None and "best_yaml" not in first.files
+    done = [r for r in first.rows if r["status"] == "completed"]
+    assert len(done) == 1 and done[0]["params"]["head_dropout_prob"] == 0.1
+    progress = Path(done[0]["path"]) / "progress.csv"  # one row per epoch, each with its timestamp and pid
+    before = progress.read_text()
+
+    second = study(tmp_path, data, space, *args, "--resume", finetune_epochs=2)
+    assert not second.interrupted
+    rows = {r["params"]["head_dropout_prob"]: r for r in second.rows}
+    assert len(second.rows) == 3 and [rows[p]["status"] for p in (0.1, 1.5, 0.2)] == [
+        "completed", "failed", "completed"]
+    assert "1.5" in rows[1.5]["error"] and rows[1.5]["valid"] is None  # the error is in the table
+    assert rows[0.1]["trial"] == done[0]["trial"] and rows[0.1]["valid"] == done[0]["valid"]
+    assert progress.read_text() == before  # the finished trial did not run again (Ray may copy the file anew)
+    table = read_csv(tmp_path / "study" / "trials.csv")
+    assert [t["status"] for t in table].count("failed") == 1 and "1.5" in table[1]["error"]
+    assert second.best["params"]["head_dropout_prob"] in (0.1, 0.2)
+
+
+def test_a_recbole_model_is_tuned_on_the_recommendation_task(local_ray, data, tmp_path):
+    outcome = study(tmp_path, data, "learning_rate grid [0.01, 0.001]\n", "--model=SASRec", "--scheduler=fifo",
+                    n_heads=2, finetune_epochs=1)
+    spec = outcome.spec
+    assert (spec.model, spec.mode, spec.task, spec.metric, spec.start_point) == ("SASRec", "finetune", "rec",
+                                                                                 "ndcg@10", None)
+    assert [r["status"] for r in outcome.rows] == ["completed", "completed"]
+    assert outcome.rerun["valid"]["ndcg@10"] == pytest.approx(outcome.best["valid"], abs=1e-9)
+    assert "--model=SASRec --dataset=tt" in (tmp_path / "study" / "best.yaml").read_text()
+
+
+def test_settings_a_search_cannot_change_fail_before_ray_starts(data, tmp_path):
+    from recbole_adaptssr.tuning.study import StudyOptions
+
+    space = tmp_path / "bad.hyper"
+    for text, message in [("mask_ratio grid [0.1, 0.9]\n", r"bad.hyper:1: mask_ratio is a pre-training setting; "
+                                                            r"a fine-tune search keeps one pre-trained start point"),
+                          ("epochs choice [1, 2]\n", r"epochs is a pre-training setting \(fine-tuning epochs are "
+                                                     r"finetune_epochs\)"),
+                          ("repeat grid [1, 2]\n", r"repeat cannot be searched: a trial is one seed")]:
+        space.write_text(text)
+        options = StudyOptions(params_file=str(space), dataset="tt", search="finetune", finetune_from="none",
+                               output_dir=str(tmp_path / "out"))
+        with pytest.raises(ValueError, match=message):
+            prepare(options, config_dict=base_config(data, tmp_path))
+
+
+def test_a_pretraining_sweep_trains_each_method_and_its_best_yaml_reproduces(local_ray, data, tmp_path):
+    """Fig. 3 in small: each trial pre-trains its method with its augmentation proportion, then fine-tunes; the
+    table has the pre-training epochs per stage; best.yaml (stages, proportion) reruns through the pipeline."""
+    outcome = study(tmp_path, data, "pretrain_method grid [adaptssr]\naugmentation_proportion grid [0.2, 0.8]\n",
+                    "--tune_task=cls", "--scheduler=fifo", mlm_epochs=1, ssr_epochs=2, pretrain_valid_ratio=0.2,
+                    finetune_epochs=2)
+    assert outcome.spec.mode == "pretrain"  # chosen from the space
+    rows = outcome.rows
+    assert [(r["status"], r["method"], r["pretrain_epochs"]) for r in rows] == [
+        ("completed", "AdaptSSR", {"mlm": 1, "ssr": 2})] * 2
+    settings = yaml.safe_load((tmp_path / "study" / "best.yaml").read_text())
+    proportion = outcome.best["params"]["augmentation_proportion"]
+    assert settings["pretrain_stages"] == ["mlm", "ssr"] and settings["finetune_from"] == ["ssr"]
+    assert [settings[f"ssr_{k}"] for k in ("mask_ratio", "crop_ratio", "reorder_ratio")] == [proportion] * 3
+    assert outcome.rerun["valid"]["acc"] == pytest.approx(outcome.best["valid"], abs=1e-9)
+
+
+def test_plot_sweep_draws_one_line_per_method_with_the_mean_over_seeds(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("plot_sweep", Path(__file__).resolve().parents[1] / "scripts"
+                                                  / "plot_sweep.py")
+    plot_sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plot_sweep)
+    rows = [("t0", "completed", 0.1, 1, "AdaptSSR", 0.50), ("t1", "completed", 0.1, 2, "AdaptSSR", 0.60),
+            ("t2", "completed", 0.5, 1, "AdaptSSR", 0.70), ("t3", "completed", 0.1, 1, "CL4SRec", 0.40),
+            ("t4", "failed", 0.5, 1, "CL4SRec", "")]
+    lines = ["trial,status,augmentation_proportion,seed,method,valid ndcg@10,error"]
+    lines += [",".join(str(v) for v in r) + ("," if r[1] != "failed" else ",ValueError: bad") for r in rows]
+    (tmp_path / "trials.csv").write_text("\n".join(lines) + "\n")
+    assert plot_sweep.main([str(tmp_path / "trials.csv"), "--out", str(tmp_path / "fig3.png"),
+                            "--backend", "pillow"]) == 0
+    table = (tmp_path / "fig3.md").read_text()
+    assert "| augmentation_proportion | AdaptSSR | CL4SRec |" in table
+    assert "| 0.1 | 0.5500 ± 0.0707 (n=2) | 0.4000 |" in table and "| 0.5 | 0.7000 | - |" in table
+    assert "t4 (failed: ValueError: bad)" in table
+    from PIL import Image
+
+    assert Image.open(tmp_path / "fig3.png").size == (1060, 620)
