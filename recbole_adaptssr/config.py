@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from recbole.config import Config as RecBoleConfig
 from recbole.utils import ModelType
 
@@ -68,6 +70,28 @@ class Config(RecBoleConfig):
         model, dataset, files, variables = self._sources
         return Config(model=model if model is not None else self.model, dataset=self.dataset,
                       config_file_list=files, config_dict=variables, overrides={**self.run_config_dict, **overrides})
+
+    def _load_config_files(self, file_list):
+        """RecBole's, with errors that name the file: a missing file, a YAML syntax error, or a file that is not a
+        mapping of settings (RecBole reported ``<unicode string>`` or a bare TypeError)."""
+        import yaml
+
+        settings = {}
+        for path in file_list or []:
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"config file not found: {path}")
+            with open(path, encoding="utf-8") as f:
+                try:
+                    loaded = yaml.load(f.read(), Loader=self.yaml_loader)
+                except yaml.YAMLError as error:
+                    raise ValueError(f"{path}: not valid YAML: {error}") from None
+            if loaded is None:
+                continue
+            if not isinstance(loaded, dict):
+                raise ValueError(f"{path}: a config file must map settings to values (key: value), "
+                                 f"got a {type(loaded).__name__}")
+            settings.update(loaded)
+        return settings
 
     def _merge_external_config_dict(self):
         super()._merge_external_config_dict()

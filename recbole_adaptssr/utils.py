@@ -37,7 +37,7 @@ def get_model(model_name: str):
 
     try:
         return recbole_get_model(model_name)
-    except (ValueError, ImportError):  # RecBole's search imports optional packages (lightgbm, ...)
+    except (ValueError, ImportError, AttributeError):  # RecBole's search imports optional packages (lightgbm, ...)
         known = {name.lower(): name for name in [*_MODELS, *recbole_model_names()]}
         close = [known[n] for n in difflib.get_close_matches(model_name.lower(), list(known), n=3, cutoff=0.6)]
         hint = f"; did you mean {', '.join(close)}?" if close else ""

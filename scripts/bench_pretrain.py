@@ -36,17 +36,21 @@ class _Shape:
 
 
 def build_model(n_items, max_len, device, stage):
-    config = {
+    """The model with the package's defaults (Appendix C; the MLM warm-up as the authors' release trains it)."""
+    from recbole_adaptssr.compat import SavedConfig
+
+    config = SavedConfig({
         "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "LIST_SUFFIX": "_list",
         "ITEM_LIST_LENGTH_FIELD": "item_length", "NEG_PREFIX": "neg_", "MAX_ITEM_LIST_LENGTH": max_len,
-        "device": device, "LABEL_FIELD": "label", "train_stage": stage,
+        "device": device, "LABEL_FIELD": "label", "train_stage": stage, "pretrain_stages": ["mlm", "ssr"],
         "hidden_size": 64, "n_layers": 2, "n_heads": 2, "inner_size": 256, "hidden_dropout_prob": 0.1,
         "attn_dropout_prob": 0.1, "hidden_act": "gelu", "layer_norm_eps": 1e-12, "initializer_range": 0.02,
-        "mlm_mask_ratio": 0.2, "augmentations": ["mask", "crop", "reorder"], "mask_ratio": 0.6,
-        "crop_ratio": 0.4, "reorder_ratio": 0.6, "lambda_mode": "adaptive", "fixed_lambda": 0.5,
-        "lambda_estimate": "sample", "hard_negative": True, "ranking": True, "infonce_temperature": 1.0,
+        "mlm_mask_ratio": 0.3, "mlm_head": "tied", "mlm_hidden_dropout_prob": 0.5, "mlm_attn_dropout_prob": 0.5,
+        "augmentations": ["mask", "crop", "reorder"], "mask_ratio": 0.6, "crop_ratio": 0.4, "reorder_ratio": 0.6,
+        "ssr_lambda_mode": "adaptive", "ssr_fixed_lambda": 0.5, "ssr_lambda_estimate": "sample",
+        "ssr_hard_negative": True, "ssr_ranking": True, "ssr_infonce_temperature": 1.0,
         "head_hidden_size": 64, "head_dropout_prob": 0.1,
-    }
+    })
     return AdaptSSR(config, _Shape(n_items)).to(device)
 
 

@@ -1,9 +1,8 @@
 """Every bad setting fails up front, before anything is pre-trained (no run folder is made), with a message naming
 the key, the value and what is allowed; a data set that is not on disk is never downloaded.
 
-One table: (case, settings, command line, exception, message). Cases marked ``needs`` fail today for a reason in a
-file this suite's owner does not own (see docs/reliability.md); they are strict xfails, so fixing them turns
-them into failures until the mark is removed."""
+One table: (case, settings, command line, exception, message, and a reason when a case is a known gap: a strict
+xfail, so a fix turns it into a failure until the mark is removed)."""
 
 from __future__ import annotations
 
@@ -50,9 +49,6 @@ def no_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
 
 
-NEEDS_CONFIG = "needs Config._load_config_files to name the file (recbole_adaptssr/config.py)"
-NEEDS_MANIFEST = "needs read_task_manifest to check the manifest's shape (recbole_adaptssr/data/task_dataset.py)"
-NEEDS_GET_MODEL = "needs utils.get_model to catch RecBole's AttributeError for a wrong-case name (utils.py)"
 
 # (id, settings, command line, prepare, exception, message regex, needs)
 CASES = [
@@ -66,17 +62,17 @@ CASES = [
      None),
     ("manifest-truncated", {}, [], manifest('{"tasks": {"cls": {"kind": "multi'), ValueError,
      r"data/tt/tt\.tasks\.json: not a task manifest \(Unterminated string", None),
-    ("manifest-tasks-a-list", {}, [], manifest('{"tasks": []}'), ValueError, r"tt\.tasks\.json", NEEDS_MANIFEST),
+    ("manifest-tasks-a-list", {}, [], manifest('{"tasks": []}'), ValueError, r"tt\.tasks\.json", None),
     ("mlm-epochs-negative", {"mlm_epochs": -1}, [], None, ValueError, r"mlm_epochs must be an integer >= 0, got -1",
      None),
     ("ssr-epochs-fraction", {"ssr_epochs": 1.5}, [], None, ValueError, r"ssr_epochs must be an integer >= 0, got 1.5",
      None),
     ("yaml-syntax-error", {}, [], yaml_file("mlm_epochs: 1\nhidden_size: [16\n"), ValueError, r"user\.yaml",
-     NEEDS_CONFIG),
-    ("yaml-not-a-mapping", {}, [], yaml_file("- a\n- b\n"), ValueError, r"user\.yaml", NEEDS_CONFIG),
+     None),
+    ("yaml-not-a-mapping", {}, [], yaml_file("- a\n- b\n"), ValueError, r"user\.yaml", None),
     ("model-unknown", {"model": "Nope"}, [], None, ValueError,
      r"unknown model 'Nope': neither ours \(\['AdaptSSR'\]\) nor RecBole's; did you mean NPE\?", None),
-    ("model-wrong-case", {"model": "SASrec"}, [], None, ValueError, r"did you mean SASRec", NEEDS_GET_MODEL),
+    ("model-wrong-case", {"model": "SASrec"}, [], None, ValueError, r"did you mean SASRec", None),
     ("dataset-not-on-disk", {"dataset": "ml-1m"}, [], None, FileNotFoundError,
      r"data set 'ml-1m' not found: looked for .*data/ml-1m/ml-1m\.inter \(the folder does not exist\)\. Nothing is "
      r"downloaded: .*the embedded data set is --dataset=ml-100k", None),

@@ -100,8 +100,10 @@ def brute_force_ndcg10(score, positives, history, candidates):
 
 
 def test_ndcg10_all_ranking_with_history_masking_matches_brute_force(tmp_path):
+    """With the row split (recommendation_split_by: row) a user's earlier-split targets are masked; the default
+    user split leaves nothing to mask for a test user (tests/test_task_dataset.py)."""
     data = write_task_dataset(tmp_path / "data", "tt", tasks=("rec",), n_users=32, n_targets=24, rec_per_user=4)
-    dataset, (train, valid, test), model, trainer = prepare(data, tmp_path, "rec")
+    dataset, (train, valid, test), model, trainer = prepare(data, tmp_path, "rec", recommendation_split_by="row")
     targets = [str(t) for t in dataset.field2id_token["target_id"][1:]]
     assert len(targets) == 24 and dataset.item_num == 25  # every target item is a candidate (+ padding)
 

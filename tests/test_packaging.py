@@ -60,7 +60,7 @@ def test_a_non_editable_install_finds_its_defaults(installed, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     where, values = proc.stdout.strip().splitlines()[-2:]
     assert where.startswith(str(target))
-    assert values == "adaptive 0.2 50 [10]"  # model, pretext, downstream and dataset YAMLs all applied
+    assert values == "adaptive 0.3 50 [10]"  # model, pretext, downstream and dataset YAMLs all applied
 
 
 def test_a_missing_defaults_file_is_an_error(installed, tmp_path):

@@ -139,6 +139,11 @@ E2E_SETTINGS = {
     "learning_rate": 0.005,
     "train_batch_size": 24,
     "mlm_mask_ratio": 0.4,
+    # the warm-up as these margins were measured (before the release's MLM settings became the stage defaults)
+    "mlm_learning_rate": 0.005,
+    "mlm_head": "transform",
+    "mlm_hidden_dropout_prob": 0.1,
+    "mlm_attn_dropout_prob": 0.1,
     "ssr_lambda_mode": "fixed",
     "ssr_fixed_lambda": 0.5,
     "stopping_step": 100,

@@ -165,7 +165,7 @@ def test_config_knows_adaptssr_and_its_yaml_defaults(tiny_config):
     assert config["augmentations"] == ["mask", "crop", "reorder"]
     # from properties/pretext/ssr.yaml and mlm.yaml (pretrain_stages: [mlm, ssr])
     assert config["ssr_lambda_mode"] == "adaptive" and config["ssr_lambda_estimate"] == "sample"
-    assert config["mlm_mask_ratio"] == 0.2 and config["mlm_head"] == "transform"
+    assert config["mlm_mask_ratio"] == 0.3 and config["mlm_head"] == "tied"  # the release's warm-up
     assert config["train_neg_sample_args"]["distribution"] == "none"
     # config_dict beats the model YAML
     assert config["hidden_size"] == tiny_config["hidden_size"] and config["MAX_ITEM_LIST_LENGTH"] == 20

@@ -42,6 +42,8 @@ def read_task_manifest(folder: str, name: str) -> dict:
             tasks = json.load(f).get("tasks", {})
         except (json.JSONDecodeError, AttributeError) as error:
             raise ValueError(f"{path}: not a task manifest ({error})") from None
+    if not isinstance(tasks, dict) or not all(isinstance(info, dict) for info in tasks.values()):
+        raise ValueError(f"{path}: \"tasks\" must map each task name to its description ({{\"kind\": ...}})")
     for task, info in tasks.items():
         try:
             get_task_kind(info.get("kind"))

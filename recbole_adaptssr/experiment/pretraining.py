@@ -45,8 +45,9 @@ def pretrain(config, run_dir: str | None = None, epoch_callback=None, resume: bo
     if not stages:
         return {}
     logger = getLogger()
-    if config["train_stage"] != stages[0]:
-        config = config.derive(train_stage=stages[0])
+    if config["train_stage"] != stages[0] or config["downstream_task"]:
+        # pre-training reads the behaviour log, whatever downstream task the run is about
+        config = config.derive(train_stage=stages[0], downstream_task=None)
     folder = os.path.join(run_dir or config["checkpoint_dir"], "pretrain")
     os.makedirs(folder, exist_ok=True)
     final = {stage: os.path.join(folder, f"{stage}.pth") for stage in stages}

@@ -32,13 +32,7 @@ class SSR(PretextTask):
 
     def __init__(self, settings: StageSettings, n_items: int, hidden_size: int):
         super().__init__(settings, n_items, hidden_size)
-        self.augmenter = SequenceAugmenter(
-            mask_token_id=n_items,
-            operators=tuple(settings["augmentations"]),
-            mask_ratio=settings["mask_ratio"],
-            crop_ratio=settings["crop_ratio"],
-            reorder_ratio=settings["reorder_ratio"],
-        )
+        self.augmenter = SequenceAugmenter.from_settings(settings, mask_token_id=n_items)
         self.ranking = settings["ranking"]
         self.loss_options = dict(
             lambda_mode=settings["lambda_mode"],
@@ -64,8 +58,7 @@ class SSR(PretextTask):
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
             raise ValueError(f"{settings.key('infonce_temperature')} must be a number > 0, got {temperature!r}")
         # the augmenter validates operators and ratios; build one to fail before pre-training
-        SequenceAugmenter(mask_token_id=1, operators=tuple(settings["augmentations"]), mask_ratio=settings["mask_ratio"],
-                          crop_ratio=settings["crop_ratio"], reorder_ratio=settings["reorder_ratio"])
+        SequenceAugmenter.from_settings(settings, mask_token_id=1)
         super().check_settings(settings)
 
     @classmethod
