@@ -35,6 +35,7 @@ import zipfile
 import torch
 
 from recbole_adaptssr.compat import plain
+from recbole_adaptssr.files import fsync_folder
 
 FORMAT_VERSION = 2  # 2: carries a checksum; 1 (no checksum) is still read
 READABLE_VERSIONS = (1, 2)
@@ -130,20 +131,6 @@ def atomic_torch_save(payload, path) -> str:
         raise  # KeyboardInterrupt, SystemExit: the temporary file is gone, the previous checkpoint intact
     fsync_folder(folder)
     return path
-
-
-def fsync_folder(folder: str) -> None:
-    """Make a rename in ``folder`` durable (best effort: not every platform or file system allows it)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def save_payload(payload: dict, path) -> str:

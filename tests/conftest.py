@@ -76,6 +76,14 @@ def tiny_config(tiny_data_path, tmp_path):
 
 
 @pytest.fixture
+def task_data(tmp_path):
+    """A tiny converted data set with a multiclass and a recommendation task (tests/task_data.py)."""
+    from task_data import write_task_dataset
+
+    return write_task_dataset(tmp_path / "data", "tt", tasks=("cls", "rec"), n_users=40, n_targets=16)
+
+
+@pytest.fixture
 def recbole_ready():
     """RecBole usable on numpy 2 / pandas 3: the compatibility shims (applied when this conftest imported
     recbole_adaptssr) are in place."""

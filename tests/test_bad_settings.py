@@ -14,18 +14,7 @@ import torch
 
 from recbole_adaptssr.checkpoint import CheckpointError
 from recbole_adaptssr.quick_start import run
-from task_data import base_config, one_torch_thread, write_task_dataset
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    with one_torch_thread():
-        yield
-
-
-@pytest.fixture
-def task_data(tmp_path):
-    return write_task_dataset(tmp_path / "data", "tt", tasks=("cls", "rec"), n_users=40, n_targets=16)
+from task_data import base_config
 
 
 def manifest(text):

@@ -22,20 +22,9 @@ from recbole_adaptssr.checkpoint import CheckpointError, load_checkpoint
 from recbole_adaptssr.experiment import pipeline
 from recbole_adaptssr.quick_start import run
 from recbole_adaptssr.trainer import AdaptSSRTrainer
-from task_data import base_config, one_torch_thread, write_task_dataset
+from task_data import base_config
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    with one_torch_thread():
-        yield
-
-
-@pytest.fixture
-def task_data(tmp_path):
-    return write_task_dataset(tmp_path / "data", "tt", tasks=("cls", "rec"), n_users=40, n_targets=16)
 
 
 def settings(task_data, tmp_path, folder="saved", **extra):

@@ -12,6 +12,8 @@ import secrets
 import statistics
 from dataclasses import asdict, dataclass, field
 
+from recbole_adaptssr.files import fsync_folder
+
 SPLITS = ("valid", "test")
 
 
@@ -118,23 +120,10 @@ def atomic_write_text(path: str, text: str) -> None:
         except OSError:
             pass
         raise OSError(f"could not write {path}: {type(error).__name__}: {error}") from error
-    _fsync_folder(folder)
+    fsync_folder(folder)
 
 
 def atomic_write_json(path: str, value) -> None:
     """:func:`atomic_write_text` of ``value`` as indented JSON (non-JSON values written as their ``str``)."""
     atomic_write_text(path, json.dumps(value, indent=2, default=str) + "\n")
 
-
-def _fsync_folder(folder: str) -> None:
-    """Make a rename in ``folder`` durable (best effort: not every platform or file system allows it)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
