@@ -151,6 +151,7 @@ class AdaptSSRTrainer(TaskTrainer):
             self.logger.info(
                 set_color(f"[{stage}] epoch {epoch} valid", "blue") + f" [time: {time() - trained:.2f}s]: {_fmt(result)}"
             )
+            self.logger.debug(f"[{stage}] epoch {epoch} memory: {_memory(self.device)}")
             self.tensorboard.add_scalar(f"{stage}/train_loss", train_loss, epoch)
             for key, value in result.items():
                 self.tensorboard.add_scalar(f"{stage}/valid_{key}", value, epoch)
@@ -221,6 +222,17 @@ class AdaptSSRTrainer(TaskTrainer):
         if count == 0:
             raise ValueError(f"the validation split holds no batch of at least {task.min_batch_size} sequences")
         return {key: value / count for key, value in totals.items()}
+
+
+def _memory(device) -> str:
+    """Resident memory of the process, and the GPU's reserved/allocated memory when training on one."""
+    import psutil
+
+    text = f"rss {psutil.Process().memory_info().rss / 2**20:.0f} MiB"
+    if torch.device(device).type == "cuda":
+        text += (f", cuda reserved {torch.cuda.memory_reserved(device) / 2**20:.0f} MiB, "
+                 f"allocated {torch.cuda.memory_allocated(device) / 2**20:.0f} MiB")
+    return text
 
 
 def _fmt(result: dict) -> str:
