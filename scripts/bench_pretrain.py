@@ -85,6 +85,8 @@ def bench(stage, args):
     seconds = (time.perf_counter() - start) / args.steps
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) / 2**20
+        reserved = torch.cuda.memory_reserved(device) / 2**20
+        print(f"    cuda reserved after the steps: {reserved:.0f} MiB", flush=True)
         peak_kind = "cuda max allocated"
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
