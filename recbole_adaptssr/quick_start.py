@@ -49,6 +49,10 @@ def run_recbole_model(config, saved=True) -> dict:
     from recbole_adaptssr.experiment.run_logger import init_run_logger
     from recbole_adaptssr.utils import get_model, get_trainer
 
+    from recbole_adaptssr.experiment.validation import check_dataset, check_settings
+
+    check_dataset(config)  # RecBole would download a known name whose folder is missing
+    check_settings(config)
     run_dir = new_run_dir(config["checkpoint_dir"], config["model"], config["dataset"], plain(config.user_config_dict))
     config = config.derive(checkpoint_dir=run_dir)
     init_seed(config["seed"], config["reproducibility"])

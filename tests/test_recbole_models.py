@@ -35,3 +35,10 @@ def test_load_data_and_model_reads_our_checkpoint():
     saved = torch.load(out["checkpoint"], weights_only=True)
     assert torch.equal(model.item_cnt, saved["other_parameter"]["item_cnt"])  # a tensor, not its repr
     assert model.item_cnt.sum() > 0 and len(test_data.dataset) > 0
+
+
+def test_a_recbole_model_on_a_missing_data_set_fails_without_downloading(tmp_path):
+    """RecBole downloads a known name (ml-1m) whose folder is missing; through our entry point it is an error."""
+    with pytest.raises(FileNotFoundError, match=r"data set 'ml-1m' not found: .*Nothing is downloaded"):
+        run("BPR", "ml-1m", config_dict={**FAST, "data_path": str(tmp_path / "data")})
+    assert not (tmp_path / "data").exists() and not (tmp_path / "saved").exists()

@@ -254,8 +254,13 @@ def run_comparison(config) -> dict:
     from recbole_adaptssr.experiment.pretraining import pretrain
     from recbole_adaptssr.experiment.run_dir import new_run_dir
     from recbole_adaptssr.experiment.run_logger import init_run_logger
-    from recbole_adaptssr.experiment.validation import selected_tasks
+    from recbole_adaptssr.experiment.validation import check_dataset, check_settings, selected_tasks
 
+    if config["resume"]:
+        raise ValueError("resume is not supported by the comparison of pre-training methods (pretrain_methods): "
+                         "rerun it, or resume the single pipeline")
+    check_dataset(config)
+    check_settings(config)
     methods = selected_methods(config)  # unknown names fail here, before anything else
     task_data = load_task_data(config, required=True)
     tasks = selected_tasks(config, task_data)
