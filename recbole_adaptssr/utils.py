@@ -29,6 +29,18 @@ def properties_file(*parts: str, required: bool = True) -> str | None:
     return None
 
 
+def import_plugin(package: str, name) -> None:
+    """Import ``<package>.<name>`` if such a module exists (plug-ins register themselves on import); a missing
+    module is not an error here (the caller reports the unknown name), an import error inside it is."""
+    if not (isinstance(name, str) and name.isidentifier()):
+        return
+    try:
+        importlib.import_module(f"{package}.{name}")
+    except ModuleNotFoundError as error:
+        if error.name != f"{package}.{name}":
+            raise
+
+
 def get_model(model_name: str):
     """Return the model class called ``model_name``: ours if we define it, otherwise RecBole's."""
     if model_name in _MODELS:

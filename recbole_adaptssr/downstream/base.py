@@ -10,7 +10,6 @@ u (a two-layer MLP, Appendix C) and, in its YAML, RecBole's evaluation of it: ``
 from __future__ import annotations
 
 import difflib
-import importlib
 import os
 import pkgutil
 from typing import ClassVar
@@ -18,12 +17,23 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from recbole_adaptssr.utils import import_plugin
+
 _REGISTRY: dict = {}
 
 
 def two_layer_mlp(in_size: int, hidden_size: int, out_size: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(nn.Linear(in_size, hidden_size), nn.ReLU(), nn.Dropout(dropout),
                          nn.Linear(hidden_size, out_size))
+
+
+def target_table(num_targets: int, hidden_size: int, kind: str) -> nn.Embedding:
+    """The learned embedding of the task's target items (row 0 is padding), for heads that score targets."""
+    if num_targets < 2:
+        raise ValueError(f"a {kind} head needs target items, got {num_targets - 1}")
+    table = nn.Embedding(num_targets, hidden_size, padding_idx=0)
+    nn.init.normal_(table.weight, std=0.02)
+    return table
 
 
 class TaskHead(nn.Module):
@@ -98,12 +108,8 @@ def builtin_task_kinds() -> list:
 
 def get_task_kind(name: str) -> type:
     """The :class:`TaskKind` called ``name`` (module ``recbole_adaptssr.downstream.<name>``)."""
-    if name not in _REGISTRY and isinstance(name, str) and name.isidentifier():
-        try:
-            importlib.import_module(f"{__package__}.{name}")
-        except ModuleNotFoundError as error:
-            if error.name != f"{__package__}.{name}":
-                raise
+    if name not in _REGISTRY:
+        import_plugin(__package__, name)
     if name not in _REGISTRY:
         known = builtin_task_kinds()
         close = difflib.get_close_matches(str(name), known, n=2)

@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from recbole_adaptssr.downstream.base import TaskHead, TaskKind, two_layer_mlp
+from recbole_adaptssr.downstream.base import TaskHead, TaskKind, target_table, two_layer_mlp
 
 
 class CvrHead(TaskHead):
     def __init__(self, hidden_size, head_hidden_size, dropout, num_targets):
         super().__init__()
-        if num_targets < 2:
-            raise ValueError(f"a cvr head needs target items, got {num_targets - 1}")
-        self.target_embedding = nn.Embedding(num_targets, hidden_size, padding_idx=0)
-        nn.init.normal_(self.target_embedding.weight, std=0.02)
+        self.target_embedding = target_table(num_targets, hidden_size, "cvr")
         self.mlp = two_layer_mlp(2 * hidden_size, head_hidden_size, 1, dropout)
 
     def logits(self, u, target):

@@ -5,18 +5,14 @@ protocol; NDCG@10."""
 from __future__ import annotations
 
 import torch.nn.functional as F
-from torch import nn
 
-from recbole_adaptssr.downstream.base import TaskHead, TaskKind, two_layer_mlp
+from recbole_adaptssr.downstream.base import TaskHead, TaskKind, target_table, two_layer_mlp
 
 
 class RecommendationHead(TaskHead):
     def __init__(self, hidden_size, head_hidden_size, dropout, num_targets):
         super().__init__()
-        if num_targets < 2:
-            raise ValueError(f"a recommendation head needs target items, got {num_targets - 1}")
-        self.target_embedding = nn.Embedding(num_targets, hidden_size, padding_idx=0)
-        nn.init.normal_(self.target_embedding.weight, std=0.02)
+        self.target_embedding = target_table(num_targets, hidden_size, "recommendation")
         self.mlp = two_layer_mlp(hidden_size, head_hidden_size, hidden_size, dropout)
 
     def loss(self, u, label, target):

@@ -30,6 +30,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from recbole_adaptssr.utils import import_plugin
+
 _REGISTRY: dict = {}
 
 
@@ -149,12 +151,8 @@ def builtin_pretext_tasks() -> list:
 def get_pretext_task(name: str, modules=()) -> type:
     """The :class:`PretextTask` subclass called ``name``: already imported, else ``recbole_adaptssr.pretext.<name>``,
     else found in one of ``modules`` (the ``pretext_modules`` setting)."""
-    if name not in _REGISTRY and isinstance(name, str) and name.isidentifier():
-        try:
-            importlib.import_module(f"{__package__}.{name}")
-        except ModuleNotFoundError as error:
-            if error.name != f"{__package__}.{name}":
-                raise
+    if name not in _REGISTRY:
+        import_plugin(__package__, name)
     for module in modules or ():
         if name in _REGISTRY:
             break
