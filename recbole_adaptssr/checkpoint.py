@@ -29,13 +29,12 @@ from __future__ import annotations
 import enum
 import hashlib
 import os
-import secrets
 import zipfile
 
 import torch
 
 from recbole_adaptssr.compat import plain
-from recbole_adaptssr.files import fsync_folder
+from recbole_adaptssr.files import atomic_write
 
 FORMAT_VERSION = 2  # 2: carries a checksum; 1 (no checksum) is still read
 READABLE_VERSIONS = (1, 2)
@@ -111,26 +110,11 @@ def with_checksum(payload: dict) -> dict:
 def atomic_torch_save(payload, path) -> str:
     """``torch.save(payload)`` to a temporary file beside ``path``, fsync, rename into place (see the module
     docstring). Raises :class:`CheckpointWriteError` naming ``path``; the previous file is left intact."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     try:
-        os.makedirs(folder, exist_ok=True)
-        with open(tmp, "xb") as f:
-            torch.save(payload, f)  # default protocol: the weights-only unpickler rejects protocol 4
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as error:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        if isinstance(error, Exception):
-            raise CheckpointWriteError(path, error) from error
-        raise  # KeyboardInterrupt, SystemExit: the temporary file is gone, the previous checkpoint intact
-    fsync_folder(folder)
-    return path
+        # default protocol: the weights-only unpickler rejects protocol 4
+        return atomic_write(path, lambda f: torch.save(payload, f))
+    except Exception as error:  # KeyboardInterrupt, SystemExit propagate as they are (previous checkpoint intact)
+        raise CheckpointWriteError(os.fspath(path), error) from error
 
 
 def save_payload(payload: dict, path) -> str:

@@ -115,7 +115,6 @@ def test_space_lines_from_the_command_line_replace_the_files():
 
 
 def test_trial_settings_expand_a_method_and_the_augmentation_proportion():
-    pytest.importorskip("recbole_adaptssr.experiment.comparison")
     spec = StudySpec(model="AdaptSSR", dataset="tt", data_name="tt", settings={"seed": 7, "mask_ratio": 0.6},
                      mode="pretrain", task="cls", metric="acc", metric_mode="max", uses_pretext=True,
                      stages=["mlm", "ssr"])

@@ -8,11 +8,10 @@ import csv
 import io
 import json
 import os
-import secrets
 import statistics
 from dataclasses import asdict, dataclass, field
 
-from recbole_adaptssr.files import fsync_folder
+from recbole_adaptssr.files import atomic_write
 
 SPLITS = ("valid", "test")
 
@@ -105,22 +104,10 @@ def atomic_write_text(path: str, text: str) -> None:
     """Write ``text`` to a temporary file beside ``path`` (``.<name>.tmp-<pid>-<random>``), flush it to disk and
     rename it into place (then fsync the folder); on failure the temporary file is removed, the previous file (if
     any) is intact and the error (``OSError``) names ``path``."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     try:
-        with open(tmp, "x", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: f.write(text), binary=False)
     except Exception as error:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
         raise OSError(f"could not write {path}: {type(error).__name__}: {error}") from error
-    fsync_folder(folder)
 
 
 def atomic_write_json(path: str, value) -> None:

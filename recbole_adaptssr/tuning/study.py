@@ -125,39 +125,12 @@ def is_pretraining_key(name: str, stages=()) -> bool:
     return any(name.startswith(f"{stage}_") for stage in {*_builtin_stages(), *stages})
 
 
-@dataclass
-class _Method:
-    """A pre-training method when the comparison's method table is not installed (see :func:`resolve_method`)."""
-
-    name: str
-    stages: list
-    settings: dict = field(default_factory=dict)
-    finetune_from: str | None = None
-    label: str = ""
-
-
 def resolve_method(name: str, files=()):
     """The named pre-training method (stages, settings, the stage fine-tuning starts from, label) of
-    ``properties/methods.yaml`` and ``pretrain_methods_file``; without that table (an older installation):
-    ``adaptssr`` = [mlm, ssr], ``none`` = [], and any pretext task's name = that one stage."""
-    try:
-        from recbole_adaptssr.experiment import comparison
-    except ImportError:
-        comparison = None
-    if comparison is not None and hasattr(comparison, "resolve_method"):
-        return comparison.resolve_method(str(name), comparison.methods_table([str(f) for f in files or ()]))
-    from recbole_adaptssr.pretext.base import get_pretext_task
+    ``properties/methods.yaml`` and ``pretrain_methods_file`` (the comparison's method table)."""
+    from recbole_adaptssr.experiment import comparison
 
-    name = str(name)
-    if files:
-        raise ValueError("pretrain_methods_file needs recbole_adaptssr.experiment.comparison, which this "
-                         "installation lacks")
-    if name == "none":
-        return _Method(name, [], label="None")
-    if name == "adaptssr":
-        return _Method(name, ["mlm", "ssr"], finetune_from="ssr", label="AdaptSSR")
-    get_pretext_task(name)  # an unknown name fails here, listing the known tasks
-    return _Method(name, [name], finetune_from=name, label=name)
+    return comparison.resolve_method(str(name), comparison.methods_table([str(f) for f in files or ()]))
 
 
 # ------------------------------------------------------------------------------------------------- the spec
