@@ -46,8 +46,9 @@ class Config(RecBoleConfig):
 
     * model names resolve through :func:`recbole_adaptssr.utils.get_model` (our package first, then RecBole);
     * after RecBole's own defaults come our package's YAMLs: ``overall.yaml``, ``model/<Model>.yaml`` (ours only),
-      ``pretext/<task>.yaml`` of every pretext task in ``pretrain_stages``, ``downstream/<kind>.yaml`` of every
-      task kind, and ``dataset/<dataset>.yaml`` if it exists;
+      ``pretext/<task>.yaml`` of every pretext task in ``pretrain_stages``, ``encoder/user_model.yaml`` and
+      ``encoder/<user_model>.yaml`` (the backbone's), ``downstream/<kind>.yaml`` of every task kind, and
+      ``dataset/<dataset>.yaml`` if it exists;
     * ``overrides``: settings of one run of an experiment (task, seed, stage, epochs, metrics, split), applied
       ABOVE the command line; :meth:`overridden_user_settings` says which of the user's settings they replace;
     * :meth:`derive` builds the Config of a run from the same sources plus that run's overrides;
@@ -149,6 +150,7 @@ class Config(RecBoleConfig):
             self._update_internal_config_dict(path)
         if getattr(model_class, "uses_pretext_tasks", False):
             self._load_pretext_defaults()
+            self._load_user_model_defaults()
         dataset_file = properties_file("dataset", f"{dataset}.yaml", required=False)
         if dataset_file:
             self._update_internal_config_dict(dataset_file)
@@ -180,6 +182,18 @@ class Config(RecBoleConfig):
             path = task_defaults_file(task_class)
             if path is not None:
                 check_defaults_namespace(task_class, self._update_internal_config_dict(path) or {}, path)
+
+    def _load_user_model_defaults(self):
+        """``properties/encoder/user_model.yaml`` (``user_model``, ``user_model_pooling``), then the defaults of the
+        backbone ``user_model`` names (``properties/encoder/<user_model>.yaml``); an unknown name fails here."""
+        from recbole_adaptssr.encoder.base import check_defaults_namespace, defaults_file, get_user_model
+
+        self._update_internal_config_dict(properties_file("encoder", "user_model.yaml"))
+        name = self.external_config_dict.get("user_model", self.internal_config_dict.get("user_model"))
+        encoder_class = get_user_model(name)
+        path = defaults_file(encoder_class)
+        if path is not None:
+            check_defaults_namespace(encoder_class, self._update_internal_config_dict(path) or {}, path)
 
 
 def _builtin_task_kinds() -> list:

@@ -29,6 +29,18 @@ class AttentionPooling(nn.Module):
         return torch.einsum("bl,bld->bd", alpha, hidden)
 
 
+def init_transformer_weights(module: nn.Module, std: float) -> None:
+    """BERT's (and RecBole's SASRec/BERT4Rec) initialisation of one module: normal(0, ``std``) weights for linear
+    and embedding layers, zero biases, LayerNorm at identity. Apply with ``model.apply``."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        module.weight.data.normal_(mean=0.0, std=std)
+    elif isinstance(module, nn.LayerNorm):
+        module.bias.data.zero_()
+        module.weight.data.fill_(1.0)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        module.bias.data.zero_()
+
+
 class UserModel(nn.Module):
     """Behaviour sequence -> hidden states H (Eq. 2) -> user representation u (Eq. 3-4).
 
@@ -73,13 +85,7 @@ class UserModel(nn.Module):
         self.apply(self._init_weights)
 
     def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            module.weight.data.normal_(mean=0.0, std=self.initializer_range)
-        elif isinstance(module, nn.LayerNorm):
-            module.bias.data.zero_()
-            module.weight.data.fill_(1.0)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            module.bias.data.zero_()
+        init_transformer_weights(module, self.initializer_range)
 
     def set_dropout(self, hidden_dropout_prob: float, attn_dropout_prob: float) -> None:
         """Set the dropout of every sub-layer output and of the attention probabilities (per-stage settings)."""

@@ -93,7 +93,10 @@ def check_settings(config) -> None:
         for key in DROPOUTS:
             if config[key] is not None:
                 _check_value(key, config[key], "prob")
-        if config["hidden_size"] % config["n_heads"]:
+        from recbole_adaptssr.encoder.base import check_user_model
+
+        check_user_model(config)  # user_model names a backbone (close-match hint), its own settings, the pooling
+        if config["user_model"] in (None, "transformer") and config["hidden_size"] % config["n_heads"]:
             raise ValueError(f"hidden_size must be a multiple of n_heads (each attention head gets hidden_size / "
                              f"n_heads dimensions), got hidden_size={config['hidden_size']} and "
                              f"n_heads={config['n_heads']}")
@@ -186,8 +189,11 @@ def check_finetuning(config, task_data, tasks: list, start_points: list) -> None
                 f"finetune_from entry {name!r} is neither none, a stage of pretrain_stages {stages}, nor a checkpoint file"
             )
         from recbole_adaptssr.checkpoint import load_checkpoint
+        from recbole_adaptssr.encoder.base import check_checkpoint
 
-        load_checkpoint(name)  # empty, truncated or altered: an error naming the file, before anything trains
+        state = load_checkpoint(name)  # empty, truncated or altered: an error naming the file, before anything trains
+        if uses_pretext:  # pre-trained with another user model or pooling: an error naming both
+            check_checkpoint(config, state, f"finetune_from entry {name!r}")
 
 
 FINETUNE_KEYS = {"learning_rate": "number>0", "stopping_step": "int>=1", "train_batch_size": "int>=1",

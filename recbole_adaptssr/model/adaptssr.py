@@ -17,7 +17,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType, ModelType
 from torch import nn
 
-from recbole_adaptssr.encoder.user_model import UserModel
+from recbole_adaptssr.encoder.base import build_user_model, check_pretrained
 from recbole_adaptssr.pretext.base import StageSettings, get_pretext_task
 
 FINETUNE = "finetune"
@@ -35,19 +35,8 @@ class AdaptSSR(SequentialRecommender):
         if hasattr(dataset, "behaviour_vocabulary_size"):  # a downstream task: ITEM_ID is the target field
             self.n_items = dataset.behaviour_vocabulary_size()
         self.config = config
-        self.user_model = UserModel(
-            n_items=self.n_items,
-            max_seq_length=self.max_seq_length,
-            hidden_size=config["hidden_size"],
-            n_layers=config["n_layers"],
-            n_heads=config["n_heads"],
-            inner_size=config["inner_size"],
-            hidden_dropout_prob=config["hidden_dropout_prob"],
-            attn_dropout_prob=config["attn_dropout_prob"],
-            hidden_act=config["hidden_act"],
-            layer_norm_eps=config["layer_norm_eps"],
-            initializer_range=config["initializer_range"],
-        )
+        # the backbone named by user_model (default: the paper's Eq. 2-4 transformer; recbole_adaptssr/encoder/)
+        self.user_model = build_user_model(config, self.n_items, self.max_seq_length)
         self.mask_token_id = self.user_model.mask_token_id
         self.pretext = nn.ModuleDict()
         self.task_head = None
@@ -95,6 +84,7 @@ class AdaptSSR(SequentialRecommender):
         weights = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
         if not weights:
             raise ValueError("the checkpoint holds no user_model weights")
+        check_pretrained(self.user_model, weights)  # another backbone or pooling: an error naming both
         try:
             self.user_model.load_state_dict(weights, strict=True)
         except RuntimeError as error:
