@@ -12,7 +12,8 @@ from recbole_adaptssr.utils import PROPERTIES_DIR, get_model, properties_file
 
 # list-valued settings of ours; on the command line ``--finetune_from=[ssr,none]`` arrives as a string
 LIST_KEYS = ("pretrain_stages", "finetune_from", "downstream_tasks", "augmentations", "task_split",
-             "pretext_modules", "metrics", "topk", "pretrain_methods", "pretrain_methods_file")
+             "pretext_modules", "metrics", "topk", "pretrain_methods", "pretrain_methods_file",
+             "recbole_baselines", "baseline_pretrain")
 
 # settings the experiment layer sets per run as plumbing (where a run writes), never reported as overridden
 PLUMBING_KEYS = ("checkpoint_dir",)
@@ -130,6 +131,7 @@ class Config(RecBoleConfig):
         if ours:
             files.append(properties_file("model", f"{model}.yaml"))
         files += [properties_file("downstream", f"{kind}.yaml") for kind in _builtin_task_kinds()]
+        files.append(properties_file("recbole_baselines.yaml"))  # RecBole's models as baselines on our tasks
         return files
 
     def _check_downstream_settings(self, model_class):

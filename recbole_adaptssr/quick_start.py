@@ -24,7 +24,7 @@ def run(model="AdaptSSR", dataset="ml-100k", config_file_list=None, config_dict=
 
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     pipeline = getattr(config.model_class, "uses_pretext_tasks", False) or bool(
-        config["downstream_task"] or config["downstream_tasks"])
+        config["downstream_task"] or config["downstream_tasks"] or config["recbole_baselines"])
     if not pipeline:
         return run_recbole_model(config, saved)
     name, root = prepare_embedded_default(config.dataset, config.user_config_dict.get("data_path"))
@@ -32,9 +32,18 @@ def run(model="AdaptSSR", dataset="ml-100k", config_file_list=None, config_dict=
         config = Config(model=model, dataset=name, config_file_list=config_file_list,
                         config_dict={**(config_dict or {}), "data_path": root})
     if config["pretrain_methods"]:  # the paper's comparison of pre-training methods (docs/comparison.md)
+        from recbole_adaptssr import distributed
+
+        if distributed.is_distributed():
+            raise ValueError("pretrain_methods (the comparison) runs in one process; under torch.distributed run "
+                             "each method's pipeline on its own (--model=AdaptSSR --pretrain_stages=...)")
         from recbole_adaptssr.experiment.comparison import run_comparison
 
         return run_comparison(config)
+    from recbole_adaptssr.experiment.recbole_baselines import run_recbole_baselines, wants_baselines
+
+    if wants_baselines(config):  # RecBole's recommenders as baselines on our tasks (docs/recbole-baselines.md)
+        return run_recbole_baselines(config)
     return run_pipeline(config)
 
 

@@ -80,9 +80,9 @@ def markdown_table(rows: list, decimals: int = 4) -> str:
     return "\n".join(lines)
 
 
-def write_results(rows: list, results: list, folder: str, stem: str = "results") -> dict:
-    """Write ``stem.md``, ``stem.json`` (summaries of both splits and every run) and ``stem.csv`` into ``folder``,
-    each atomically (a temporary file renamed into place); return the paths."""
+def write_results(rows: list, results: list, folder: str, stem: str = "results", notes: str = "") -> dict:
+    """Write ``stem.md`` (the table, then ``notes``), ``stem.json`` (summaries of both splits and every run) and
+    ``stem.csv`` into ``folder``, each atomically (a temporary file renamed into place); return the paths."""
     os.makedirs(folder, exist_ok=True)
     paths = {ext: os.path.join(folder, f"{stem}.{ext}") for ext in ("md", "json", "csv")}
     summaries = {split: summarize(results, split) for split in SPLITS}
@@ -94,7 +94,7 @@ def write_results(rows: list, results: list, folder: str, stem: str = "results")
         for r in summaries[split]:
             writer.writerow([r["start_point"], r["task"], r["metric"], split, r["n"], f"{r['mean']:.6f}",
                              f"{r['std']:.6f}", " ".join(f"{v:.6f}" for v in r["values"])])
-    atomic_write_text(paths["md"], markdown_table(rows) + "\n")
+    atomic_write_text(paths["md"], markdown_table(rows) + "\n" + (notes + "\n" if notes else ""))
     atomic_write_text(paths["json"], json.dumps(payload, indent=2, default=str))
     atomic_write_text(paths["csv"], csv_text.getvalue())
     return paths

@@ -1,0 +1,436 @@
+"""RecBole's own recommenders as baselines on our recommendation tasks, with the information AdaptSSR gets
+(docs/recbole-baselines.md).
+
+``run_recbole_baselines(config)`` runs every model of ``recbole_baselines`` (or ``--model`` with
+``baseline_pretrain`` set) in every variant of ``baseline_pretrain`` on the data set's recommendation tasks over
+``repeat`` seeds, and writes the results table of the AdaptSSR pipeline (``results.md/.json/.csv``, one row per
+``<model> (<variant>)``). What every run shares with AdaptSSR's runs of the same seed: the task split (the task
+data set of AdaptSSR, :class:`~recbole_adaptssr.data.task_dataset.AdaptSSRTaskDataset`), the candidates (the
+task's target items only), the full-sort masks (the user's own task-training targets only: the validation and test
+loaders are built from the task data set alone, exactly as for AdaptSSR), the metric and the behaviour log.
+
+Variants (``baseline_pretrain``):
+
+* ``behaviours``: sequential recommenders (SASRec, GRU4Rec, BERT4Rec, ...) are first trained with their own
+  objective (next-item prediction; BERT4Rec's masked items) on the behaviour sequences of ``NAME.inter`` by
+  RecBole's ``SequentialDataset`` and ``Trainer`` (leave-one-out validation on each user's last behaviour), then
+  fine-tuned on the task's training split (behaviour sequence -> target) from those weights. General and
+  traditional recommenders (Pop, BPR, LightGCN, ItemKNN, EASE, ...) train once on the behaviour log of every user
+  plus the task's training (user, target) pairs.
+* ``none``: the task's training split only (what the pipeline's ``--model=SASRec --downstream_task=rec`` does,
+  here with the baselines' own epochs).
+
+Settings: RecBole's defaults and each model's RecBole YAML, then yours; ``baseline_<key>`` replaces ``<key>`` in
+the task runs and ``baseline_pretrain_<key>`` in the behaviour pre-training (``properties/recbole_baselines.yaml``:
+RecBole's 300 epochs with patience 10 for both, where the embedded data set's YAML has AdaptSSR's patience 3).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from logging import getLogger
+
+import yaml
+from recbole.data import data_preparation
+from recbole.data.utils import get_dataloader
+from recbole.sampler import Sampler
+from recbole.trainer import Trainer
+from recbole.utils import ModelType, init_seed, set_color
+
+from recbole_adaptssr.checkpoint import verify_checkpoint
+from recbole_adaptssr.compat import plain
+from recbole_adaptssr.data.baseline_dataset import (BaselineTaskDataset, BehaviourSequenceDataset,
+                                                   behaviour_interactions, item_domains, log_vocabulary,
+                                                   task_pair_keys, with_behaviours)
+from recbole_adaptssr.data.task_dataset import TaskData
+from recbole_adaptssr.experiment.results import RunResult, markdown_table, summarize, write_results
+from recbole_adaptssr.experiment.run_dir import new_run_dir
+from recbole_adaptssr.experiment.run_logger import init_run_logger
+from recbole_adaptssr.trainer import TaskTrainer
+from recbole_adaptssr.utils import get_model, get_trainer
+
+VARIANTS = ("behaviours", "none")
+RUN_PREFIX, PRETRAIN_PREFIX = "baseline_", "baseline_pretrain_"
+# keys of this module (not "baseline_<general key>" overrides)
+OWN_KEYS = ("recbole_baselines", "baseline_pretrain", "baseline_item_domains")
+SUPPORTED_TYPES = (ModelType.GENERAL, ModelType.SEQUENTIAL, ModelType.TRADITIONAL)
+UNSUPPORTED = {"S3Rec": "it needs its own pre-training stage and item attributes"}
+# settings every row of the table records besides the model's own YAML keys
+RECORDED_KEYS = ("epochs", "stopping_step", "learning_rate", "train_batch_size", "weight_decay",
+                 "MAX_ITEM_LIST_LENGTH", "train_neg_sample_args", "valid_metric")
+
+
+# ----------------------------------------------------------------------------------------------------- settings
+def wants_baselines(config) -> bool:
+    """This run is the baselines' runner: ``recbole_baselines`` is set, or a RecBole model runs on downstream
+    tasks with ``baseline_pretrain`` given."""
+    if config["recbole_baselines"]:
+        return True
+    user = getattr(config, "user_config_dict", {}) or {}
+    return ("baseline_pretrain" in user and not getattr(config.model_class, "uses_pretext_tasks", False)
+            and bool(config["downstream_task"] or config["downstream_tasks"]))
+
+
+def baseline_models(config) -> list:
+    return [str(m) for m in (config["recbole_baselines"] or [config["model"]])]
+
+
+def baseline_variants(config) -> list:
+    variants = [str(v) for v in (config["baseline_pretrain"] or [])]
+    if not variants:
+        raise ValueError(f"baseline_pretrain must list at least one of {list(VARIANTS)}, got {config['baseline_pretrain']!r}")
+    bad = [v for v in variants if v not in VARIANTS]
+    if bad:
+        raise ValueError(f"baseline_pretrain: unknown variant(s) {bad}; choose from {list(VARIANTS)} "
+                         "(behaviours: the behaviour log as well, none: the task's training split only)")
+    return list(dict.fromkeys(variants))
+
+
+def check_models(models: list) -> dict:
+    """``{name: model class}``; each a RecBole recommender that can rank a task's targets, else an error naming it."""
+    classes = {}
+    for name in models:
+        if name in UNSUPPORTED:
+            raise ValueError(f"recbole_baselines: {name} is not supported on our tasks: {UNSUPPORTED[name]}")
+        model_class = get_model(name)  # unknown names: an error with close matches
+        if getattr(model_class, "uses_pretext_tasks", False) or model_class.__module__.startswith("recbole_adaptssr."):
+            raise ValueError(f"recbole_baselines lists {name}, which is ours: run it with --model={name}, then merge "
+                             "the results files (scripts/merge_results.py)")
+        if model_class.type not in SUPPORTED_TYPES:
+            raise ValueError(f"recbole_baselines: {name} is a {model_class.type.name.lower()} recommender; only "
+                             "general, traditional and sequential recommenders rank a task's target items")
+        classes[name] = model_class
+    return classes
+
+
+def baseline_tasks(config, task_data: TaskData) -> list:
+    """The recommendation tasks of the data set (``downstream_task(s)`` when set: each must be one)."""
+    named = config["downstream_task"] or config["downstream_tasks"]
+    if named:
+        names = [str(named)] if isinstance(named, str) else [str(t) for t in named]
+        for name in names:
+            if task_data.kind(name).name != "recommendation":
+                raise ValueError(f"RecBole's recommenders can run the recommendation tasks, not {name!r} "
+                                 f"({task_data.kind(name).name})")
+        return names
+    names = [t for t in task_data.manifest if task_data.kind(t).name == "recommendation"]
+    if not names:
+        raise ValueError(f"{task_data.name}.tasks.json has no recommendation task: nothing for RecBole's recommenders")
+    return names
+
+
+def prefixed_overrides(config, prefix: str) -> dict:
+    """``<prefix><key>`` -> ``<key>`` for every general key (``baseline_epochs`` -> ``epochs``, ...)."""
+    out = {}
+    for key, value in config.final_config_dict.items():
+        general = key[len(prefix):]
+        if (key.startswith(prefix) and key not in OWN_KEYS and value is not None and general
+                and not general.startswith("pretrain_") and general in config.final_config_dict):
+            out[general] = value
+    return out
+
+
+def _model_config(config, model: str, overrides: dict):
+    from recbole_adaptssr.config import Config
+
+    _, _, files, variables = config._sources
+    return Config(model=model, dataset=config.dataset, config_file_list=files, config_dict=variables,
+                  overrides={**config.run_config_dict, **overrides})
+
+
+def task_run_config(config, model: str, task: str, kind, seed: int, run_dir: str, task_data: TaskData):
+    """The Config of one baseline run on ``task``: the task's evaluation and split exactly as AdaptSSR's runs
+    (``<kind>_*``, ``task_split``), the seed, the shared vocabulary, then ``baseline_<key>`` settings."""
+    evaluation = kind.evaluation_settings(config)
+    overrides = {
+        "downstream_task": task, "seed": int(seed), "checkpoint_dir": run_dir,
+        "ITEM_ID_FIELD": "target_id", "LABEL_FIELD": "label", "load_col": None,
+        "behaviour_vocabulary": "targets",
+        "metrics": evaluation["metrics"], "valid_metric": evaluation["valid_metric"],
+        "eval_args": {"split": {"RS": list(config["task_split"])}, "order": "RO", "group_by": None,
+                      "mode": evaluation["eval_mode"]},
+        "task_split_by": evaluation["split_by"],
+        **prefixed_overrides(config, RUN_PREFIX),
+    }
+    if "topk" in evaluation:
+        overrides["topk"] = evaluation["topk"]
+    if evaluation["eval_mode"] == "full":
+        # RecBole's full-sort loader counts eval_batch_size in scores (users x items): the score budget of
+        # AdaptSSR's runs (eval_batch_size users x the targets), spread over this model's whole item table
+        num_targets = int(task_data.manifest[task].get("num_targets", 0))
+        overrides["eval_batch_size"] = int(config["eval_batch_size"]) * (num_targets + 1)
+    cfg = _model_config(config, model, overrides)
+    if cfg["loss_type"] == "CE" and cfg.model_class.type == ModelType.SEQUENTIAL and \
+            "train_neg_sample_args" not in (cfg.user_config_dict or {}):
+        # a task record is a (sequence, target) sample: RecBole's CE objective takes no sampled negatives
+        cfg = _model_config(config, model, {**overrides, "train_neg_sample_args": None})
+    return cfg
+
+
+def pretrain_run_config(config, model: str, seed: int, run_dir: str):
+    """The Config of a sequential recommender's next-item training on the behaviour log: RecBole's sequential
+    protocol (time order, each user's last behaviour held out for validation), then ``baseline_pretrain_<key>``."""
+    overrides = {
+        "downstream_task": None, "seed": int(seed), "checkpoint_dir": run_dir,
+        "ITEM_ID_FIELD": "item_id", "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+        "eval_args": {"split": {"LS": "valid_only"}, "order": "TO", "group_by": "user", "mode": "full"},
+        **prefixed_overrides(config, PRETRAIN_PREFIX),
+    }
+    return _model_config(config, model, overrides)
+
+
+def recorded_settings(cfg, trainer=None) -> dict:
+    """The hyper-parameters a run used: its model's RecBole YAML keys and the training keys."""
+    import recbole
+
+    path = os.path.join(os.path.dirname(recbole.__file__), "properties", "model", f"{cfg['model']}.yaml")
+    keys = []
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            keys = list((yaml.safe_load(f) or {}).keys())
+    values = {key: cfg[key] for key in [*keys, *RECORDED_KEYS] if key in cfg.final_config_dict}
+    if trainer is not None:
+        values["epochs"] = int(trainer.epochs)  # RecBole's TraditionalTrainer trains one epoch
+    values["train_neg_sample_args"] = (values.get("train_neg_sample_args") or {}).get("distribution", "none") \
+        if isinstance(values.get("train_neg_sample_args"), dict) else values.get("train_neg_sample_args")
+    return plain(values)
+
+
+def _trainer_class(cfg, model_class):
+    """RecBole's trainer of the model (by its own type), with TaskTrainer's candidate restriction and checkpoints."""
+    base = get_trainer(model_class.type, cfg["model"])
+    if base is Trainer or base is TaskTrainer:
+        return TaskTrainer
+    if issubclass(base, TaskTrainer):
+        return base
+    return type(f"Task{base.__name__}", (TaskTrainer, base), {})
+
+
+# ----------------------------------------------------------------------------------------------------- runs
+class BehaviourPretraining:
+    """A sequential recommender's next-item training on the behaviour log, once per (model, task) and reused by
+    every seed (as AdaptSSR's pre-training runs once and every seed fine-tunes from it)."""
+
+    def __init__(self, checkpoint: str, state_dict: dict, summary: dict):
+        self.checkpoint, self.state_dict, self.summary = checkpoint, state_dict, summary
+
+
+def vocabulary_dataset(config, model: str, task: str, kind, task_data: TaskData, run_dir: str) -> BaselineTaskDataset:
+    """The task data set of ``config``'s seed, read (not split): the baseline vocabulary of the task."""
+    cfg = task_run_config(config, model, task, kind, int(config["seed"]), run_dir, task_data)
+    return BaselineTaskDataset(cfg, None, task_data)
+
+
+def pretrain_on_behaviours(config, model: str, vocab: BaselineTaskDataset, folder: str) -> BehaviourPretraining:
+    """Train ``model`` with its own RecBole objective on ``NAME.inter`` in ``vocab``'s item ids (rows equal to a
+    task pair left out); keep the best validation epoch."""
+    logger = getLogger()
+    seed = int(config["seed"])
+    cfg = pretrain_run_config(config, model, seed, folder)
+    pairs = task_pair_keys(vocab.task_data.folder, vocab.task_data.name, vocab.task) if vocab.domains == "shared" else None
+    init_seed(seed, cfg["reproducibility"])
+    dataset = BehaviourSequenceDataset(cfg, vocab.item_tokens(), vocab.item_vocabulary, pairs)
+    if dataset.left_out_rows:
+        logger.warning(f"{dataset.left_out_rows} row(s) of {vocab.dataset_name}.inter equal a (user, target) pair of "
+                       f"task {vocab.task!r}: left out of {model}'s pre-training")
+    if vocab.domains == "separate":
+        logger.warning(f"{model}: behaviours and targets are separate item domains (baseline_item_domains: separate): "
+                       "pre-training trains the sequence encoder and the behaviour items' embeddings; the target "
+                       "items' embeddings are first trained in fine-tuning")
+    logger.info(set_color(f"== {model} [behaviours] next-item pre-training on {vocab.dataset_name}.inter", "yellow")
+                + f"\n{dataset}")
+    train_data, valid_data, _ = data_preparation(cfg, dataset)
+    init_seed(seed, cfg["reproducibility"])
+    net = get_model(model)(cfg, train_data._dataset).to(cfg["device"])
+    trainer = _trainer_class(cfg, type(net))(cfg, net)
+    trainer.saved_model_file = os.path.join(folder, f"{model}-behaviours-pretrain.pth")
+    start = time.time()
+    _, best_valid = trainer.fit(train_data, valid_data, saved=True, show_progress=cfg["show_progress"])
+    state = verify_checkpoint(trainer.saved_model_file, map_location="cpu")["state_dict"]
+    summary = {"best_epoch": int(trainer.best_epoch), "valid": {k: float(v) for k, v in (best_valid or {}).items()},
+               "seconds": round(time.time() - start, 1), "left_out_rows": dataset.left_out_rows,
+               "sequences": len(train_data._dataset), "settings": recorded_settings(cfg, trainer)}
+    logger.info(set_color(f"{model} [behaviours] pre-training", "yellow")
+                + f": best epoch {summary['best_epoch']}, valid {summary['valid']} ({summary['seconds']} s)")
+    return BehaviourPretraining(trainer.saved_model_file, state, summary)
+
+
+def train_baseline(config, model: str, task: str, variant: str, seed: int, *, task_data: TaskData, run_dir: str,
+                   pretrained: BehaviourPretraining | None = None, expected_vocabulary=None) -> RunResult:
+    """One run of ``model`` on ``task`` with ``seed`` in ``variant`` (see the module docstring): fit on its
+    training data, keep the best validation epoch, test it. Validation and test loaders are AdaptSSR's."""
+    logger = getLogger()
+    kind = task_data.kind(task)
+    cfg = task_run_config(config, model, task, kind, seed, run_dir, task_data)
+    model_class = cfg.model_class
+    label = f"{model} ({variant})"
+    if variant not in VARIANTS:
+        raise ValueError(f"baseline_pretrain: unknown variant {variant!r}; choose from {list(VARIANTS)}")
+    if variant == "behaviours" and model_class.type == ModelType.SEQUENTIAL and pretrained is None:
+        raise ValueError(f"{label}: a sequential model's behaviours variant fine-tunes from its behaviour "
+                         "pre-training (pretrain_on_behaviours); none was given")
+    init_seed(seed, cfg["reproducibility"])
+    dataset = BaselineTaskDataset(cfg, None, task_data)
+    logger.info(set_color(f"== {label} on {task} ({kind.name}), seed {seed}", "yellow") + f"\n{dataset}")
+    train_data, valid_data, test_data = data_preparation(cfg, dataset)  # AdaptSSR's split, loaders and masks
+    if expected_vocabulary is not None and list(dataset.item_tokens()) != list(expected_vocabulary):
+        raise RuntimeError(f"{label}: the item vocabulary of seed {seed} differs from the pre-training's")
+    left_out = 0
+    if variant == "behaviours" and model_class.type != ModelType.SEQUENTIAL:
+        behaviours, left_out = behaviour_interactions(dataset)
+        train_split = with_behaviours(train_data._dataset, behaviours)
+        train_data = _train_loader(cfg, train_split)
+        if left_out:
+            logger.warning(f"{left_out} row(s) of {dataset.dataset_name}.inter equal a (user, target) pair of task "
+                           f"{task!r}: left out of {model}'s training")
+    init_seed(seed, cfg["reproducibility"])
+    net = get_model(model)(cfg, train_data._dataset).to(cfg["device"])
+    if pretrained is not None:
+        net.load_state_dict(pretrained.state_dict)
+    trainer = _trainer_class(cfg, model_class)(cfg, net)
+    trainer.saved_model_file = os.path.join(run_dir, f"{model}-{variant}-{task}-seed{seed}.pth")
+    _, best_valid = trainer.fit(train_data, valid_data, saved=True, show_progress=cfg["show_progress"])
+    test = trainer.evaluate(test_data, load_best_model=True, show_progress=cfg["show_progress"])
+    settings = {"variant": variant, "training_rows": len(train_data._dataset), "left_out_rows": left_out,
+                "item_domains": dataset.domains, "hyper_parameters": recorded_settings(cfg, trainer)}
+    if pretrained is not None:
+        settings["pretraining"] = {**pretrained.summary, "checkpoint": pretrained.checkpoint}
+    result = RunResult(
+        model=model, dataset=cfg["dataset"], task=task, kind=kind.name, start_point=label, seed=seed,
+        valid={k: float(v) for k, v in (best_valid or {}).items()}, test={k: float(v) for k, v in test.items()},
+        best_epoch=int(trainer.best_epoch), valid_metric=str(cfg["valid_metric"]).lower(), run_dir=run_dir,
+        checkpoint=trainer.saved_model_file, settings=settings)
+    logger.info(set_color(f"{task} [{label}] seed {seed}", "yellow")
+                + f": best epoch {result.best_epoch}, valid {result.valid}, test {result.test}")
+    return result
+
+
+def _train_loader(cfg, train_split):
+    """RecBole's training loader of ``train_split`` with its own negative sampler (the training phase only: the
+    evaluation's samplers, hence its history masks, are left as data_preparation built them)."""
+    args = cfg["train_neg_sample_args"] or {}
+    sampler = None
+    if args.get("distribution", "none") != "none":
+        sampler = Sampler(["train"], [train_split], args["distribution"], args.get("alpha", 1.0)).set_phase("train")
+    return get_dataloader(cfg, "train")(cfg, train_split, sampler, shuffle=cfg["shuffle"])
+
+
+# ----------------------------------------------------------------------------------------------------- the runner
+def run_recbole_baselines(config) -> dict:
+    """Validate, then run every (task, model, variant, seed) and write the results table into a run folder of its
+    own (``<checkpoint_dir>/RecBoleBaselines-<dataset>-...``). Returns what was done."""
+    from recbole_adaptssr.experiment.pipeline import run_settings
+    from recbole_adaptssr.experiment.validation import check_dataset, check_settings
+
+    check_dataset(config)
+    check_settings(config)
+    task_data = TaskData(config["data_path"], config["dataset"])
+    tasks = baseline_tasks(config, task_data)
+    classes = check_models(baseline_models(config))
+    variants = baseline_variants(config)
+    item_domains(config)
+    for task in tasks:
+        task_data.kind(task).check_settings(config)
+    repeat = config["repeat"]
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+        raise ValueError(f"repeat must be an integer >= 1, got {repeat!r}")
+
+    run_dir = new_run_dir(config["checkpoint_dir"], "RecBoleBaselines", config["dataset"], run_settings(config))
+    log_file = init_run_logger(config, run_dir)
+    logger = getLogger()
+    logger.info(sys.argv)
+    logger.info(f"run folder: {run_dir}; models {list(classes)}, variants {variants}, tasks {tasks}, "
+                f"seeds {[int(config['seed']) + r for r in range(repeat)]}")
+    folder = os.path.join(run_dir, "runs")
+    os.makedirs(folder, exist_ok=True)
+    seeds = [int(config["seed"]) + r for r in range(repeat)]
+    runs, timings = [], {}
+    for task in tasks:
+        kind = task_data.kind(task)
+        vocab = vocabulary_dataset(config, next(iter(classes)), task, kind, task_data, folder)
+        log_vocabulary(vocab)
+        for model, model_class in classes.items():
+            for variant in variants:
+                start = time.time()
+                pretrained = None
+                if variant == "behaviours" and model_class.type == ModelType.SEQUENTIAL:
+                    pretrained = pretrain_on_behaviours(config, model, vocab, folder)
+                for seed in seeds:
+                    result = train_baseline(config, model, task, variant, seed, task_data=task_data, run_dir=folder,
+                                            pretrained=pretrained, expected_vocabulary=vocab.item_tokens())
+                    path = os.path.splitext(result.checkpoint)[0] + ".json"
+                    from recbole_adaptssr.experiment.pipeline import save_run_result
+
+                    save_run_result(result, path)
+                    runs.append(result)
+                timings[f"{model} ({variant})"] = round(time.time() - start, 1)
+    rows = summarize(runs, config["report_split"] or "test")
+    table = markdown_table(rows)
+    notes = settings_notes(runs, timings)
+    logger.info(set_color("results", "yellow") + f" ({run_dir}):\n{table}\n{notes}")
+    files = write_results(rows, runs, run_dir, notes=notes)
+    logger.info(f"results written: {files['md']}, {files['json']}, {files['csv']}")
+    return {"run_dir": run_dir, "log": log_file, "runs": runs, "results": rows, "table": table, "files": files,
+            "timings": timings}
+
+
+def settings_notes(runs: list, timings: dict | None = None) -> str:
+    """Below the table: per row, what it trained on and the hyper-parameters it used (the first seed's)."""
+    lines, seen = ["", "Settings per row (RecBole's defaults and model YAMLs unless set):", ""], set()
+    for r in runs:
+        if r.start_point in seen or not r.settings.get("hyper_parameters"):
+            continue
+        seen.add(r.start_point)
+        s = r.settings
+        what = ("task training split only" if s["variant"] == "none" else
+                "pre-trained on the behaviour log, then the task's training split" if "pretraining" in s else
+                "behaviour log + task training pairs")
+        hyper = ", ".join(f"{k}={v}" for k, v in s["hyper_parameters"].items())
+        line = f"* **{r.start_point}**: {what} ({s['training_rows']} training rows); {hyper}"
+        if "pretraining" in s:
+            p = s["pretraining"]
+            line += (f"; pre-training: {p['sequences']} sequences, best epoch {p['best_epoch']}, "
+                     + ", ".join(f"{k}={v}" for k, v in p["settings"].items()))
+        if timings and r.start_point in timings:
+            line += f"; wall time {timings[r.start_point]} s (all seeds)"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------- merging
+def merged_label(result: RunResult) -> str:
+    """A row label that names its model: ``SASRec (behaviours)`` stays, AdaptSSR's ``ssr`` becomes ``AdaptSSR (ssr)``."""
+    return result.start_point if result.start_point.startswith(result.model) else f"{result.model} ({result.start_point})"
+
+
+def read_results(path: str) -> list:
+    """The :class:`RunResult` list of a ``results.json`` (a pipeline's or the baselines' runner's) or its folder."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "results.json")
+    with open(path, encoding="utf-8") as f:
+        payload = json.load(f)
+    if not isinstance(payload, dict) or not isinstance(payload.get("runs"), list):
+        raise ValueError(f"{path}: not a results.json of recbole-adaptssr (no \"runs\" list)")
+    try:
+        return [RunResult(**run) for run in payload["runs"]]
+    except TypeError as error:
+        raise ValueError(f"{path}: a run does not have RunResult's fields ({error})") from None
+
+
+def merge_results(paths: list, split: str = "test") -> tuple:
+    """Runs of several ``results.json`` in one table: every row labelled with its model (:func:`merged_label`);
+    returns ``(rows, runs)`` for :func:`~recbole_adaptssr.experiment.results.write_results`. A (row, task, seed)
+    present in two files is an error (the same run counted twice)."""
+    runs, seen = [], {}
+    for path in paths:
+        for result in read_results(path):
+            result.start_point = merged_label(result)
+            key = (result.start_point, result.task, result.seed)
+            if key in seen:
+                raise ValueError(f"{path}: {result.start_point} on {result.task}, seed {result.seed} is also in {seen[key]}")
+            seen[key] = path
+            runs.append(result)
+    return summarize(runs, split), runs
