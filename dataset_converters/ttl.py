@@ -29,6 +29,8 @@ from array import array
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 from .common import (
     BAD_ID,
     DUPLICATE_USER,
@@ -69,6 +71,8 @@ TASKS = tuple(TASK_FILES)
 _BUF = 1 << 20
 _ID_LIMIT = 10 ** MAX_ID_DIGITS
 _PROGRESS_EVERY = 1 << 15
+_DIGITS_AS_D = bytes.maketrans(b"0123456789", b"d" * 10)
+_LONG_TOKEN = b"d" * (MAX_ID_DIGITS + 1)
 
 
 class _Bad(Exception):
@@ -107,6 +111,20 @@ def parse_ids(part: bytes, what: str = "behaviour") -> tuple[list[int], int]:
     return ints, part.count(b",") + 1 - len(ints)
 
 
+def parse_canonical(part: bytes, what: str = "behaviour") -> tuple[bytes, int, int]:
+    """:func:`parse_ids` with the ids as their canonical text: ``(b"id1,id2,...", number of ids, zeros dropped)``,
+    each id in decimal without leading zeros. The same checks and errors as :func:`parse_ids`; the common line
+    (leading padding, then ids without leading zeros) is handled without converting a single id to an int."""
+    if not part.replace(b",", b"").isdigit() or part[:1] == b"," or part[-1:] == b"," or b",," in part:
+        _explain(part, what)
+    body = part.lstrip(b"0,")
+    if body and b",0" not in body and (len(body) <= MAX_ID_DIGITS or _LONG_TOKEN not in body.translate(_DIGITS_AS_D)):
+        n = body.count(b",") + 1  # every token is a non-zero id already in canonical form
+        return body, n, part.count(b",") + 1 - n
+    ints, zeros = parse_ids(part, what)
+    return ",".join(map(str, ints)).encode(), len(ints), zeros
+
+
 def _explain(part: bytes, what: str):
     if not part.strip():
         if what == "behaviour":
@@ -130,13 +148,10 @@ def _long_ids(part: bytes, what: str) -> list[int]:
     return [int(tok.lstrip(b"0") or b"0") for tok in toks]
 
 
-def sequence_key(seq: list[int]) -> bytes:
-    """16-byte digest identifying a (padding-free) behaviour sequence."""
-    try:
-        data = array("q", seq).tobytes()
-    except OverflowError:
-        data = ",".join(map(str, seq)).encode()
-    return hashlib.blake2b(data, digest_size=16).digest()
+def sequence_key(canonical: bytes) -> bytes:
+    """16-byte digest identifying a (padding-free) behaviour sequence, from its canonical text
+    (:func:`parse_canonical`): two lines get the same key exactly when their ids are the same."""
+    return hashlib.blake2b(canonical, digest_size=16).digest()
 
 
 class _UserIndex:
@@ -187,6 +202,62 @@ class _Claims:
                                            f"at line {self.line[dups[0]]}")
         self.line[user] = lineno
         return user
+
+
+class _DistinctIds:
+    """Counts the distinct ids among canonical id lists (:func:`parse_canonical`), in batches with numpy: ids of
+    at most 9 digits mark a boolean table (up to 2**27 entries), the rare others go to Python sets."""
+
+    _BATCH = 1 << 23  # bytes of ids per batch
+    _TABLE_LIMIT = 1 << 27
+
+    def __init__(self):
+        self._pending: list[bytes] = []
+        self._size = 0
+        self._seen = np.zeros(1 << 16, dtype=bool)
+        self._large: set[int] = set()  # 9-digit ids beyond the table
+        self._long: set[bytes] = set()  # ids of more than 9 digits (canonical text: one text per id)
+
+    def add(self, canonical: bytes) -> None:
+        self._pending.append(canonical)
+        self._size += len(canonical) + 1
+        if self._size >= self._BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        buf = np.frombuffer(b",".join(self._pending), dtype=np.uint8)
+        self._pending, self._size = [], 0
+        commas = np.flatnonzero(buf == 44)
+        starts = np.concatenate(([0], commas + 1))
+        lengths = np.concatenate((commas, [len(buf)])) - starts
+        short = lengths <= 9
+        if not short.all():
+            for i in np.flatnonzero(~short):
+                self._long.add(buf[starts[i]:starts[i] + lengths[i]].tobytes())
+            starts, lengths = starts[short], lengths[short]
+        if not len(starts):
+            return
+        digits = buf.astype(np.int64) - 48
+        values = digits[starts]
+        for k in range(1, int(lengths.max())):  # Horner, position k of the ids that have one
+            more = np.flatnonzero(lengths > k)
+            values[more] = values[more] * 10 + digits[starts[more] + k]
+        beyond = values >= self._TABLE_LIMIT
+        if beyond.any():
+            self._large.update(values[beyond].tolist())
+            values = values[~beyond]
+        top = int(values.max()) if len(values) else 0
+        if top >= len(self._seen):
+            grown = np.zeros(max(2 * len(self._seen), top + 1), dtype=bool)
+            grown[:len(self._seen)] = self._seen
+            self._seen = grown
+        self._seen[values] = True
+
+    def count(self) -> int:
+        self._flush()
+        return int(np.count_nonzero(self._seen)) + len(self._large) + len(self._long)
 
 
 def _resolve(input_dir: Path, name: str) -> Path:
@@ -245,13 +316,13 @@ def _convert_pretrain(path: Path, out_path: Path, fr: FileReport, progress: bool
     t0 = time.time()
     log.info("reading %s", path)
     index = _UserIndex()
-    distinct: set[int] = set()
+    distinct = _DistinctIds()
     n_seq = n_beh = zeros = dup = 0
     min_len, max_len = 1 << 62, 0
-    pos_suffix = [f"\t{i}\n" for i in range(128)]
+    templates = {}  # n -> the n rows of a line: b"{P}%b\t0\n{P}%b\t1\n...", {P} standing for "user\t"
     bar = Progress(path, progress)
-    with open_input(path) as f, open(out_path, "w", encoding="utf-8", buffering=_BUF) as out:
-        out.write("user_id:token\titem_id:token\ttimestamp:float\n")
+    with open_input(path) as f, open(out_path, "wb", buffering=_BUF) as out:
+        out.write(b"user_id:token\titem_id:token\ttimestamp:float\n")
         lineno = 0
         for raw in f:
             lineno += 1
@@ -260,7 +331,7 @@ def _convert_pretrain(path: Path, out_path: Path, fr: FileReport, progress: bool
                 if b",," in line:
                     raise _Bad(NON_INTEGER_ID,
                                "unexpected ',,' in the pretrain file (empty behaviour id; is this a task file?)")
-                seq, z = parse_ids(line)
+                canonical, n, z = parse_canonical(line)
             except _Bad as e:
                 fr.read += 1
                 fr.bad_line(lineno, e.kind, e.problem)
@@ -268,16 +339,13 @@ def _convert_pretrain(path: Path, out_path: Path, fr: FileReport, progress: bool
             fr.read += 1
             fr.written += 1
             zeros += z
-            n = len(seq)
-            if n > len(pos_suffix):
-                pos_suffix += [f"\t{i}\n" for i in range(len(pos_suffix), n)]
-            if not index.add(sequence_key(seq), lineno):
+            if not index.add(sequence_key(canonical), lineno):
                 dup += 1
-            prefix = f"{lineno}\t"
-            rows = "".join([str(x) + s + prefix for x, s in zip(seq, pos_suffix)])
-            out.write(prefix)
-            out.write(rows[: -len(prefix)])
-            distinct.update(seq)
+            template = templates.get(n)
+            if template is None:
+                template = templates[n] = b"".join(b"{P}%%b\t%d\n" % i for i in range(n))
+            out.write(template.replace(b"{P}", b"%d\t" % lineno) % tuple(canonical.split(b",")))
+            distinct.add(canonical)
             n_seq += 1
             n_beh += n
             if n < min_len:
@@ -287,11 +355,12 @@ def _convert_pretrain(path: Path, out_path: Path, fr: FileReport, progress: bool
             if not lineno % _PROGRESS_EVERY:
                 bar.update_to(f.tell())
     bar.close()
+    n_distinct = distinct.count()
     index.max_user = lineno
     fr.extra.update({"behaviours_written": n_beh, "padding_zeros_dropped": zeros, "duplicate_sequences": dup})
     log.info("%s: %d lines, %d sequences, %d behaviours (%d distinct) in %.1fs", path.name, fr.read, n_seq, n_beh,
-             len(distinct), time.time() - t0)
-    return index, sequence_stats(n_seq, n_beh, len(distinct), min_len, max_len)
+             n_distinct, time.time() - t0)
+    return index, sequence_stats(n_seq, n_beh, n_distinct, min_len, max_len)
 
 
 def _convert_task(task: str, path: Path, out_path: Path, index: _UserIndex, fr: FileReport, progress: bool):
@@ -304,11 +373,11 @@ def _convert_task(task: str, path: Path, out_path: Path, index: _UserIndex, fr: 
     targets: set[int] = set()
     rows = dup_targets = 0
     bar = Progress(path, progress)
-    with open_input(path) as f, open(out_path, "w", encoding="utf-8", buffering=_BUF) as out:
+    with open_input(path) as f, open(out_path, "wb", buffering=_BUF) as out:
         if kind == "recommendation":
-            out.write("user_id:token\ttarget_id:token\n")
+            out.write(b"user_id:token\ttarget_id:token\n")
         else:
-            out.write("user_id:token\tlabel:token\n")
+            out.write(b"user_id:token\tlabel:token\n")
         lineno = 0
         for raw in f:
             lineno += 1
@@ -321,9 +390,9 @@ def _convert_task(task: str, path: Path, out_path: Path, index: _UserIndex, fr: 
                         raise _Bad(EMPTY_SEQUENCE, "empty line (no behaviour sequence)")
                     raise _Bad(MISSING_SEPARATOR, "missing ',,' separator between behaviours and "
                                                   + ("label" if kind != "recommendation" else "targets"))
-                seq, _ = parse_ids(left)
+                canonical, _, _ = parse_canonical(left)
                 if kind == "recommendation":
-                    tgts, _ = parse_ids(right, "target")
+                    tgts = parse_canonical(right, "target")[0].split(b",")
                 else:
                     if not right.isdigit():
                         raise _Bad(UNKNOWN_LABEL, f"unknown label value {_show(right)} (expected one non-negative "
@@ -332,7 +401,7 @@ def _convert_task(task: str, path: Path, out_path: Path, index: _UserIndex, fr: 
                     if why:
                         raise _Bad(UNKNOWN_LABEL, why)
                     label = int(right.lstrip(b"0") or b"0")
-                user = claims.claim(sequence_key(seq), lineno)
+                user = claims.claim(sequence_key(canonical), lineno)
             except _Bad as e:
                 fr.bad_line(lineno, e.kind, e.problem)
                 continue
@@ -340,11 +409,12 @@ def _convert_task(task: str, path: Path, out_path: Path, index: _UserIndex, fr: 
             if kind == "recommendation":
                 uniq = list(dict.fromkeys(tgts))
                 dup_targets += len(tgts) - len(uniq)
-                out.write("".join([f"{user}\t{t}\n" for t in uniq]))
+                prefix = b"%d\t" % user
+                out.write(b"".join([prefix + t + b"\n" for t in uniq]))
                 targets.update(uniq)
                 rows += len(uniq)
             else:
-                out.write(f"{user}\t{label}\n")
+                out.write(b"%d\t%d\n" % (user, label))
                 labels[label] += 1
                 rows += 1
             if not lineno % _PROGRESS_EVERY:

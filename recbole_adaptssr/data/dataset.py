@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 from recbole.data.dataset import SequentialDataset
 from recbole.data.interaction import Interaction
 from recbole.utils import FeatureSource, FeatureType
+
+from recbole_adaptssr.data import sequence_cache
 
 
 def recent_behaviours(uids: np.ndarray, items: np.ndarray, max_len: int):
@@ -29,27 +33,159 @@ class AdaptSSRDataset(SequentialDataset):
     behaviours in chronological order (left-aligned, 0-padded) and ``item_length`` their number.
 
     The behaviour log (``.inter``) is sorted by user and ``TIME_FIELD``; ties keep file order.
+
+    With ``sequence_cache`` (default on) the log comes from its cached, memory-mapped per-user copy
+    (:mod:`recbole_adaptssr.data.sequence_cache`) instead of RecBole's parser, whenever that is exact: the
+    settings keep RecBole's processing to loading and remapping the three fields (see :meth:`_cache_gate`). The
+    data set is then the same object, attribute for attribute (``tests/test_sequence_cache.py``).
     """
 
+    _pending_log = None  # the cached log, until _change_feat_format turns it into the one-row-per-user sequences
+
+    # ------------------------------------------------------------------ the sequence cache
+    def _from_scratch(self):
+        data = self._cached_log()
+        if data is None:
+            return super()._from_scratch()
+        self.logger.debug(f"Loading {self.__class__} from the sequence cache.")
+        self._get_preset()
+        self._get_field_from_config()
+        self._header_fields(self._inter_path())
+        self.inter_feat = self.user_feat = self.item_feat = None
+        for field, source in ((self.uid_field, FeatureSource.USER), (self.iid_field, FeatureSource.ITEM)):
+            if field in self.field2source:  # as RecBole's _load_user_or_item_feat marks them
+                self.field2source[field] = FeatureSource(source.value + "_id")
+        self._init_alias()
+        self.feat_name_list = ["inter_feat"]
+        for field, tokens in ((self.uid_field, data.users), (self.iid_field, data.items)):
+            id_token = np.array(["[PAD]"] + list(tokens))
+            self.field2id_token[field] = id_token
+            self.field2token_id[field] = {t: i for i, t in enumerate(id_token)}
+        self._pending_log = data
+
+    def _inter_path(self):
+        return os.path.join(self.config["data_path"], f"{self.config['dataset']}.inter")
+
+    def _cached_log(self):
+        if not self.config["sequence_cache"]:
+            return None
+        if type(self).data_augmentation is not AdaptSSRDataset.data_augmentation:
+            return None  # a subclass that builds its sequences otherwise gets them its own way
+        why = self._cache_gate()
+        if why:
+            self.logger.info(f"sequence cache not used: {why}")
+            return None
+        return sequence_cache.load_behaviour_log(self._inter_path(), self.config["sequence_cache_dir"])
+
+    def _cache_gate(self):
+        """Why RecBole's processing of this log could differ from loading + remapping (None when it cannot)."""
+        config = self.config
+        if not os.path.isfile(self._inter_path()):
+            return f"{self._inter_path()} not found"
+        expected = {"USER_ID_FIELD": sequence_cache.USER_FIELD, "ITEM_ID_FIELD": sequence_cache.ITEM_FIELD,
+                    "TIME_FIELD": sequence_cache.TIME_FIELD, "field_separator": "\t"}
+        for key, value in expected.items():
+            if config[key] != value:
+                return f"{key}={config[key]!r} (the cache reads {value!r})"
+        if str(config["encoding"] or "utf-8").lower().replace("_", "-") not in ("utf-8", "utf8"):
+            return f"encoding={config['encoding']!r}"
+        for key in ("benchmark_filename", "additional_feat_suffix", "rm_dup_inter", "val_interval", "preload_weight",
+                    "normalize_field", "normalize_all", "discretization", "threshold", "seq_len", "unused_col",
+                    "alias_of_user_id", "alias_of_item_id", "alias_of_entity_id", "alias_of_relation_id"):
+            if config[key]:
+                return f"{key} is set"
+        for key in ("user_inter_num_interval", "item_inter_num_interval"):
+            if config[key] not in (None, "[0,inf)"):
+                return f"{key}={config[key]!r}"
+        fields = (sequence_cache.USER_FIELD, sequence_cache.ITEM_FIELD, sequence_cache.TIME_FIELD)
+        if set(fields) & set(config["numerical_features"] or []):
+            return "numerical_features names a field of the log"
+        for source in (FeatureSource.USER, FeatureSource.ITEM):
+            feat_path = os.path.join(config["data_path"], f"{config['dataset']}.{source.value}")
+            if os.path.isfile(feat_path) and self._get_load_and_unload_col(source) != set():
+                return f"{feat_path} would be loaded"
+        loaded = self._header_fields(self._inter_path(), dry_run=True)
+        if loaded is None or sorted(loaded) != sorted(fields) or loaded[sequence_cache.TIME_FIELD] != "float" \
+                or loaded[sequence_cache.USER_FIELD] != "token" or loaded[sequence_cache.ITEM_FIELD] != "token":
+            return f"the loaded fields of the .inter are {loaded}, not user_id:token item_id:token timestamp:float"
+        return None
+
+    def _header_fields(self, path, dry_run=False):
+        """Set the field properties of the .inter's loaded fields as RecBole's ``_load_feat`` does (``dry_run``:
+        only return ``{field: type}``, or None for a header RecBole would reject)."""
+        load_col, unload_col = self._get_load_and_unload_col(FeatureSource.INTERACTION)
+        loaded = {}
+        for field_type in sequence_cache.read_header(path):
+            parts = field_type.split(":")
+            if len(parts) != 2 or parts[1] not in {t.value for t in FeatureType}:
+                return None
+            field, ftype = parts[0], FeatureType(parts[1])
+            if (load_col is not None and field not in load_col) or (unload_col is not None and field in unload_col):
+                continue
+            loaded[field] = ftype.value
+            if dry_run:
+                continue
+            self.field2source[field] = FeatureSource.INTERACTION
+            self.field2type[field] = ftype
+            if not ftype.value.endswith("seq"):
+                self.field2seqlen[field] = 1
+            if "float" in ftype.value:
+                self.field2bucketnum[field] = 2
+        return loaded
+
+    def _change_feat_format(self):
+        if self._pending_log is None:
+            return super()._change_feat_format()
+        data = self.__dict__.pop("_pending_log")  # back to the class's None: no trace of the cache
+        self._check_field("uid_field", "iid_field", "time_field")
+        self._sequence_fields(self.max_item_list_len)
+        matrix, lengths, counts = data.recent(self.max_item_list_len, order="f32")
+        users = np.arange(1, data.n_users + 1, dtype=np.int64)
+        self._set_sequences(users, matrix, lengths, counts, data.n_behaviours)
+
+    # the statistics RecBole prints before ``build`` count behaviours, which the cached log knows without rows
+    @property
+    def inter_num(self):
+        return self._pending_log.n_behaviours if self._pending_log is not None else super().inter_num
+
+    @property
+    def avg_actions_of_users(self):
+        if self._pending_log is None:
+            return super().avg_actions_of_users
+        return np.float64(self._pending_log.n_behaviours) / self._pending_log.n_users
+
+    @property
+    def avg_actions_of_items(self):
+        if self._pending_log is None:
+            return super().avg_actions_of_items
+        return np.float64(self._pending_log.n_behaviours) / len(self._pending_log.items)
+
+    # ------------------------------------------------------------------ sequences
     def data_augmentation(self):
         self._check_field("uid_field", "iid_field", "time_field")
         max_len = self.max_item_list_len
-        list_field = self.iid_field + self.config["LIST_SUFFIX"]
-        self.item_id_list_field = list_field
-        self.set_field_property(list_field, FeatureType.TOKEN_SEQ, FeatureSource.INTERACTION, max_len)
-        self.set_field_property(self.item_list_length_field, FeatureType.TOKEN, FeatureSource.INTERACTION, 1)
-
+        self._sequence_fields(max_len)
         self.sort(by=[self.uid_field, self.time_field], ascending=True)
         items = self.inter_feat[self.iid_field].numpy()
         users, item_matrix, lengths, counts = recent_behaviours(
             self.inter_feat[self.uid_field].numpy(), items, max_len
         )
-        self.behaviour_count = int(len(items))
+        self._set_sequences(users, item_matrix, lengths, counts, int(len(items)))
+
+    def _sequence_fields(self, max_len):
+        list_field = self.iid_field + self.config["LIST_SUFFIX"]
+        self.item_id_list_field = list_field
+        self.set_field_property(list_field, FeatureType.TOKEN_SEQ, FeatureSource.INTERACTION, max_len)
+        self.set_field_property(self.item_list_length_field, FeatureType.TOKEN, FeatureSource.INTERACTION, 1)
+
+    def _set_sequences(self, users, item_matrix, lengths, counts, behaviour_count):
+        list_field = self.item_id_list_field
+        self.behaviour_count = behaviour_count
         self.truncated_behaviours = int((counts - lengths).sum())
         self.inter_feat = Interaction(
             {
                 self.uid_field: torch.from_numpy(users.astype(np.int64)),
-                list_field: torch.from_numpy(item_matrix.astype(np.int64)),
+                list_field: torch.from_numpy(np.asarray(item_matrix, dtype=np.int64)),  # no copy when int64
                 self.item_list_length_field: torch.from_numpy(lengths.astype(np.int64)),
             }
         )

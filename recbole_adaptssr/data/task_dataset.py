@@ -24,6 +24,7 @@ from recbole.data.dataset import Dataset
 from recbole.data.interaction import Interaction
 from recbole.utils import FeatureSource, FeatureType
 
+from recbole_adaptssr.data import sequence_cache
 from recbole_adaptssr.data.dataset import recent_behaviours
 from recbole_adaptssr.downstream.base import get_task_kind
 
@@ -60,6 +61,7 @@ class TaskData:
         self.folder, self.name = folder, name
         self.manifest = read_task_manifest(folder, name)
         self._behaviours = None
+        self._sequence_logs = {}
 
     @property
     def behaviours(self) -> pd.DataFrame:
@@ -67,6 +69,16 @@ class TaskData:
         if self._behaviours is None:
             self._behaviours = read_behaviour_log(os.path.join(self.folder, f"{self.name}.inter"))
         return self._behaviours
+
+    def sequence_log(self, cache_dir=None):
+        """The behaviour log's cached per-user copy (:mod:`~recbole_adaptssr.data.sequence_cache`; built on first
+        use), or None where it could differ from :attr:`behaviours`, which is then read instead."""
+        if cache_dir not in self._sequence_logs:
+            from recbole_adaptssr.data import sequence_cache
+
+            self._sequence_logs[cache_dir] = sequence_cache.load_behaviour_log(
+                os.path.join(self.folder, f"{self.name}.inter"), cache_dir)
+        return self._sequence_logs[cache_dir]
 
     def kind(self, task: str):
         """The :class:`~recbole_adaptssr.downstream.base.TaskKind` of ``task``."""
@@ -198,6 +210,11 @@ class AdaptSSRTaskDataset(Dataset):
         max_len = self.config["MAX_ITEM_LIST_LENGTH"]
         list_field = self.iid_field + self.config["LIST_SUFFIX"]
         length_field = self.config["ITEM_LIST_LENGTH_FIELD"]
+        cached = self.task_data.sequence_log(self.config["sequence_cache_dir"]) if self.config["sequence_cache"] else None
+        if cached is not None:  # the same sequences, vocabulary and OOV count from the cache (sequence_cache.py)
+            users, recent, lengths, _, self.oov_behaviours = sequence_cache.task_behaviours(
+                cached, self.field2id_token[self.uid_field], max_len, self._resolve_vocabulary)
+            return self._behaviour_feat(users, recent, lengths, max_len, list_field, length_field)
         log = self.task_data.behaviours
         token2uid = self.field2token_id[self.uid_field]
         uids = log["user"].map(token2uid)
@@ -210,8 +227,11 @@ class AdaptSSRTaskDataset(Dataset):
         self.oov_behaviours = int(ids.isna().sum())
         item_ids = ids.fillna(oov_id).astype(np.int64).to_numpy()
 
-        user_num = self.user_num
         users, recent, lengths, _ = recent_behaviours(log["uid"].to_numpy(), item_ids, max_len)
+        return self._behaviour_feat(users, recent, lengths, max_len, list_field, length_field)
+
+    def _behaviour_feat(self, users, recent, lengths, max_len, list_field, length_field) -> Interaction:
+        user_num = self.user_num
         matrix = np.zeros((user_num, max_len), dtype=np.int64)
         matrix[users] = recent
         length = np.zeros(user_num, dtype=np.int64)
