@@ -124,6 +124,33 @@ class Config(RecBoleConfig):
             if isinstance(value, str) and (key in list_keys or any(key.endswith("_" + k) for k in list_keys)):
                 self.final_config_dict[key] = as_list(value)
 
+    def _init_device(self):
+        """RecBole's device choice; in a process a launcher started as one of several (``torchrun``, or
+        ``--nproc=N``: see :mod:`recbole_adaptssr.distributed`), the process group is joined once (NCCL on GPUs,
+        gloo on CPUs, ``ddp_backend`` to choose) and every Config of the process reads its rank: RecBole's
+        ``single_spec``/``local_rank``/``world_size`` keys, the device ``cuda:<LOCAL_RANK>`` or the CPU, and on
+        ranks other than 0 no progress bars and only errors in the log."""
+        from recbole_adaptssr import distributed
+
+        settings = self.final_config_dict
+        if not distributed.launched_distributed() and not distributed.is_distributed():
+            return super()._init_device()
+        import torch
+
+        use_gpu = bool(settings.get("use_gpu", True)) and torch.cuda.is_available()
+        if use_gpu and "CUDA_VISIBLE_DEVICES" not in os.environ and str(settings.get("gpu_id", "")).strip():
+            os.environ["CUDA_VISIBLE_DEVICES"] = str(settings["gpu_id"])
+        backend = settings.get("ddp_backend")
+        if backend not in (None, "nccl", "gloo"):
+            raise ValueError(f"ddp_backend must be nccl, gloo or ~ (NCCL on GPUs, gloo on CPUs), got {backend!r}")
+        distributed.init_distributed(backend, use_gpu=use_gpu)
+        gpu = use_gpu and torch.distributed.get_backend() == "nccl"
+        settings.update(single_spec=False, local_rank=distributed.local_rank(), world_size=distributed.world_size(),
+                        nproc=distributed.world_size(),
+                        device=torch.device("cuda", distributed.local_rank()) if gpu else torch.device("cpu"))
+        if distributed.rank() != 0:
+            settings.update(state="error", show_progress=False, verbose=False)
+
     def _defaults_files(self, model, model_class, dataset) -> list:
         """Our YAMLs of defaults for this run, in load order (see the class docstring)."""
         files = [properties_file("overall.yaml")]

@@ -21,13 +21,19 @@ import numpy as np
 import torch
 from recbole.trainer import Trainer
 from recbole.utils import set_color
+from torch.nn.utils import clip_grad_norm_
 from tqdm import tqdm
+
+from recbole_adaptssr import acceleration, distributed
 
 from recbole_adaptssr.checkpoint import FORMAT_VERSION, save_checkpoint, save_payload, verify_checkpoint
 from recbole_adaptssr.compat import plain, save_trainer_checkpoint
+from recbole_adaptssr.evaluation.full_sort import fast_full_sort
 from recbole_adaptssr.pretext.base import StageSettings
 
 RESUME_KIND = "pretrain-resume"
+#: what RecBole's Collector gathers per evaluation batch (the rest of its data struct describes the whole split)
+BATCH_KEYS = ("rec.topk", "rec.meanrank", "rec.score", "rec.items", "data.label")
 
 
 class TaskTrainer(Trainer):
@@ -42,9 +48,65 @@ class TaskTrainer(Trainer):
 
     best_epoch = -1
 
+    def __init__(self, config, model):
+        # RecBole's AbstractTrainer wraps the model in DistributedDataParallel (CUDA only, and its forward is never
+        # called); here every rank starts from rank 0's weights and gradients are averaged after each backward
+        # (:meth:`sync_gradients`), on CPUs (gloo) as on GPUs (NCCL).
+        with distributed.single_process_view(config):
+            super().__init__(config, model)
+        distributed.broadcast_module(self.model)
+
+    # ------------------------------------------------------------------ training
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        """RecBole's epoch loop (progress bar, NaN check, gradient clipping, AMP scaler), one :meth:`_train_step`
+        per batch; under ``torch.distributed`` each rank reads its shard (``set_epoch`` reshuffles the shards)."""
+        self.model.train()
+        loss_func = loss_func or self.model.calculate_loss
+        sampler = getattr(train_data, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch_idx)
+        batches = self._epoch_batches(train_data)
+        if show_progress:
+            batches = tqdm(batches, total=len(train_data), ncols=100, desc=set_color(f"Train {epoch_idx:>5}", "pink"))
+        scaler = torch.amp.GradScaler(enabled=self.enable_scaler)
+        total_loss = None
+        for interaction in batches:
+            losses = self._train_step(interaction, loss_func, scaler)
+            # summed on the device in float64 (no wait per step): the same value as summing Python floats
+            total_loss = acceleration.accumulate_losses(total_loss, losses)
+        return acceleration.losses_to_float(total_loss)
+
+    def _epoch_batches(self, train_data):
+        """The epoch's batches on the training device (AdaptSSRTrainer: gathered on the device, same batches)."""
+        return (interaction.to(self.device) for interaction in train_data)
+
+    def _train_step(self, interaction, loss_func, scaler):
+        """One optimisation step: forward (autocast when ``enable_amp``), NaN check, backward, gradient averaging
+        over ranks, clipping, optimizer step. Returns the loss (or the tuple of loss parts), detached."""
+        self.optimizer.zero_grad()
+        with torch.autocast(device_type=self.device.type, enabled=self.enable_amp):
+            losses = loss_func(interaction)
+        loss = sum(losses) if isinstance(losses, tuple) else losses
+        self._check_nan(loss)
+        scaler.scale(loss).backward()
+        self.sync_gradients()
+        if self.clip_grad_norm:
+            scaler.unscale_(self.optimizer)
+            clip_grad_norm_(self.model.parameters(), **self.clip_grad_norm)
+        scaler.step(self.optimizer)
+        scaler.update()
+        if isinstance(losses, tuple):
+            return tuple(part.detach() for part in losses)
+        return losses.detach()
+
+    def sync_gradients(self) -> None:
+        """Average the gradients over the ranks of a distributed run (nothing in a single process)."""
+        distributed.all_reduce_gradients(self.model.parameters())
+
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         self.best_epoch = epoch
-        save_trainer_checkpoint(self, epoch, kwargs.pop("saved_model_file", self.saved_model_file), verbose)
+        if distributed.is_main_process():  # one writer under torch.distributed
+            save_trainer_checkpoint(self, epoch, kwargs.pop("saved_model_file", self.saved_model_file), verbose)
 
     def _full_sort_batch_eval(self, batched_data):
         interaction, scores, positive_u, positive_i = super()._full_sort_batch_eval(batched_data)
@@ -59,6 +121,7 @@ class TaskTrainer(Trainer):
         if not eval_data:
             return None
         self.candidate_item_num = getattr(eval_data._dataset, "candidate_item_num", None)
+        distributed.barrier()  # rank 0 may still be writing the checkpoint the others load
         if load_best_model:
             checkpoint_file = model_file or self.saved_model_file
             checkpoint = verify_checkpoint(checkpoint_file, map_location=self.device,
@@ -66,7 +129,47 @@ class TaskTrainer(Trainer):
             self.model.load_state_dict(checkpoint["state_dict"])
             self.model.load_other_parameter(checkpoint.get("other_parameter"))
             self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
+        eval_data = fast_full_sort(eval_data, self.config["full_sort_fast_batches"] is not False)  # same batches
+        if distributed.is_distributed():
+            return self._evaluate_distributed(eval_data, show_progress)
         return super().evaluate(eval_data, False, model_file, show_progress)
+
+    def _evaluate_distributed(self, eval_data, show_progress=False):
+        """RecBole's evaluation, exact under ``torch.distributed``: batch k of the (unsharded) evaluation loader is
+        scored on rank k mod N, the collected rows (top-k hits, scores, labels) of every batch are gathered and put
+        back in batch order, and the metrics are computed once on the whole split, as a single process computes
+        them (RecBole averages per-rank metric values, which is approximate for AUC)."""
+        from recbole.data.dataloader import FullSortEvalDataLoader
+        from recbole.utils import EvaluatorType
+
+        self.model.eval()
+        if isinstance(eval_data, FullSortEvalDataLoader):
+            eval_func = self._full_sort_batch_eval
+            if self.item_tensor is None:
+                self.item_tensor = eval_data._dataset.get_item_feature().to(self.device)
+        else:
+            eval_func = self._neg_sample_batch_eval
+        if self.config["eval_type"] == EvaluatorType.RANKING:
+            self.tot_item_num = eval_data._dataset.item_num
+        ranks, me = distributed.world_size(), distributed.rank()
+        batches = tqdm(eval_data, total=len(eval_data), ncols=100, desc=set_color("Evaluate   ", "pink")) \
+            if show_progress else eval_data
+        rows = {}
+        for index, batched_data in enumerate(batches):
+            if index % ranks != me:
+                continue
+            interaction, scores, positive_u, positive_i = eval_func(batched_data)
+            self.eval_collector.eval_batch_collect(scores, interaction, positive_u, positive_i)
+            struct = self.eval_collector.get_data_struct()  # this batch's rows (and the split's constants)
+            rows[index] = {key: struct[key] for key in BATCH_KEYS if key in struct}
+        self.eval_collector.model_collect(self.model)
+        gathered = {}
+        for part in distributed.all_gather_object(rows):
+            gathered.update(part)
+        for index in sorted(gathered):
+            for key, value in gathered[index].items():
+                self.eval_collector.data_struct.update_tensor(key, value)
+        return self.evaluator.evaluate(self.eval_collector.get_data_struct())
 
     def resume_checkpoint(self, resume_file):
         """RecBole's ``resume_checkpoint`` on a verified file."""
@@ -97,8 +200,11 @@ class AdaptSSRTrainer(TaskTrainer):
         task = self.model.pretext_task
         task.fit_data(train_data.dataset)
         settings = StageSettings(self.config, stage)
+        self._stage_settings = settings
         self.optimizer = self._build_optimizer(learning_rate=settings["learning_rate"],
                                                weight_decay=settings["weight_decay"] or 0.0)
+        self.close_accelerator()
+        self.accelerator = acceleration.StageAccelerator(self, settings)  # device batches, CUDA graph, TF32
         epochs, patience_limit = int(settings["epochs"]), int(settings["stopping_step"])
         min_epochs = int(settings.get("min_epochs", 0) or 0)  # no early stop before this many epochs
         metric = settings.get("valid_metric", "loss")
@@ -117,6 +223,8 @@ class AdaptSSRTrainer(TaskTrainer):
             self.model.load_state_dict(resume_state["model_state"])
             self.optimizer.load_state_dict(resume_state["optimizer"])
             restore_rng_state(resume_state["rng"], loaders)
+            # distributed: the file holds rank 0's random states; each rank continues on a stream of its own
+            distributed.seed_rank(self.config["seed"] + 1000 * (resume_state["epoch"] + 1))
             initial = resume_state["initial"]
             best_score, best_epoch = resume_state["best_score"], resume_state["best_epoch"]
             best_state, best_result = resume_state["best_state"], resume_state["best_result"]
@@ -162,19 +270,23 @@ class AdaptSSRTrainer(TaskTrainer):
             else:
                 patience += 1
                 stopped = patience >= patience_limit and epoch + 1 >= min_epochs and task.may_stop(result)
-            if resume_path is not None:
+            stopped = distributed.broadcast_object(stopped)  # rank 0's decision, whatever a rank's floats say
+            if resume_path is not None and distributed.is_main_process():
                 save_payload(progress(epoch, finished=False), resume_path)
             if epoch_callback is not None:
                 epoch_callback(stage, epoch, result)
             if stopped:
                 self.logger.info(f"[{stage}] early stop: no better valid {metric} for {patience} epochs")
                 break
+        self.close_accelerator()
         if best_state is not None:
             self.model.load_state_dict(best_state)
-        save_checkpoint(checkpoint_path, self.model, stage, self.config, item_vocabulary, best_result, best_epoch,
-                        summary={"valid_metric": metric, "initial_valid_result": initial, "history": history})
-        if resume_path is not None:  # the stage's end: its kept epoch, and the RNG states the next stage finds
-            save_payload(progress(max(last_epoch, len(history) - 1), finished=True), resume_path)
+        if distributed.is_main_process():  # one writer; the others wait until the files are complete
+            save_checkpoint(checkpoint_path, self.model, stage, self.config, item_vocabulary, best_result, best_epoch,
+                            summary={"valid_metric": metric, "initial_valid_result": initial, "history": history})
+            if resume_path is not None:  # the stage's end: its kept epoch, and the RNG states the next stage finds
+                save_payload(progress(max(last_epoch, len(history) - 1), finished=True), resume_path)
+        distributed.barrier()
         warning = task.check_end(best_result) if hasattr(task, "check_end") else None
         if warning:
             self.logger.warning(warning)
@@ -185,11 +297,53 @@ class AdaptSSRTrainer(TaskTrainer):
         return {"best_epoch": best_epoch, "valid_metric": metric, "best_valid_result": best_result,
                 "initial_valid_result": initial, "history": history, "checkpoint": checkpoint_path}
 
+    # ------------------------------------------------------------------ accelerated steps (acceleration.py)
+    accelerator = None
+    _stage_settings = None
+
+    def close_accelerator(self) -> None:
+        """Release the stage's CUDA graph and device copy of the data, restore the TF32 switches."""
+        if self.accelerator is not None:
+            self.accelerator.close()
+            self.accelerator = None
+
+    def _build_optimizer(self, **kwargs):
+        """RecBole's optimizer; Adam/AdamW with ``fused=True`` when the stage's ``fused_optimizer`` is on."""
+        settings = self._stage_settings
+        if settings is not None and settings.get("fused_optimizer", False) is True:
+            optimizer = acceleration.build_fused_optimizer(
+                kwargs.get("params", self.model.parameters()), kwargs.get("learner", self.learner),
+                kwargs.get("learning_rate", self.learning_rate), kwargs.get("weight_decay", self.weight_decay))
+            if optimizer is not None:
+                return optimizer
+        return super()._build_optimizer(**kwargs)
+
+    def _epoch_batches(self, train_data):
+        if self.accelerator is None:
+            return super()._epoch_batches(train_data)
+        return self.accelerator.batches(train_data)
+
+    def _train_step(self, interaction, loss_func, scaler):
+        """The eager step, or, for a full batch of a graph-safe task on CUDA (``cuda_graphs``), the replay of its
+        captured forward and backward followed by the same eager rest: NaN check, gradient averaging, clipping,
+        optimizer step."""
+        step = self.accelerator.graphed_step(interaction, loss_func) if self.accelerator is not None else None
+        if step is None:
+            return super()._train_step(interaction, loss_func, scaler)
+        loss = step.run(interaction)  # gradients overwritten (as after zero_grad + backward), not accumulated
+        self._check_nan(loss)
+        self.sync_gradients()
+        if self.clip_grad_norm:
+            clip_grad_norm_(self.model.parameters(), **self.clip_grad_norm)
+        self.optimizer.step()
+        return loss.detach().clone()
+
     def restore_stage_end(self, state: dict, train_data, valid_data) -> None:
         """Put the model and every RNG where a finished stage left them (``state``: its final resume checkpoint),
         so the next stage starts as it would have without the interruption."""
         self.model.load_state_dict(state["model_state"])
         restore_rng_state(state["rng"], (train_data, valid_data))
+        distributed.seed_rank(self.config["seed"] + 1000 * (state["epoch"] + 1))
 
     @torch.no_grad()
     def evaluate_pretrain(self, valid_data, show_progress=False) -> dict:
@@ -204,11 +358,20 @@ class AdaptSSRTrainer(TaskTrainer):
         model.train()
         devices = [self.device] if self.device.type == "cuda" else []
         totals, count = {}, 0
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(self.config["seed"])
-            generator = torch.Generator(device=self.device).manual_seed(self.config["seed"])
+        ranks, me = distributed.world_size(), distributed.rank()
+        seed = self.config["seed"]
+        with torch.random.fork_rng(devices=devices), distributed.local_batches():
+            torch.manual_seed(seed)
+            generator = torch.Generator(device=self.device).manual_seed(seed)
             batches = tqdm(valid_data, desc=set_color("Validate", "pink"), ncols=100) if show_progress else valid_data
-            for interaction in batches:
+            for index, interaction in enumerate(batches):
+                if ranks > 1:
+                    # distributed: whole batches, batch k on rank k mod N, its random draws seeded by k (so the
+                    # statistics do not depend on the number of ranks)
+                    if index % ranks != me:
+                        continue
+                    torch.manual_seed(seed + index)
+                    generator.manual_seed(seed + index)
                 interaction = interaction.to(self.device)
                 seq = interaction[model.ITEM_SEQ]
                 if seq.size(0) < task.min_batch_size:
@@ -219,6 +382,10 @@ class AdaptSSRTrainer(TaskTrainer):
                     totals[key] = totals.get(key, 0.0) + float(value) * n
                 count += n
         model.train(was_training)
+        if ranks > 1:  # every rank gets the same averages, so every rank takes the same decisions
+            parts = distributed.all_gather_object((totals, count))  # a rank may have had no batch at all
+            count = sum(n for _, n in parts)
+            totals = {key: sum(t.get(key, 0.0) for t, _ in parts) for key in dict.fromkeys(k for t, _ in parts for k in t)}
         if count == 0:
             raise ValueError(f"the validation split holds no batch of at least {task.min_batch_size} sequences")
         return {key: value / count for key, value in totals.items()}

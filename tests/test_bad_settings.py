@@ -106,6 +106,12 @@ CASES = [
      r"checkpoint broken\.pth: the file is empty \(0 bytes\)", None),
     ("resume-nowhere", {"resume": "nowhere"}, [], None, ValueError,
      r"resume='nowhere': no such run folder \(looked at nowhere, .*saved/nowhere\)", None),
+    ("ddp-negatives-unknown", {"ddp_negatives": "nearby"}, [], None, ValueError,
+     r"ddp_negatives must be one of \['global', 'local'\], got 'nearby'", None),
+    ("sequence-cache-not-a-switch", {"sequence_cache": "sometimes"}, [], None, ValueError,
+     r"sequence_cache must be True or False, got 'sometimes'", None),
+    ("stage-switch-not-a-switch", {"ssr_cuda_graphs": 2}, [], None, ValueError,
+     r"ssr_cuda_graphs must be True or False, got 2", None),
 ]
 
 

@@ -488,15 +488,27 @@ class SequenceAugmenter:
         return self._correlated_on[device]
 
     # ------------------------------------------------------------------ drawing views
+    def _operator_tables(self, device) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Per configured operator: its minimum length, and whether short sequences may draw it, on ``device``.
+        Built once per device: no host-to-device copy per batch (a CUDA graph can capture the draw)."""
+        device = torch.device(device)
+        key = (device, self.operators, self.short_seq_operators)
+        cache = self.__dict__.setdefault("_operator_tables_on", {})
+        if key not in cache:
+            cache[key] = (
+                torch.tensor([OPERATOR_REGISTRY[op].min_length for op in self.operators], device=device),
+                torch.tensor([op in self.short_seq_operators for op in self.operators], device=device),
+            )
+        return cache[key]
+
     def draw_operators(
         self, item_seq_len: torch.Tensor, generator: Optional[torch.Generator] = None
     ) -> torch.Tensor:
         """One operator index per row, uniform over the operators allowed for that row (-1: none)."""
         n = item_seq_len.long()
-        min_length = torch.tensor([OPERATOR_REGISTRY[op].min_length for op in self.operators], device=n.device)
+        min_length, in_short = self._operator_tables(n.device)
         allowed = n.unsqueeze(1) >= min_length.unsqueeze(0)
         if self.short_seq_threshold > 0:
-            in_short = torch.tensor([op in self.short_seq_operators for op in self.operators], device=n.device)
             allowed &= (n > self.short_seq_threshold).unsqueeze(1) | in_short.unsqueeze(0)
         count = allowed.sum(dim=1)
         u = torch.rand(n.shape, generator=generator, device=n.device, dtype=torch.float64)

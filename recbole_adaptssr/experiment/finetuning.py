@@ -9,6 +9,7 @@ from recbole.data import data_preparation
 from recbole.trainer import Trainer
 from recbole.utils import init_seed, set_color
 
+from recbole_adaptssr import distributed
 from recbole_adaptssr.checkpoint import load_checkpoint
 from recbole_adaptssr.data.task_dataset import TaskData
 from recbole_adaptssr.data.utils import create_dataset
@@ -64,6 +65,17 @@ def resolve_start_point(start_point):
     return load_checkpoint(str(start_point))
 
 
+def prepare_loaders(config, data):
+    """RecBole's ``data_preparation``; under ``torch.distributed`` the training loader is sharded over the ranks
+    (``train_batch_size / N`` samples per rank and step) while the evaluation loaders hold the whole split (their
+    batches are divided among the ranks by :meth:`TaskTrainer.evaluate`, which computes exact metrics)."""
+    with distributed.single_process_view(config):
+        train_data, valid_data, test_data = data_preparation(config, data)
+    if distributed.is_distributed():
+        train_data = type(train_data)(config, train_data._dataset, train_data._sampler, shuffle=train_data.shuffle)
+    return train_data, valid_data, test_data
+
+
 def finetune(config, task: str, start_point=None, seed: int | None = None, *, task_data: TaskData | None = None,
              run_dir: str | None = None, label: str | None = None, epoch_callback=None) -> RunResult:
     """Train ``config["model"]`` on ``task`` from ``start_point`` (a pre-training checkpoint path or loaded state;
@@ -85,7 +97,7 @@ def finetune(config, task: str, start_point=None, seed: int | None = None, *, ta
     init_seed(seed, cfg["reproducibility"])
     data = create_dataset(cfg, state["item_vocabulary"] if state is not None else None, task_data)
     logger.info(set_color(f"== {cfg['model']} [{label}] on {task} ({kind.name}), seed {seed}", "yellow") + f"\n{data}")
-    train_data, valid_data, test_data = data_preparation(cfg, data)
+    train_data, valid_data, test_data = prepare_loaders(cfg, data)
     init_seed(seed, cfg["reproducibility"])
     net = get_model(cfg["model"])(cfg, train_data._dataset).to(cfg["device"])
     if state is not None:
@@ -93,7 +105,8 @@ def finetune(config, task: str, start_point=None, seed: int | None = None, *, ta
     trainer_class = get_trainer(cfg["MODEL_TYPE"], cfg["model"])
     if trainer_class is Trainer:  # RecBole's default trainer: rank only the task's target items
         trainer_class = TaskTrainer
-    trainer = trainer_class(cfg, net)
+    trainer = trainer_class(cfg, net)  # every rank: rank 0's weights
+    distributed.seed_rank(seed)
     trainer.saved_model_file = os.path.join(run_dir, f"{cfg['model']}-{label}-{task}-seed{seed}.pth")
     _, best_valid = trainer.fit(train_data, valid_data, saved=True, show_progress=cfg["show_progress"],
                                 callback_fn=epoch_callback)

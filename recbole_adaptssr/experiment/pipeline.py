@@ -9,11 +9,12 @@ import os
 import re
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from logging import getLogger
 
 from recbole.utils import set_color
 
+from recbole_adaptssr import distributed
 from recbole_adaptssr.checkpoint import verify_checkpoint
 from recbole_adaptssr.compat import plain
 from recbole_adaptssr.data.task_dataset import TaskData
@@ -62,7 +63,8 @@ def run_grid(config, task_data: TaskData, tasks: list, start_points: dict, run_d
                     logger.info(f"{task} [{label}] seed {seed}: finished before the interruption ({record})")
                 else:
                     result = finetune(config, task, state, seed, task_data=task_data, run_dir=folder, label=label)
-                    save_run_result(result, record)
+                    if distributed.is_main_process():
+                        save_run_result(result, record)
                 for key, (user, run) in result.settings.get("overridden", {}).items():
                     if key not in reported and key != "seed":
                         reported.add(key)
@@ -250,13 +252,15 @@ def run_pipeline(config) -> dict:
     check_finetuning(config, task_data, tasks, start_labels)
 
     settings = run_settings(config)
-    resume_dir = resolve_resume(config, settings)
-    if resume_dir is None:
-        run_dir = new_run_dir(config["checkpoint_dir"], config["model"], config["dataset"], settings)
-    else:
-        run_dir = resume_dir
-    with run_folder_lock(run_dir):
-        return _run(config, run_dir, resume_dir is not None, settings, task_data, tasks, stages, start_labels)
+    run_dir = resuming = None
+    if distributed.is_main_process():  # under torch.distributed rank 0 chooses the folder and holds its lock
+        resume_dir = resolve_resume(config, settings)
+        resuming = resume_dir is not None
+        run_dir = resume_dir if resuming else new_run_dir(config["checkpoint_dir"], config["model"],
+                                                          config["dataset"], settings)
+    run_dir, resuming = distributed.broadcast_object((run_dir, resuming))
+    with run_folder_lock(run_dir) if distributed.is_main_process() else nullcontext():
+        return _run(config, run_dir, resuming, settings, task_data, tasks, stages, start_labels)
 
 
 def _run(config, run_dir, resuming, settings, task_data, tasks, stages, start_labels) -> dict:
@@ -264,11 +268,16 @@ def _run(config, run_dir, resuming, settings, task_data, tasks, stages, start_la
     if record is None:
         record = {"model": str(config["model"]), "dataset": str(config["dataset"]), "settings": settings,
                   "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "resumed": []}
-    record.update(status="running", pid=os.getpid(), argv=list(sys.argv))
+    record.update(status="running", pid=os.getpid(), argv=list(sys.argv), world_size=distributed.world_size())
+    main = distributed.is_main_process()  # the one writer of the run folder's records under torch.distributed
+    removed = []
     if resuming:
         record["resumed"] = [*record.get("resumed", []), time.strftime("%Y-%m-%dT%H:%M:%S")]
-        removed = remove_stale_temporaries(run_dir)
-    write_run_record(run_dir, record)
+        if main:
+            removed = remove_stale_temporaries(run_dir)
+    if main:
+        write_run_record(run_dir, record)
+    distributed.barrier()
     user_settings = plain(getattr(config, "user_config_dict", {}))
     log_file = init_run_logger(config, run_dir)
     logger = getLogger()
@@ -290,7 +299,8 @@ def _run(config, run_dir, resuming, settings, task_data, tasks, stages, start_la
     out = {"run_dir": run_dir, "log": log_file, "pretrain": pretrained, "runs": [], "results": [], "table": ""}
     if not tasks:
         logger.info("no downstream task selected: pre-training only")
-        write_run_record(run_dir, {**record, "status": "complete"})
+        if main:
+            write_run_record(run_dir, {**record, "status": "complete"})
         return out
     checkpoints = {stage: result.checkpoint for stage, result in pretrained.items()}
     start_points = {label: (None if label.lower() == "none" else checkpoints.get(label, label)) for label in start_labels}
@@ -300,7 +310,10 @@ def _run(config, run_dir, resuming, settings, task_data, tasks, stages, start_la
     rows = summarize(runs, config["report_split"] or "test")
     table = markdown_table(rows)
     logger.info(set_color("results", "yellow") + f" ({run_dir}):\n{table}")  # logged before any write that can fail
-    files = write_results(rows, runs, run_dir)
-    logger.info(f"results written: {files['md']}, {files['json']}, {files['csv']}")
-    write_run_record(run_dir, {**record, "status": "complete"})
+    files = None
+    if main:
+        files = write_results(rows, runs, run_dir)
+        logger.info(f"results written: {files['md']}, {files['json']}, {files['csv']}")
+        write_run_record(run_dir, {**record, "status": "complete"})
+    files = distributed.broadcast_object(files)
     return {**out, "runs": runs, "results": rows, "table": table, "files": files}

@@ -10,6 +10,7 @@ from logging import getLogger
 from recbole.data.dataloader import TrainDataLoader
 from recbole.utils import init_seed
 
+from recbole_adaptssr import distributed
 from recbole_adaptssr.checkpoint import CheckpointError, load_checkpoint, verify_checkpoint
 from recbole_adaptssr.data.utils import create_dataset
 from recbole_adaptssr.trainer import RESUME_KIND
@@ -49,7 +50,9 @@ def pretrain(config, run_dir: str | None = None, epoch_callback=None, resume: bo
         # pre-training reads the behaviour log, whatever downstream task the run is about
         config = config.derive(train_stage=stages[0], downstream_task=None)
     folder = os.path.join(run_dir or config["checkpoint_dir"], "pretrain")
-    os.makedirs(folder, exist_ok=True)
+    if distributed.is_main_process():
+        os.makedirs(folder, exist_ok=True)
+    distributed.barrier()
     final = {stage: os.path.join(folder, f"{stage}.pth") for stage in stages}
     last = {stage: resume_checkpoint_path(folder, stage) for stage in stages}
 
@@ -66,12 +69,15 @@ def pretrain(config, run_dir: str | None = None, epoch_callback=None, resume: bo
     logger.info(data)
     train_set, valid_set = data.build()
     logger.info(f"pre-training split: {len(train_set)} train / {len(valid_set)} valid sequences")
+    # under torch.distributed each rank trains on its shard (B / N sequences a step) and validates whole batches
     train_data = TrainDataLoader(config, train_set, None, shuffle=config["shuffle"])
-    valid_data = TrainDataLoader(config, valid_set, None, shuffle=False)
+    with distributed.single_process_view(config):
+        valid_data = TrainDataLoader(config, valid_set, None, shuffle=False)
     init_seed(config["seed"], config["reproducibility"])
     net = get_model(config["model"])(config, train_set).to(config["device"])
     logger.info(net)
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)  # every rank: rank 0's weights
+    distributed.seed_rank(config["seed"])
     results = {stage: stage_result(final[stage], stage) for stage in stages[:start]}
     for index in range(start, len(stages)):
         stage = stages[index]
@@ -87,9 +93,11 @@ def pretrain(config, run_dir: str | None = None, epoch_callback=None, resume: bo
         results[stage] = StageResult(stage=stage, checkpoint=summary["checkpoint"], best_epoch=summary["best_epoch"],
                                      valid_metric=summary["valid_metric"], valid=summary["best_valid_result"],
                                      initial=summary["initial_valid_result"], history=summary["history"])
-    for stage in stages:  # in stage order: an interruption here leaves the last stage's (finished) file
-        if os.path.exists(last[stage]):
-            os.remove(last[stage])
+    if distributed.is_main_process():
+        for stage in stages:  # in stage order: an interruption here leaves the last stage's (finished) file
+            if os.path.exists(last[stage]):
+                os.remove(last[stage])
+    distributed.barrier()
     return results
 
 

@@ -23,7 +23,11 @@ _OURS = "_recbole_adaptssr_handler"
 def init_run_logger(config, run_dir: str) -> str:
     """Log to the console and to ``run_dir/<folder name>.log``; return the log file's path."""
     level = _LEVELS.get(str(config["state"] or "info").lower(), logging.INFO)
-    path = os.path.join(run_dir, os.path.basename(os.path.normpath(run_dir)) + ".log")
+    from recbole_adaptssr import distributed
+
+    # under torch.distributed, ranks other than 0 (which log errors only) write a file of their own
+    suffix = f".rank{distributed.rank()}" if not distributed.is_main_process() else ""
+    path = os.path.join(run_dir, os.path.basename(os.path.normpath(run_dir)) + suffix + ".log")
     file_handler = logging.FileHandler(path, encoding="utf-8")
     file_handler.setFormatter(logging.Formatter("%(asctime)-15s %(levelname)s  %(message)s", "%a %d %b %Y %H:%M:%S"))
     file_handler.addFilter(RemoveColorFilter())

@@ -69,6 +69,10 @@ def check_dataset(config) -> None:
         )
 
 
+#: on/off settings of recbole_adaptssr.acceleration (properties/model/AdaptSSR.yaml), each also <stage>_<key>
+ACCELERATION_SWITCHES = ("device_batches", "cuda_graphs", "fused_optimizer", "pretrain_tf32")
+
+
 def check_settings(config) -> None:
     """Settings every run of the pipeline uses (pre-training and fine-tuning alike)."""
     seed = config["seed"]
@@ -86,6 +90,13 @@ def check_settings(config) -> None:
     if split is not None and split not in REPORT_SPLITS:
         raise ValueError(f"report_split must be one of {list(REPORT_SPLITS)}, got {split!r}")
     check_device(config)
+    switches = ["sequence_cache", "full_sort_fast_batches"]
+    if getattr(config.model_class, "uses_pretext_tasks", False):  # pre-training speed switches, and per stage
+        stages = [str(stage) for stage in config["pretrain_stages"] or []]
+        switches += [prefix + key for key in ACCELERATION_SWITCHES for prefix in ["", *(f"{s}_" for s in stages)]]
+    for key in switches:
+        if config[key] is not None and not isinstance(config[key], bool):
+            raise ValueError(f"{key} must be True or False, got {config[key]!r}")
     if getattr(config.model_class, "uses_pretext_tasks", False):  # our user model's own settings
         for key in MODEL_SIZES:
             if config[key] is not None:

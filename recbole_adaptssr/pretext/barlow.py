@@ -77,6 +77,7 @@ class Barlow(PretextTask):
 
     def loss(self, encoder, item_seq, item_seq_len, generator=None):
         _, _, z1, z2 = self._forward(encoder, item_seq, item_seq_len, generator)
+        z1, z2 = self.gather_batch(z1, z2)  # the batch statistics of the global batch under torch.distributed
         return barlow_twins_loss(z1, z2, self.lambda_offdiag, BN_EPS)
 
     def validation_step(self, encoder, item_seq, item_seq_len, generator=None):

@@ -30,9 +30,13 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from recbole_adaptssr import distributed
 from recbole_adaptssr.utils import import_plugin
 
 _REGISTRY: dict = {}
+
+#: where in-batch negatives come from under torch.distributed: every rank's sequences, or this rank's only
+NEGATIVES = ("global", "local")
 
 
 class StageSettings:
@@ -97,11 +101,26 @@ class PretextTask(nn.Module):
         self.n_items = n_items
         self.hidden_size = hidden_size
         self.check_settings(settings)
+        self.global_negatives = settings.get("ddp_negatives", "global") == "global"
+
+    def gather_batch(self, *tensors: torch.Tensor) -> tuple:
+        """The batch seen by a loss built on in-batch negatives. Under ``torch.distributed`` with
+        ``ddp_negatives: global`` (the default), each (b, ...) tensor becomes the global batch's (B, ...) tensor: every
+        rank's rows in rank order, with gradients flowing back to the rank that owns them
+        (:func:`recbole_adaptssr.distributed.gather_with_grad`), so N ranks of b = B / N sequences compute the loss
+        one process computes on B. Otherwise (one process, ``ddp_negatives: local``, or validation, which each rank runs
+        on whole batches of its own) the tensors as they are. ``None`` entries pass through."""
+        if not self.global_negatives or not distributed.gathering():
+            return tensors
+        return tuple(None if t is None else distributed.gather_with_grad(t)[0] for t in tensors)
 
     # ------------------------------------------------------------------ declared by each task
     @classmethod
     def check_settings(cls, settings: StageSettings) -> None:
         """Raise ``ValueError`` naming the key for a bad setting. Called before pre-training starts."""
+        negatives = settings.get("ddp_negatives", "global")
+        if negatives not in NEGATIVES:
+            raise ValueError(f"{settings.key('ddp_negatives')} must be one of {list(NEGATIVES)}, got {negatives!r}")
         metric = settings.get("valid_metric", "loss")
         allowed = cls.valid_metrics(settings)
         if metric not in allowed:

@@ -111,7 +111,7 @@ class InBatchContrastive(PretextTask):
         raise NotImplementedError
 
     def _logits(self, encoder, item_seq, item_seq_len, generator):
-        u1, u2, labels = self.views(encoder, item_seq, item_seq_len, generator)
+        u1, u2, labels = self.gather_batch(*self.views(encoder, item_seq, item_seq_len, generator))
         logits, positives = contrastive_logits(u1, u2, temperature=self.temperature, similarity=self.similarity,
                                                labels=labels, same_label=self.same_label)
         return logits, positives, u1

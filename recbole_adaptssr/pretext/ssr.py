@@ -82,7 +82,9 @@ class SSR(PretextTask):
         return u_hat, None, u_tilde, None
 
     def loss(self, encoder, item_seq, item_seq_len, generator=None):
-        return adaptssr_loss(*self.views(encoder, item_seq, item_seq_len, generator), **self.loss_options)
+        # in-batch negatives (and lambda's batch estimate) over the global batch under torch.distributed
+        return adaptssr_loss(*self.gather_batch(*self.views(encoder, item_seq, item_seq_len, generator)),
+                             **self.loss_options)
 
     def validation_step(self, encoder, item_seq, item_seq_len, generator=None):
         views = self.views(encoder, item_seq, item_seq_len, generator)
