@@ -29,6 +29,19 @@ def properties_file(*parts: str, required: bool = True) -> str | None:
     return None
 
 
+def plugin_defaults_file(plugin_class: type, package: str, folder: str, what: str) -> str | None:
+    """The YAML of a plug-in's defaults (a pretext task, a user model): its ``config_file`` if it names one (a
+    missing file is an error naming it), ``properties/<folder>/<name>.yaml`` for a plug-in shipped in ``package``
+    (required), else None."""
+    if plugin_class.config_file is None:
+        if plugin_class.__module__.startswith(package + "."):
+            return properties_file(folder, f"{plugin_class.name}.yaml")
+        return None
+    if not os.path.isfile(plugin_class.config_file):
+        raise FileNotFoundError(f"{what} {plugin_class.name!r}: its config_file {plugin_class.config_file} is missing")
+    return plugin_class.config_file
+
+
 def import_plugin(package: str, name) -> None:
     """Import ``<package>.<name>`` if such a module exists (plug-ins register themselves on import); a missing
     module is not an error here (the caller reports the unknown name), an import error inside it is."""

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from recbole_adaptssr.encoder.pooling import POOLINGS
-from recbole_adaptssr.utils import import_plugin
+from recbole_adaptssr.utils import import_plugin, plugin_defaults_file
 
 _REGISTRY: dict = {}
 DEFAULT_USER_MODEL = "transformer"
@@ -51,6 +51,8 @@ class SequenceEncoder(nn.Module):
     ``self.pooling`` in ``__init__``, and implement :meth:`encode` and :meth:`from_config`."""
 
     name: ClassVar[str] = ""
+    #: the backbone's own settings that must be integers >= 1 (checked by :meth:`check_settings`)
+    positive_int_keys: ClassVar[tuple] = ()
     #: YAML of the backbone's defaults; ``None`` means ``properties/encoder/<name>.yaml`` of this package.
     config_file: ClassVar[str | None] = None
     #: readouts this backbone supports (``user_model_pooling``)
@@ -97,6 +99,11 @@ class SequenceEncoder(nn.Module):
             if config[f"{cls.prefix()}_{key}"] is not None:
                 raise ValueError(f"{cls.prefix()}_{key} cannot be set: the user model's {key} is hidden_size, "
                                  "shared by every backbone and the heads (set hidden_size)")
+        settings = cls.settings(config)
+        for key in cls.positive_int_keys:
+            value = settings[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{settings.key(key)} must be an integer >= 1, got {value!r}")
         pooling = configured_pooling(config)
         if pooling not in cls.poolings:
             raise ValueError(f"user_model_pooling must be one of {list(cls.poolings)} for user_model={cls.name}, "
@@ -221,16 +228,7 @@ def get_user_model(name) -> type:
 
 def defaults_file(encoder_class: type) -> str | None:
     """The YAML of a backbone's defaults (a built-in backbone must have one)."""
-    from recbole_adaptssr.utils import properties_file
-
-    if encoder_class.config_file is None:
-        if encoder_class.__module__.startswith(__package__ + "."):
-            return properties_file("encoder", f"{encoder_class.name}.yaml")
-        return None
-    if not os.path.isfile(encoder_class.config_file):
-        raise FileNotFoundError(f"user_model {encoder_class.name!r}: its config_file {encoder_class.config_file} "
-                                "is missing")
-    return encoder_class.config_file
+    return plugin_defaults_file(encoder_class, __package__, "encoder", "user_model")
 
 
 def check_defaults_namespace(encoder_class: type, defaults: dict, path: str) -> None:

@@ -28,6 +28,7 @@ class GRU4Rec(SequenceEncoder):
     """GRU4Rec's embedding, GRU and dense layers, then the readout."""
 
     name = "GRU4Rec"
+    positive_int_keys = ("hidden_size", "num_layers")
     # hidden_size here is RecBole's: the GRU's state size (gru4rec_hidden_size); the embedding size is shared
     shared_keys = ("embedding_size",)
 
@@ -51,15 +52,6 @@ class GRU4Rec(SequenceEncoder):
         elif isinstance(module, nn.GRU):
             xavier_uniform_(module.weight_hh_l0)
             xavier_uniform_(module.weight_ih_l0)
-
-    @classmethod
-    def check_settings(cls, config) -> None:
-        super().check_settings(config)
-        settings = cls.settings(config)
-        for key in ("hidden_size", "num_layers"):
-            value = settings[key]
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{settings.key(key)} must be an integer >= 1, got {value!r}")
 
     @classmethod
     def from_config(cls, config, n_items: int, max_seq_length: int) -> "GRU4Rec":

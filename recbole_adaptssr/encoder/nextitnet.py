@@ -39,6 +39,7 @@ class NextItNet(SequenceEncoder):
     """NextItNet's embedding, residual blocks and final layer, then the readout."""
 
     name = "NextItNet"
+    positive_int_keys = ("kernel_size", "block_num")
 
     def __init__(self, n_items: int, max_seq_length: int, hidden_size: int = 64, kernel_size: int = 3,
                  block_num: int = 5, dilations=(1, 4), hidden_dropout_prob: float = 0.1,
@@ -68,10 +69,6 @@ class NextItNet(SequenceEncoder):
     def check_settings(cls, config) -> None:
         super().check_settings(config)
         settings = cls.settings(config)
-        for key in ("kernel_size", "block_num"):
-            value = settings[key]
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{settings.key(key)} must be an integer >= 1, got {value!r}")
         dilations = settings["dilations"]
         if (not isinstance(dilations, list) or not dilations
                 or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dilations)):

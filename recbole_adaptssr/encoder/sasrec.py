@@ -29,6 +29,8 @@ from recbole_adaptssr.encoder.user_model import init_transformer_weights
 class SelfAttentionEncoder(SequenceEncoder):
     """RecBole's SASRec / BERT4Rec layers; ``bidirectional`` selects the attention mask."""
 
+    positive_int_keys = ("n_layers", "n_heads", "inner_size")
+
     bidirectional: ClassVar[bool] = False
 
     def __init__(self, n_items: int, max_seq_length: int, hidden_size: int = 64, n_layers: int = 2,
@@ -57,10 +59,6 @@ class SelfAttentionEncoder(SequenceEncoder):
     def check_settings(cls, config) -> None:
         super().check_settings(config)
         settings = cls.settings(config)
-        for key in ("n_layers", "n_heads", "inner_size"):
-            value = settings[key]
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{settings.key(key)} must be an integer >= 1, got {value!r}")
         if config["hidden_size"] % settings["n_heads"]:
             raise ValueError(f"hidden_size must be a multiple of {settings.key('n_heads')} (each attention head gets "
                              f"hidden_size / n_heads dimensions), got hidden_size={config['hidden_size']} and "

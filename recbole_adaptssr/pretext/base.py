@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from recbole_adaptssr import distributed
-from recbole_adaptssr.utils import import_plugin
+from recbole_adaptssr.utils import import_plugin, plugin_defaults_file
 
 _REGISTRY: dict = {}
 
@@ -189,15 +189,7 @@ def get_pretext_task(name: str, modules=()) -> type:
 
 def task_defaults_file(task_class: type) -> str | None:
     """The YAML of a task's defaults (a built-in task must have one; a missing file named by a task is an error)."""
-    from recbole_adaptssr.utils import properties_file
-
-    if task_class.config_file is None:
-        if task_class.__module__.startswith(__package__ + "."):
-            return properties_file("pretext", f"{task_class.name}.yaml")
-        return None
-    if not os.path.isfile(task_class.config_file):
-        raise FileNotFoundError(f"pretext task {task_class.name!r}: its config_file {task_class.config_file} is missing")
-    return task_class.config_file
+    return plugin_defaults_file(task_class, __package__, "pretext", "pretext task")
 
 
 def check_defaults_namespace(task_class: type, defaults: dict, path: str) -> None:
