@@ -31,19 +31,19 @@ def run(model="AdaptSSR", dataset="ml-100k", config_file_list=None, config_dict=
     if name != config.dataset:
         config = Config(model=model, dataset=name, config_file_list=config_file_list,
                         config_dict={**(config_dict or {}), "data_path": root})
-    if config["pretrain_methods"]:  # the paper's comparison of pre-training methods (docs/comparison.md)
-        from recbole_adaptssr import distributed
-
-        if distributed.is_distributed():
-            raise ValueError("pretrain_methods (the comparison) runs in one process; under torch.distributed run "
-                             "each method's pipeline on its own (--model=AdaptSSR --pretrain_stages=...)")
-        from recbole_adaptssr.experiment.comparison import run_comparison
-
-        return run_comparison(config)
+    from recbole_adaptssr import distributed
     from recbole_adaptssr.experiment.recbole_baselines import run_recbole_baselines, wants_baselines
 
-    if wants_baselines(config):  # RecBole's recommenders as baselines on our tasks (docs/recbole-baselines.md)
-        return run_recbole_baselines(config)
+    if config["pretrain_methods"] or wants_baselines(config):
+        if distributed.is_distributed():  # docs/distributed.md, "Not distributed"
+            what = "pretrain_methods (the comparison)" if config["pretrain_methods"] else "recbole_baselines"
+            raise ValueError(f"{what} runs in one process; under torch.distributed run each method's pipeline "
+                             "on its own (--model=AdaptSSR --pretrain_stages=...), or launch without torchrun/--nproc")
+        if config["pretrain_methods"]:  # the paper's comparison of pre-training methods (docs/comparison.md)
+            from recbole_adaptssr.experiment.comparison import run_comparison
+
+            return run_comparison(config)
+        return run_recbole_baselines(config)  # RecBole's recommenders on our tasks (docs/recbole-baselines.md)
     return run_pipeline(config)
 
 

@@ -269,3 +269,24 @@ def test_the_command_line_starts_processes_with_recboles_nproc_convention(task_d
     results = json.loads((runs[0] / "results.json").read_text())
     assert [(row["task"], row["n"]) for row in results["summary"]] == [("cls", 1)]
     assert [run["task"] for run in results["runs"]] == ["cls"]
+
+
+def _refused(settings):
+    from recbole_adaptssr.quick_start import run
+
+    try:
+        run("AdaptSSR", "tt", config_dict=settings)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def test_the_comparison_and_the_baselines_runner_refuse_to_run_distributed(task_data, tmp_path):
+    from task_data import base_config
+
+    comparison = base_config(task_data, tmp_path, pretrain_methods=["none", "adaptssr"])
+    baselines = base_config(task_data, tmp_path, recbole_baselines=["Pop"], downstream_tasks=["rec"])
+    for settings, what in ((comparison, "pretrain_methods"), (baselines, "recbole_baselines")):
+        messages = launch(_refused, tmp_path, settings)
+        assert all(m is not None and m.startswith(what) and "runs in one process" in m for m in messages), messages
+    assert not (tmp_path / "saved").exists()  # refused before any run folder
