@@ -169,7 +169,7 @@ class GraphedStep:
 
     def __init__(self, model, loss_func, example, device):
         self.model = model
-        self.loss_func = self.original_loss_func = loss_func
+        self.loss_func = loss_func
         self.device = device
         self.keys = tuple(sorted(example.interaction))
         self.static = {key: example[key].clone() for key in self.keys}
@@ -257,10 +257,11 @@ class StageAccelerator:
                           f"cuda_graphs={self.use_graphs}, tf32={self.tf32}")
 
     def batches(self, train_data):
-        """The epoch's batches on the device (the loader's own batches, moved, when device batches do not apply)."""
+        """The epoch's batches gathered on the device, or None when device batches do not apply (the trainer then
+        moves the loader's own batches)."""
         if self.device_batches is not None and DeviceBatches.supports(train_data):
             return self.device_batches.epoch(train_data)
-        return (interaction.to(self.device) for interaction in train_data)
+        return None
 
     def graphed_step(self, interaction, loss_func):
         """The :class:`GraphedStep` for this batch (captured on first use), or None for an eager step."""
@@ -272,7 +273,7 @@ class StageAccelerator:
             step = GraphedStep(self.trainer.model, loss_func, interaction, self.device)
             step.capture()
             self.graph = step
-        if self.graph.original_loss_func != loss_func or not self.graph.matches(interaction):
+        if self.graph.loss_func != loss_func or not self.graph.matches(interaction):
             return None
         return self.graph
 

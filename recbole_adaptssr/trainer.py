@@ -89,15 +89,24 @@ class TaskTrainer(Trainer):
         loss = sum(losses) if isinstance(losses, tuple) else losses
         self._check_nan(loss)
         scaler.scale(loss).backward()
-        self.sync_gradients()
-        if self.clip_grad_norm:
-            scaler.unscale_(self.optimizer)
-            clip_grad_norm_(self.model.parameters(), **self.clip_grad_norm)
-        scaler.step(self.optimizer)
-        scaler.update()
+        self._apply_gradients(scaler)
         if isinstance(losses, tuple):
             return tuple(part.detach() for part in losses)
         return losses.detach()
+
+    def _apply_gradients(self, scaler=None) -> None:
+        """What follows a backward: gradient averaging over ranks, clipping, the optimizer step (through the AMP
+        ``scaler`` when one is given)."""
+        self.sync_gradients()
+        if self.clip_grad_norm:
+            if scaler is not None:
+                scaler.unscale_(self.optimizer)
+            clip_grad_norm_(self.model.parameters(), **self.clip_grad_norm)
+        if scaler is None:
+            self.optimizer.step()
+        else:
+            scaler.step(self.optimizer)
+            scaler.update()
 
     def sync_gradients(self) -> None:
         """Average the gradients over the ranks of a distributed run (nothing in a single process)."""
@@ -121,8 +130,8 @@ class TaskTrainer(Trainer):
         if not eval_data:
             return None
         self.candidate_item_num = getattr(eval_data._dataset, "candidate_item_num", None)
-        distributed.barrier()  # rank 0 may still be writing the checkpoint the others load
         if load_best_model:
+            distributed.barrier()  # rank 0 may still be writing the checkpoint the others load
             checkpoint_file = model_file or self.saved_model_file
             checkpoint = verify_checkpoint(checkpoint_file, map_location=self.device,
                                            require_checksum=model_file is None)
@@ -200,9 +209,7 @@ class AdaptSSRTrainer(TaskTrainer):
         task = self.model.pretext_task
         task.fit_data(train_data.dataset)
         settings = StageSettings(self.config, stage)
-        self._stage_settings = settings
-        self.optimizer = self._build_optimizer(learning_rate=settings["learning_rate"],
-                                               weight_decay=settings["weight_decay"] or 0.0)
+        self.optimizer = self._build_stage_optimizer(settings)
         self.close_accelerator()
         self.accelerator = acceleration.StageAccelerator(self, settings)  # device batches, CUDA graph, TF32
         epochs, patience_limit = int(settings["epochs"]), int(settings["stopping_step"])
@@ -299,7 +306,6 @@ class AdaptSSRTrainer(TaskTrainer):
 
     # ------------------------------------------------------------------ accelerated steps (acceleration.py)
     accelerator = None
-    _stage_settings = None
 
     def close_accelerator(self) -> None:
         """Release the stage's CUDA graph and device copy of the data, restore the TF32 switches."""
@@ -307,21 +313,19 @@ class AdaptSSRTrainer(TaskTrainer):
             self.accelerator.close()
             self.accelerator = None
 
-    def _build_optimizer(self, **kwargs):
-        """RecBole's optimizer; Adam/AdamW with ``fused=True`` when the stage's ``fused_optimizer`` is on."""
-        settings = self._stage_settings
-        if settings is not None and settings.get("fused_optimizer", False) is True:
-            optimizer = acceleration.build_fused_optimizer(
-                kwargs.get("params", self.model.parameters()), kwargs.get("learner", self.learner),
-                kwargs.get("learning_rate", self.learning_rate), kwargs.get("weight_decay", self.weight_decay))
+    def _build_stage_optimizer(self, settings):
+        """A stage's own optimizer: RecBole's, or Adam/AdamW with ``fused=True`` when ``fused_optimizer`` is on."""
+        learning_rate, weight_decay = settings["learning_rate"], settings["weight_decay"] or 0.0
+        if settings.get("fused_optimizer", False) is True:
+            optimizer = acceleration.build_fused_optimizer(self.model.parameters(), self.learner, learning_rate,
+                                                           weight_decay)
             if optimizer is not None:
                 return optimizer
-        return super()._build_optimizer(**kwargs)
+        return self._build_optimizer(learning_rate=learning_rate, weight_decay=weight_decay)
 
     def _epoch_batches(self, train_data):
-        if self.accelerator is None:
-            return super()._epoch_batches(train_data)
-        return self.accelerator.batches(train_data)
+        batches = self.accelerator.batches(train_data) if self.accelerator is not None else None
+        return super()._epoch_batches(train_data) if batches is None else batches
 
     def _train_step(self, interaction, loss_func, scaler):
         """The eager step, or, for a full batch of a graph-safe task on CUDA (``cuda_graphs``), the replay of its
@@ -332,10 +336,7 @@ class AdaptSSRTrainer(TaskTrainer):
             return super()._train_step(interaction, loss_func, scaler)
         loss = step.run(interaction)  # gradients overwritten (as after zero_grad + backward), not accumulated
         self._check_nan(loss)
-        self.sync_gradients()
-        if self.clip_grad_norm:
-            clip_grad_norm_(self.model.parameters(), **self.clip_grad_norm)
-        self.optimizer.step()
+        self._apply_gradients()  # no scaler: graphs are not used under AMP
         return loss.detach().clone()
 
     def restore_stage_end(self, state: dict, train_data, valid_data) -> None:
