@@ -22,37 +22,54 @@ FINETUNE = "finetune"
 
 def run_overrides(config, task: str, kind, seed: int, task_data: TaskData, run_dir: str) -> dict:
     """The settings a downstream run fixes, applied above the command line (see :meth:`Config.derive`):
-    the task, the seed, the fine-tune stage's settings (``finetune_epochs`` -> ``epochs``, ``finetune_<key>`` ->
-    ``<key>``), the task kind's evaluation (``<kind>_metrics``, ...), the split (``task_split``) and where it writes."""
+    :func:`task_overrides` (task, seed, evaluation, split, where it writes) with the fine-tune stage's settings
+    (``finetune_epochs`` -> ``epochs``, ``finetune_<key>`` -> ``<key>``)."""
+    return task_overrides(config, task, kind, seed, task_data, run_dir, FINETUNE + "_",
+                          train_stage=FINETUNE, train_neg_sample_args=None)
+
+
+def task_overrides(config, task: str, kind, seed: int, task_data: TaskData, run_dir: str, prefix: str,
+                   exclude: tuple = (), **fixed) -> dict:
+    """What every run on ``task`` fixes, whatever model it trains (AdaptSSR's fine-tuning, RecBole's baselines):
+    the task, the seed, where it writes, the task kind's evaluation (``<kind>_metrics``, ...), the split
+    (``task_split``) and the full-sort batch budget; then ``fixed``, then the role's own settings
+    (:func:`prefixed_overrides` of ``prefix``)."""
     evaluation = kind.evaluation_settings(config)
     overrides = {
         "downstream_task": task,
-        "train_stage": FINETUNE,
         "seed": int(seed),
         "checkpoint_dir": run_dir,
         "ITEM_ID_FIELD": "target_id",
         "LABEL_FIELD": "label",
         "load_col": None,
-        "train_neg_sample_args": None,
         "metrics": evaluation["metrics"],
         "valid_metric": evaluation["valid_metric"],
         "eval_args": {"split": {"RS": list(config["task_split"])}, "order": "RO", "group_by": None,
                       "mode": evaluation["eval_mode"]},
         "task_split_by": evaluation["split_by"],
+        **fixed,
     }
     if "topk" in evaluation:
         overrides["topk"] = evaluation["topk"]
-    prefix = FINETUNE + "_"
-    for key, value in config.final_config_dict.items():
-        general = key[len(prefix):]
-        if key.startswith(prefix) and value is not None and general in config.final_config_dict:
-            overrides[general] = value
+    overrides.update(prefixed_overrides(config, prefix, exclude))
     if evaluation["eval_mode"] == "full":
         # RecBole's per-user full-sort loader counts eval_batch_size in (user x item) scores: keep
         # eval_batch_size users per batch (the loader would otherwise score one user at a time)
         num_targets = int(task_data.manifest[task].get("num_targets", 0))
         overrides["eval_batch_size"] = int(config["eval_batch_size"]) * (num_targets + 1)
     return overrides
+
+
+def prefixed_overrides(config, prefix: str, exclude: tuple = ()) -> dict:
+    """``<prefix><key>`` -> ``<key>`` for every set ``<prefix><key>`` whose ``<key>`` is a setting
+    (``finetune_epochs`` -> ``epochs``), except keys starting with one of ``exclude``."""
+    out = {}
+    for key, value in config.final_config_dict.items():
+        general = key[len(prefix):]
+        if (key.startswith(prefix) and value is not None and general in config.final_config_dict
+                and not general.startswith(tuple(exclude))):
+            out[general] = value
+    return out
 
 
 def resolve_start_point(start_point):

@@ -46,6 +46,8 @@ from recbole_adaptssr.data.baseline_dataset import (BaselineTaskDataset, Behavio
                                                    behaviour_interactions, item_domains, log_vocabulary,
                                                    task_pair_keys, with_behaviours)
 from recbole_adaptssr.data.task_dataset import TaskData
+from recbole_adaptssr.experiment.finetuning import prefixed_overrides, task_overrides
+from recbole_adaptssr.experiment.pipeline import run_settings, save_run_result
 from recbole_adaptssr.experiment.results import RunResult, markdown_table, summarize, write_results
 from recbole_adaptssr.experiment.run_dir import new_run_dir
 from recbole_adaptssr.experiment.run_logger import init_run_logger
@@ -54,8 +56,6 @@ from recbole_adaptssr.utils import get_model, get_trainer
 
 VARIANTS = ("behaviours", "none")
 RUN_PREFIX, PRETRAIN_PREFIX = "baseline_", "baseline_pretrain_"
-# keys of this module (not "baseline_<general key>" overrides)
-OWN_KEYS = ("recbole_baselines", "baseline_pretrain", "baseline_item_domains")
 SUPPORTED_TYPES = (ModelType.GENERAL, ModelType.SEQUENTIAL, ModelType.TRADITIONAL)
 UNSUPPORTED = {"S3Rec": "it needs its own pre-training stage and item attributes"}
 # settings every row of the table records besides the model's own YAML keys
@@ -122,17 +122,6 @@ def baseline_tasks(config, task_data: TaskData) -> list:
     return names
 
 
-def prefixed_overrides(config, prefix: str) -> dict:
-    """``<prefix><key>`` -> ``<key>`` for every general key (``baseline_epochs`` -> ``epochs``, ...)."""
-    out = {}
-    for key, value in config.final_config_dict.items():
-        general = key[len(prefix):]
-        if (key.startswith(prefix) and key not in OWN_KEYS and value is not None and general
-                and not general.startswith("pretrain_") and general in config.final_config_dict):
-            out[general] = value
-    return out
-
-
 def _model_config(config, model: str, overrides: dict):
     from recbole_adaptssr.config import Config
 
@@ -144,24 +133,9 @@ def _model_config(config, model: str, overrides: dict):
 def task_run_config(config, model: str, task: str, kind, seed: int, run_dir: str, task_data: TaskData):
     """The Config of one baseline run on ``task``: the task's evaluation and split exactly as AdaptSSR's runs
     (``<kind>_*``, ``task_split``), the seed, the shared vocabulary, then ``baseline_<key>`` settings."""
-    evaluation = kind.evaluation_settings(config)
-    overrides = {
-        "downstream_task": task, "seed": int(seed), "checkpoint_dir": run_dir,
-        "ITEM_ID_FIELD": "target_id", "LABEL_FIELD": "label", "load_col": None,
-        "behaviour_vocabulary": "targets",
-        "metrics": evaluation["metrics"], "valid_metric": evaluation["valid_metric"],
-        "eval_args": {"split": {"RS": list(config["task_split"])}, "order": "RO", "group_by": None,
-                      "mode": evaluation["eval_mode"]},
-        "task_split_by": evaluation["split_by"],
-        **prefixed_overrides(config, RUN_PREFIX),
-    }
-    if "topk" in evaluation:
-        overrides["topk"] = evaluation["topk"]
-    if evaluation["eval_mode"] == "full":
-        # RecBole's full-sort loader counts eval_batch_size in scores (users x items): the score budget of
-        # AdaptSSR's runs (eval_batch_size users x the targets), spread over this model's whole item table
-        num_targets = int(task_data.manifest[task].get("num_targets", 0))
-        overrides["eval_batch_size"] = int(config["eval_batch_size"]) * (num_targets + 1)
+    # baseline_pretrain_<key> belongs to the behaviour pre-training, not to baseline_<pretrain_key>
+    overrides = task_overrides(config, task, kind, seed, task_data, run_dir, RUN_PREFIX,
+                               exclude=(PRETRAIN_PREFIX[len(RUN_PREFIX):],), behaviour_vocabulary="targets")
     cfg = _model_config(config, model, overrides)
     if cfg["loss_type"] == "CE" and cfg.model_class.type == ModelType.SEQUENTIAL and \
             "train_neg_sample_args" not in (cfg.user_config_dict or {}):
@@ -322,8 +296,7 @@ def _train_loader(cfg, train_split):
 def run_recbole_baselines(config) -> dict:
     """Validate, then run every (task, model, variant, seed) and write the results table into a run folder of its
     own (``<checkpoint_dir>/RecBoleBaselines-<dataset>-...``). Returns what was done."""
-    from recbole_adaptssr.experiment.pipeline import run_settings
-    from recbole_adaptssr.experiment.validation import check_dataset, check_settings
+    from recbole_adaptssr.experiment.validation import check_dataset, check_finetuning, check_settings
 
     check_dataset(config)
     check_settings(config)
@@ -332,21 +305,17 @@ def run_recbole_baselines(config) -> dict:
     classes = check_models(baseline_models(config))
     variants = baseline_variants(config)
     item_domains(config)
-    for task in tasks:
-        task_data.kind(task).check_settings(config)
-    repeat = config["repeat"]
-    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
-        raise ValueError(f"repeat must be an integer >= 1, got {repeat!r}")
+    check_finetuning(config, task_data, tasks, [])  # the kinds' settings, the task files, task_split, repeat
+    seeds = [int(config["seed"]) + r for r in range(config["repeat"])]
 
     run_dir = new_run_dir(config["checkpoint_dir"], "RecBoleBaselines", config["dataset"], run_settings(config))
     log_file = init_run_logger(config, run_dir)
     logger = getLogger()
     logger.info(sys.argv)
     logger.info(f"run folder: {run_dir}; models {list(classes)}, variants {variants}, tasks {tasks}, "
-                f"seeds {[int(config['seed']) + r for r in range(repeat)]}")
+                f"seeds {seeds}")
     folder = os.path.join(run_dir, "runs")
     os.makedirs(folder, exist_ok=True)
-    seeds = [int(config["seed"]) + r for r in range(repeat)]
     runs, timings = [], {}
     for task in tasks:
         kind = task_data.kind(task)
@@ -361,10 +330,7 @@ def run_recbole_baselines(config) -> dict:
                 for seed in seeds:
                     result = train_baseline(config, model, task, variant, seed, task_data=task_data, run_dir=folder,
                                             pretrained=pretrained, expected_vocabulary=vocab.item_tokens())
-                    path = os.path.splitext(result.checkpoint)[0] + ".json"
-                    from recbole_adaptssr.experiment.pipeline import save_run_result
-
-                    save_run_result(result, path)
+                    save_run_result(result, os.path.splitext(result.checkpoint)[0] + ".json")
                     runs.append(result)
                 timings[f"{model} ({variant})"] = round(time.time() - start, 1)
     rows = summarize(runs, config["report_split"] or "test")
