@@ -81,15 +81,6 @@ class BaselineTaskDataset(AdaptSSRTaskDataset):
         token2id = self.field2token_id[self.iid_field]
         self.item_vocabulary = {raw: token2id[token] for raw, token in self.behaviour_token_of.items()}
 
-    def _append_tokens(self, field, tokens):
-        token2id = self.field2token_id[field]
-        new = [t for t in tokens if t not in token2id]
-        start = len(self.field2id_token[field])
-        for offset, token in enumerate(new):
-            token2id[token] = start + offset
-        self.field2id_token[field] = np.concatenate(
-            [np.asarray(self.field2id_token[field], dtype=object), np.asarray(new, dtype=object)])
-
     def _resolve_vocabulary(self, items) -> dict:
         """Raw behaviour token -> item id (the behaviour sequences AdaptSSRTaskDataset builds use it)."""
         return self.item_vocabulary

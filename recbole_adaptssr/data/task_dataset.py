@@ -262,16 +262,23 @@ class AdaptSSRTaskDataset(Dataset):
                     f"behaviour_vocabulary=targets needs a target field; task {self.task!r} "
                     f"({self.task_kind.name}) has none"
                 )
-            token2id = self.field2token_id[self.iid_field]
             self.candidate_item_num = len(self.field2id_token[self.iid_field])  # targets (+ padding) come first
-            extra = [t for t in pd.unique(pd.Series(items, dtype=str)) if t not in token2id]
-            for token in extra:  # behaviours that are never targets still need an id (and become candidates)
-                token2id[token] = len(self.field2id_token[self.iid_field])
-                self.field2id_token[self.iid_field] = np.append(self.field2id_token[self.iid_field], token)
-            self.item_vocabulary = dict(token2id)
+            # behaviours that are never targets still need an id (and become candidates)
+            self._append_tokens(self.iid_field, pd.unique(pd.Series(items, dtype=str)))
+            self.item_vocabulary = dict(self.field2token_id[self.iid_field])
             return self.item_vocabulary
         self.item_vocabulary = vocabulary_from_log(items)
         return self.item_vocabulary
+
+    def _append_tokens(self, field, tokens) -> None:
+        """Give each of ``tokens`` that ``field`` does not know the next free id, in order."""
+        token2id = self.field2token_id[field]
+        new = [t for t in dict.fromkeys(tokens) if t not in token2id]
+        start = len(self.field2id_token[field])
+        for offset, token in enumerate(new):
+            token2id[token] = start + offset
+        self.field2id_token[field] = np.concatenate(
+            [np.asarray(self.field2id_token[field], dtype=object), np.asarray(new, dtype=object)])
 
     def behaviour_vocabulary_size(self) -> int:
         """Number of behaviour ids including ``[PAD]`` (the OOV / mask id equals this number)."""
