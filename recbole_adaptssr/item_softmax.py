@@ -14,7 +14,9 @@ one logsumexp per row and item block. Memory is O(block_rows * block_items + N *
 (hidden, its gradient and the item table's gradient included), and the result is the exact cross-entropy of the
 full softmax, with exact gradients for ``hidden``, ``item_weight`` and ``bias``.
 
-This module imports torch alone (not RecBole), so it can be used and tested on its own.
+This module imports torch alone (not RecBole), so it can be used and tested on its own. ``kernel="fused"``
+computes the same loss with the Triton kernels of :mod:`recbole_adaptssr.item_softmax_fused`, which write no
+logit to memory at all (float32 on CUDA).
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ from typing import Optional
 
 import torch
 
+from recbole_adaptssr.item_softmax_fused import PRECISIONS, fused_available, fused_item_cross_entropy
+
 __all__ = [
+    "KERNELS",
     "DEFAULT_BLOCK_ROWS",
     "DEFAULT_BLOCK_ITEMS",
     "item_cross_entropy",
@@ -42,6 +47,10 @@ DEFAULT_BLOCK_ROWS = {"cpu": 1024, "cuda": 1024}
 DEFAULT_BLOCK_ITEMS = {"cpu": 8192, "cuda": 32768}
 
 _REDUCTIONS = ("mean", "sum", "none")
+
+#: how :func:`item_cross_entropy` computes: in blocks (any device and dtype), with the fused Triton kernels of
+#: :mod:`recbole_adaptssr.item_softmax_fused` (float32 on CUDA), or ``auto``: fused where it can run, else blocked
+KERNELS = ("blocked", "fused", "auto")
 
 
 def _check_block(name: str, value) -> int:
@@ -283,6 +292,8 @@ def item_cross_entropy(
     block_rows: Optional[int] = None,
     block_items: Optional[int] = None,
     reduction: str = "mean",
+    kernel: str = "blocked",
+    precision: str = "tf32x3",
 ) -> torch.Tensor:
     """Exact ``F.cross_entropy(hidden @ item_weight.T + bias, targets, reduction=reduction)`` without the
     (N, V) logits.
@@ -297,6 +308,14 @@ def item_cross_entropy(
         block_items: items per block of the streaming logsumexp. None: ``DEFAULT_BLOCK_ITEMS`` of the device
             type (8192 on CPU, 32768 on CUDA).
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (the (N,) per-row losses).
+        kernel: ``"blocked"`` (default: this module's blocks, any device and dtype), ``"fused"`` (the Triton
+            kernels of :mod:`recbole_adaptssr.item_softmax_fused`: float32 on CUDA, no logit ever written to
+            memory; ValueError where they cannot run) or ``"auto"`` (fused for float32 on CUDA when Triton is
+            installed, else blocked).
+            Block sizes apply to the blocked kernel only.
+        precision: the fused kernels' matrix products: ``"tf32x3"`` (default: float32 accuracy from three TF32
+            products), ``"ieee"`` (float32 on CUDA cores, slow) or ``"tf32"`` (TF32, not float32-exact); ignored by
+            the blocked kernel.
 
     The logits of a block are computed in the inputs' dtype, as the direct computation does (float16 inputs in
     float32: float16 cannot hold probabilities of about 1 / V); the logsumexp, the loss and the gradient
@@ -312,7 +331,14 @@ def item_cross_entropy(
     """
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {list(KERNELS)}, got {kernel!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
     block_rows, block_items = _check_inputs(hidden, item_weight, targets, bias, block_rows, block_items)
+    # auto: fused on CUDA devices only (Triton's CPU interpreter is for tests, and far slower than the blocks)
+    if kernel == "fused" or (kernel == "auto" and hidden.device.type == "cuda" and fused_available(hidden)):
+        return fused_item_cross_entropy(hidden, item_weight, targets, bias, reduction=reduction, precision=precision)
     return _ItemCrossEntropy.apply(hidden, item_weight, bias, targets, block_rows, block_items, reduction)
 
 

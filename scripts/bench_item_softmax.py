@@ -1,10 +1,12 @@
 """Full-softmax item cross-entropy: the direct full-logits computation against the blocked one.
 
 Times one forward + backward of the MLM loss over all items, ``F.cross_entropy(hidden @ W.T + b, targets)``
-("naive") and :func:`recbole_adaptssr.item_softmax.item_cross_entropy` ("blocked"), on random data, and reports
-ms per forward+backward, peak memory and the largest absolute difference of the loss and the gradients.
+("naive") and :func:`recbole_adaptssr.item_softmax.item_cross_entropy` (``--methods``: the blocked kernel, the fused
+Triton kernels at each precision), on random data, and reports ms per forward+backward, peak memory and the
+differences of the loss and the gradients from the naive float32 and (``--float64-reference``) float64 ones.
 
     python scripts/bench_item_softmax.py --device cuda --scale ttl
+    python scripts/bench_item_softmax.py --device cuda --methods blocked,fused:ieee,fused:tf32x3,fused:tf32 --float64-reference
     python scripts/bench_item_softmax.py --device cpu --scale ttl --rows 1000 --repeat 3
     python scripts/bench_item_softmax.py --device cpu --items 100000 --block-items 4096 8192 32768
 
@@ -18,22 +20,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import statistics
+import sys
 import threading
 import time
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-# the module alone (importing the package would import RecBole and apply its shims, which this needs not)
-_spec = importlib.util.spec_from_file_location(
-    "item_softmax", Path(__file__).resolve().parents[1] / "recbole_adaptssr" / "item_softmax.py"
-)
-item_softmax = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(item_softmax)
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from recbole_adaptssr import item_softmax  # noqa: E402  (torch only: no RecBole import)
+from recbole_adaptssr import item_softmax_fused as fused  # noqa: E402
 
 SCALES = {"ttl": {"items": 645_972, "dim": 64, "rows": 3_840}, "small": {"items": 50_000, "dim": 64, "rows": 1_000}}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -71,16 +71,15 @@ def naive_loss(hidden, weight, targets, bias):
     logits = hidden @ weight.t()
     if bias is not None:
         logits = logits + bias
-    return F.cross_entropy(logits.float(), targets)
+    return F.cross_entropy(logits if logits.dtype == torch.float64 else logits.float(), targets)
 
 
-def make_blocked(block_rows, block_items):
-    def blocked_loss(hidden, weight, targets, bias):
-        return item_softmax.item_cross_entropy(
-            hidden, weight, targets, bias, block_rows=block_rows, block_items=block_items
-        )
+def make_method(kernel, precision, block_rows, block_items):
+    def loss(hidden, weight, targets, bias):
+        return item_softmax.item_cross_entropy(hidden, weight, targets, bias, block_rows=block_rows,
+                                               block_items=block_items, kernel=kernel, precision=precision)
 
-    return blocked_loss
+    return loss
 
 
 def synchronize(device):
@@ -88,7 +87,7 @@ def synchronize(device):
         torch.cuda.synchronize(device)
 
 
-def run(method, inputs, targets, repeat, device):
+def run(method, inputs, targets, repeat, device, profile=False):
     """Warm up once, then time ``repeat`` forward+backward passes; returns (loss, grads, stats)."""
     times = []
     loss = grads = None
@@ -117,6 +116,19 @@ def run(method, inputs, targets, repeat, device):
         stats["max_reserved_gb"] = round(torch.cuda.max_memory_reserved(device) / 2**30, 3)
     else:
         stats["peak_rss_above_start_gb"] = round((rss.peak - rss.base) / 2**30, 3)
+    if profile and device.type == "cuda":  # GPU time per kernel of one more forward+backward
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as profiler
+
+        with profiler(activities=[ProfilerActivity.CUDA]) as prof:
+            method(inputs[0], inputs[1], targets, inputs[2]).backward()
+            synchronize(device)
+        for x in inputs:
+            if x is not None:
+                x.grad = None
+        events = [e for e in prof.key_averages() if e.self_device_time_total > 0]
+        stats["kernels_ms"] = {e.key[:60]: round(e.self_device_time_total / 1e3, 2)
+                               for e in sorted(events, key=lambda e: -e.self_device_time_total)[:8]}
     # on the host, so that the next method's peak memory on the device does not count these
     return loss.detach().float().cpu(), [None if g is None else g.detach().float().cpu() for g in grads], stats
 
@@ -132,7 +144,14 @@ def main():
     parser.add_argument("--no-bias", action="store_true")
     parser.add_argument("--block-rows", type=int, nargs="+", default=[None], help="default: the device's")
     parser.add_argument("--block-items", type=int, nargs="+", default=[None], help="default: the device's")
-    parser.add_argument("--skip-naive", action="store_true", help="only the blocked version (no differences)")
+    parser.add_argument("--methods", default="blocked",
+                        help="comma-separated: blocked, fused:ieee, fused:tf32x3, fused:tf32 (fused: float32 on CUDA)")
+    parser.add_argument("--fused-tiles", nargs="+", default=[None],
+                        help="fused kernels' ROWSxITEMSxWARPSxSTAGES, e.g. 64x128x4x2 (default: the module's)")
+    parser.add_argument("--profile", action="store_true", help="CUDA: GPU time of the top kernels of one pass")
+    parser.add_argument("--skip-naive", action="store_true", help="no float32 F.cross_entropy run (nor its differences)")
+    parser.add_argument("--float64-reference", action="store_true",
+                        help="also each method's difference from the float64 naive computation (memory: ~3 (N x V) doubles)")
     parser.add_argument("--repeat", type=int, default=5, help="timed passes after one warm-up pass")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads on CPU")
     parser.add_argument("--seed", type=int, default=0)
@@ -159,26 +178,51 @@ def main():
               "threads": torch.get_num_threads(), "dtype": args.dtype, "bias": not args.no_bias, **scale}
     print(json.dumps(header))
 
-    # the blocked configurations first: the naive one leaves device segments the caching allocator keeps
+    # the blocked / fused configurations first: the naive one leaves device segments the caching allocator keeps
     results = []
-    for block_rows in args.block_rows:
-        for block_items in args.block_items:
-            loss, grads, stats = run(make_blocked(block_rows, block_items), inputs, targets, args.repeat, device)
-            blocks = item_softmax._default_blocks(device, block_rows, block_items)
-            print(json.dumps({"method": "blocked", "block_rows": blocks[0], "block_items": blocks[1], **stats}))
-            results.append((blocks, loss, grads))
-    if args.skip_naive:
-        return
-    reference_loss, reference_grads, stats = run(naive_loss, inputs, targets, args.repeat, device)
-    print(json.dumps({"method": "naive", **stats}))
-    for (block_rows, block_items), loss, grads in results:
-        row = {"difference": "blocked - naive", "block_rows": block_rows, "block_items": block_items,
-               "loss": float(reference_loss), "loss_abs_diff": float((loss - reference_loss).abs())}
-        for name, mine, theirs in zip(("hidden", "item_weight", "bias"), grads, reference_grads):
-            if mine is not None:
-                row[f"grad_{name}_max_abs_diff"] = float((mine - theirs).abs().max())
-                row[f"grad_{name}_max_abs"] = float(theirs.abs().max())
-        print(json.dumps(row))
+    defaults = dict(fused.TILES)
+    for method in args.methods.split(","):
+        kernel, _, precision = method.partition(":")
+        configs = ([(None, None, tiles) for tiles in args.fused_tiles] if kernel == "fused"
+                   else [(r, i, None) for r in args.block_rows for i in args.block_items])
+        for block_rows, block_items, tiles in configs:
+            label = {"method": method}
+            if tiles:  # rows x items per tile, warps, pipeline stages
+                fused.TILES[precision or "tf32x3"] = tuple(int(v) for v in tiles.split("x"))
+                label["tiles"] = tiles
+            elif kernel != "fused":
+                label["block_rows"], label["block_items"] = item_softmax._default_blocks(device, block_rows,
+                                                                                         block_items)
+            try:
+                loss, grads, stats = run(make_method(kernel, precision or "tf32x3", block_rows, block_items), inputs,
+                                         targets, args.repeat, device, args.profile)
+            except Exception as error:  # a tile shape the device cannot hold (Triton's OutOfResources): next one
+                print(json.dumps({**label, "error": f"{type(error).__name__}: {error}"}), flush=True)
+                continue
+            finally:
+                fused.TILES.update(defaults)
+            print(json.dumps({**label, **stats}), flush=True)
+            results.append((label, loss, grads))
+    references = []
+    if not args.skip_naive:
+        references.append(("naive", run(naive_loss, inputs, targets, args.repeat, device)))
+        print(json.dumps({"method": "naive", **references[-1][1][2]}), flush=True)
+    if args.float64_reference:  # the exact values: the naive computation in float64, once, untimed
+        wide = [None if x is None else x.detach().double().requires_grad_() for x in inputs]
+        loss = naive_loss(wide[0], wide[1], targets, wide[2]).double()
+        loss.backward()
+        references.append(("float64", (loss.detach().cpu(), [None if x is None else x.grad.cpu() for x in wide], {})))
+        del wide, loss
+    for name, (reference_loss, reference_grads, _) in references:
+        for label, loss, grads in results:
+            row = {"difference": f"{label['method']} - {name}", **label, "loss": float(reference_loss),
+                   "loss_abs_diff": float((loss.double() - reference_loss.double()).abs())}
+            for key, mine, theirs in zip(("hidden", "item_weight", "bias"), grads, reference_grads):
+                if mine is not None:
+                    theirs = theirs.double()
+                    row[f"grad_{key}_max_abs_diff"] = float((mine.double() - theirs).abs().max())
+                    row[f"grad_{key}_relative_norm_diff"] = float((mine.double() - theirs).norm() / theirs.norm())
+            print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

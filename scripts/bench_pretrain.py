@@ -63,7 +63,8 @@ def build_model(n_items, max_len, device, stage):
         "augmentations": ["mask", "crop", "reorder"], "mask_ratio": 0.6, "crop_ratio": 0.4, "reorder_ratio": 0.6,
         "ssr_lambda_mode": "adaptive", "ssr_fixed_lambda": 0.5, "ssr_lambda_estimate": "sample",
         "ssr_hard_negative": True, "ssr_ranking": True, "ssr_infonce_temperature": 1.0,
-        "head_hidden_size": 64, "head_dropout_prob": 0.1,
+        "head_hidden_size": 64, "head_dropout_prob": 0.1, "item_softmax_kernel": "auto",
+        "item_softmax_precision": "tf32x3",
     })
     return AdaptSSR(config, _Shape(n_items)).to(device)
 
@@ -119,6 +120,12 @@ VARIANTS = {
     "fused": {"fused_optimizer": True},
     "fused_tf32": {"fused_optimizer": True, "pretrain_tf32": True},
     "eager2": {"device_batches": False, "cuda_graphs": False},  # eager again: the run-to-run reproducibility
+    # the full-softmax cross-entropy (MLM): the blocked kernel (the default before the fused one), fused precisions
+    "blocked": {"item_softmax_kernel": "blocked"},
+    "eager_blocked": {"device_batches": False, "cuda_graphs": False, "item_softmax_kernel": "blocked"},
+    "tf32": {"item_softmax_precision": "tf32"},
+    # every option that changes the numbers
+    "fast": {"fused_optimizer": True, "pretrain_tf32": True, "item_softmax_precision": "tf32"},
 }
 # variants whose numbers must equal the eager ones (every optimisation in them claims exactness)
 EXACT_VARIANTS = ("default",)
@@ -465,7 +472,7 @@ def main(argv=None):
     parser.add_argument("--e2e", action="store_true", help="end to end through pretrain() on a written data set")
     parser.add_argument("--check", action="store_true", help="with --e2e: the exactness checks first")
     parser.add_argument("--users", type=int, default=30_000, help="--e2e: users of the written data set")
-    parser.add_argument("--variants", default="eager,default,fused,fused_tf32", help=f"--e2e: of {list(VARIANTS)}")
+    parser.add_argument("--variants", default="eager_blocked,blocked,eager,default,fast", help=f"--e2e: of {list(VARIANTS)}")
     parser.add_argument("--mlm-epochs", type=int, default=1)
     parser.add_argument("--ssr-epochs", type=int, default=2)
     parser.add_argument("--mlm-mask-ratio", type=float, default=0.3)

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from recbole_adaptssr import distributed
+from recbole_adaptssr.item_softmax import KERNELS, PRECISIONS
 from recbole_adaptssr.utils import import_plugin, plugin_defaults_file
 
 _REGISTRY: dict = {}
@@ -121,6 +122,10 @@ class PretextTask(nn.Module):
         negatives = settings.get("ddp_negatives", "global")
         if negatives not in NEGATIVES:
             raise ValueError(f"{settings.key('ddp_negatives')} must be one of {list(NEGATIVES)}, got {negatives!r}")
+        for key, allowed_values in (("item_softmax_kernel", KERNELS), ("item_softmax_precision", PRECISIONS)):
+            value = settings.get(key)
+            if value is not None and value not in allowed_values:
+                raise ValueError(f"{settings.key(key)} must be one of {list(allowed_values)}, got {value!r}")
         metric = settings.get("valid_metric", "loss")
         allowed = cls.valid_metrics(settings)
         if metric not in allowed:
@@ -128,6 +133,12 @@ class PretextTask(nn.Module):
                 f"{settings.key('valid_metric')}={metric!r} is not a validation statistic of pretext task "
                 f"{cls.name!r} with these settings; choose one of {sorted(allowed)}"
             )
+
+    def item_softmax_options(self) -> dict:
+        """Keyword arguments of :func:`recbole_adaptssr.item_softmax.item_cross_entropy` from this stage's
+        ``item_softmax_kernel`` / ``item_softmax_precision`` (the function's defaults where they are not set)."""
+        keys = {"kernel": "item_softmax_kernel", "precision": "item_softmax_precision"}
+        return {name: self.settings.get(key) for name, key in keys.items() if self.settings.get(key) is not None}
 
     @classmethod
     def valid_metrics(cls, settings: StageSettings) -> dict:

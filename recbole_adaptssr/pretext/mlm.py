@@ -4,8 +4,8 @@ A share ``mlm_mask_ratio`` of each sequence's valid positions (at least one, nev
 replaced by the mask token and predicted among ALL items from the encoder's hidden state at that position. The
 output layer is tied to the item embeddings plus a per-item bias (``mlm_head: tied``, the authors' release);
 ``mlm_head: transform`` puts BERT's dense + GELU + LayerNorm before it. The full-softmax cross-entropy is computed
-in fixed-size blocks (:mod:`recbole_adaptssr.item_softmax`): exact, without the (masked positions x items) logits,
-so memory stays flat from step to step.
+in fixed-size blocks (:mod:`recbole_adaptssr.item_softmax`) or by fused kernels (``item_softmax_kernel``): exact,
+without the (masked positions x items) logits, so memory stays flat from step to step.
 
 Validation reports, on the same masked positions, the loss, top-1 accuracy (``mlm_acc``), ``hit@10`` and
 ``ndcg@10`` among all items, and the same for the popularity baseline (the training split's item frequencies):
@@ -94,13 +94,15 @@ class MLM(PretextTask):
 
     def loss(self, encoder, item_seq, item_seq_len, generator=None):
         hidden, targets = self._predict_masked(encoder, item_seq, generator)
-        return item_cross_entropy(hidden, self._item_table(encoder), targets, self.head.bias)
+        return item_cross_entropy(hidden, self._item_table(encoder), targets, self.head.bias,
+                                  **self.item_softmax_options())
 
     def validation_step(self, encoder, item_seq, item_seq_len, generator=None):
         hidden, targets = self._predict_masked(encoder, item_seq, generator)
         table = self._item_table(encoder)
         ranking = item_ranking_statistics(hidden, table, targets, self.head.bias, k=TOPK)
-        stats = {"loss": float(item_cross_entropy(hidden, table, targets, self.head.bias)),
+        loss = item_cross_entropy(hidden, table, targets, self.head.bias, **self.item_softmax_options())
+        stats = {"loss": float(loss),
                  "mlm_acc": float(ranking["accuracy"]), f"hit@{TOPK}": float(ranking[f"hit@{TOPK}"]),
                  f"ndcg@{TOPK}": float(ranking[f"ndcg@{TOPK}"])}
         if self.popularity_fitted:

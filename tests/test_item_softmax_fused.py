@@ -1,0 +1,138 @@
+"""The fused (Triton) full-softmax item cross-entropy, run on the CPU by Triton's interpreter.
+
+The kernels are the ones a GPU runs (same tiles, masks, splits of the item range and reductions); the interpreter
+executes them with numpy, so these tests check their arithmetic and indexing, not their speed. The GPU figures
+come from ``scripts/bench_item_softmax.py --methods fused:...`` (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from recbole_adaptssr import item_softmax_fused
+from recbole_adaptssr.item_softmax import item_cross_entropy
+
+if "triton" not in sys.modules:  # Triton reads it when imported and when it decorates a kernel
+    os.environ["TRITON_INTERPRET"] = "1"
+triton = pytest.importorskip("triton", reason="Triton's interpreter runs the kernels on the CPU (test extra)")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def interpreted_kernels(request):
+    """The kernels' module imported under TRITON_INTERPRET=1."""
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("Triton was imported before this module without TRITON_INTERPRET=1")
+    sys.modules.pop("recbole_adaptssr.item_softmax_triton", None)
+    importlib.import_module("recbole_adaptssr.item_softmax_triton")
+    yield
+    sys.modules.pop("recbole_adaptssr.item_softmax_triton", None)
+
+
+def make_inputs(n_rows, n_items, dim, bias=True, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(n_rows, dim, generator=g, dtype=torch.float64)
+    weight = torch.randn(n_items, dim, generator=g, dtype=torch.float64) * dim ** -0.5
+    b = torch.randn(n_items, generator=g, dtype=torch.float64) * 0.5 if bias else None
+    targets = torch.randint(0, n_items, (n_rows,), generator=g)
+    return hidden, weight, b, targets
+
+
+def loss_and_grads(fn, hidden, weight, bias, targets, reduction, upstream, dtype):
+    xs = [x.detach().to(dtype).requires_grad_() for x in (hidden, weight, bias) if x is not None]
+    loss = fn(xs[0], xs[1], targets, xs[2] if bias is not None else None, reduction)
+    grads = torch.autograd.grad(loss, xs, upstream.to(dtype))
+    return loss.detach().double(), [g.double() for g in grads]
+
+
+def reference(hidden, weight, targets, bias, reduction):
+    logits = hidden @ weight.t() + (0 if bias is None else bias)
+    return F.cross_entropy(logits, targets, reduction=reduction)
+
+
+# (N, V, d): rows below / above one tile's rows and not a multiple of them; items not a multiple of a tile's items
+# and split into several ranges; d padded to the 16 / 64 the kernels use
+SHAPES = [(37, 300, 24), (70, 1100, 64), (5, 1000, 64), (130, 129, 16)]
+
+
+@pytest.mark.parametrize("precision", ["ieee", "tf32x3"])  # their own tile shapes (the interpreter's arithmetic is
+@pytest.mark.parametrize("n_rows,n_items,dim", SHAPES)      # float32 for both: tf32x3's accuracy is a GPU figure)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_fused_loss_and_gradients_match_float64_reference(n_rows, n_items, dim, reduction, bias, precision):
+    hidden, weight, b, targets = make_inputs(n_rows, n_items, dim, bias=bias)
+    upstream = torch.randn(n_rows, dtype=torch.float64) if reduction == "none" else torch.tensor(1.7, dtype=torch.float64)
+
+    def fused(h, w, t, bb, red):
+        return item_cross_entropy(h, w, t, bb, reduction=red, kernel="fused", precision=precision)
+
+    def blocked(h, w, t, bb, red):
+        return item_cross_entropy(h, w, t, bb, reduction=red, kernel="blocked", block_rows=16, block_items=64)
+
+    exact_loss, exact_grads = loss_and_grads(reference, hidden, weight, b, targets, reduction, upstream, torch.float64)
+    fused_loss, fused_grads = loss_and_grads(fused, hidden, weight, b, targets, reduction, upstream, torch.float32)
+    blocked_loss, blocked_grads = loss_and_grads(blocked, hidden, weight, b, targets, reduction, upstream,
+                                                 torch.float32)
+    assert fused_loss.shape == exact_loss.shape
+    torch.testing.assert_close(fused_loss, exact_loss, rtol=1e-5, atol=1e-5)
+    for mine, exact, theirs in zip(fused_grads, exact_grads, blocked_grads):
+        assert mine.shape == exact.shape
+        torch.testing.assert_close(mine, exact, rtol=1e-4, atol=1e-6)
+        # float32 accuracy: no worse than the blocked float32 kernel's, up to a small factor
+        assert (mine - exact).abs().max() <= 4 * (theirs - exact).abs().max() + 1e-7
+
+
+@pytest.mark.parametrize("block_rows,block_items", [(64, 128), (32, 64)])
+def test_item_range_is_split_into_nonempty_tile_aligned_ranges(block_rows, block_items):
+    for n_rows in (1, 63, 64, 65, 2112, 20000):
+        for n_items in (1, 127, 128, 129, 1100, 645_972):
+            splits, per_split = item_softmax_fused._splits(n_rows, n_items, torch.device("cpu"), block_rows,
+                                                           block_items)
+            assert per_split % block_items == 0
+            assert (splits - 1) * per_split < n_items <= splits * per_split  # every range holds an item
+    # the CPU's 2 "multiprocessors" x 4 programs: one row block gets its items in several ranges
+    assert item_softmax_fused._splits(37, 1100, torch.device("cpu"), block_rows, block_items)[0] > 1
+
+
+def test_auto_is_blocked_off_cuda_even_where_the_interpreter_could_run_the_kernels(monkeypatch):
+    hidden, weight, b, targets = make_inputs(37, 300, 24)
+    calls = []
+    original = item_softmax_fused._FusedItemCrossEntropy.apply
+    monkeypatch.setattr(item_softmax_fused._FusedItemCrossEntropy, "apply",
+                        lambda *a: calls.append(a) or original(*a))
+    args = (hidden.float(), weight.float(), targets, b.float())
+    blocked = item_cross_entropy(*args, kernel="auto")
+    assert calls == []  # the CPU's default stays the blocked kernel (so the CPU suite's numbers do not change)
+    fused = item_cross_entropy(*args, kernel="fused")
+    assert len(calls) == 1
+    torch.testing.assert_close(fused, blocked, rtol=1e-6, atol=1e-6)
+
+
+def test_fused_refuses_what_it_cannot_run(monkeypatch):
+    hidden, weight, b, targets = make_inputs(5, 40, 8)
+    with pytest.raises(ValueError, match=r"fused item cross-entropy unavailable: the fused kernels take float32 "
+                                         r"inputs, got torch.float64"):
+        item_cross_entropy(hidden, weight, targets, b, kernel="fused")
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(ValueError, match=r"run on CUDA devices \(or under TRITON_INTERPRET=1\), got cpu"):
+        item_cross_entropy(hidden.float(), weight.float(), targets, b.float(), kernel="fused")
+    with pytest.raises(ValueError, match=r"kernel must be one of \['blocked', 'fused', 'auto'\], got 'triton'"):
+        item_cross_entropy(hidden, weight, targets, b, kernel="triton")
+    with pytest.raises(ValueError, match=r"precision must be one of \['tf32x3', 'ieee', 'tf32'\], got 'fp32'"):
+        item_cross_entropy(hidden, weight, targets, b, precision="fp32")
+
+
+def test_fused_backward_computes_only_the_gradients_asked_for():
+    hidden, weight, b, targets = make_inputs(37, 300, 24)
+    h = hidden.float().requires_grad_()
+    w, bias = weight.float(), b.float()  # item table and bias frozen
+    loss = item_cross_entropy(h, w, targets, bias, kernel="fused")
+    (grad,) = torch.autograd.grad(loss, [h])
+    h64 = hidden.clone().requires_grad_()
+    (exact,) = torch.autograd.grad(reference(h64, weight, targets, b, "mean"), [h64])
+    torch.testing.assert_close(grad.double(), exact, rtol=1e-4, atol=1e-6)
