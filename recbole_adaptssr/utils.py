@@ -42,6 +42,13 @@ def plugin_defaults_file(plugin_class: type, package: str, folder: str, what: st
     return plugin_class.config_file
 
 
+def check_plugin_namespace(defaults: dict, prefix: str, owner: str, path: str) -> None:
+    """A plug-in's YAML of defaults may only define keys ``<prefix>_...``; ``owner`` names the plug-in in the error."""
+    foreign = [key for key in defaults if not key.startswith(f"{prefix}_")]
+    if foreign:
+        raise ValueError(f"{path}: {owner} may only define settings prefixed {prefix}_, found {foreign}")
+
+
 def import_plugin(package: str, name) -> None:
     """Import ``<package>.<name>`` if such a module exists (plug-ins register themselves on import); a missing
     module is not an error here (the caller reports the unknown name), an import error inside it is."""

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from recbole_adaptssr.encoder.pooling import POOLINGS
-from recbole_adaptssr.utils import import_plugin, plugin_defaults_file
+from recbole_adaptssr.utils import check_plugin_namespace, import_plugin, plugin_defaults_file
 
 _REGISTRY: dict = {}
 DEFAULT_USER_MODEL = "transformer"
@@ -233,10 +233,7 @@ def defaults_file(encoder_class: type) -> str | None:
 
 def check_defaults_namespace(encoder_class: type, defaults: dict, path: str) -> None:
     """A backbone's YAML may only define keys of its own namespace ``<prefix>_...``."""
-    foreign = [key for key in defaults if not key.startswith(f"{encoder_class.prefix()}_")]
-    if foreign:
-        raise ValueError(f"{path}: user_model {encoder_class.name!r} may only define settings prefixed "
-                         f"{encoder_class.prefix()}_, found {foreign}")
+    check_plugin_namespace(defaults, encoder_class.prefix(), f"user_model {encoder_class.name!r}", path)
 
 
 def check_user_model(config) -> None:

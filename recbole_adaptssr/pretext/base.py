@@ -32,7 +32,7 @@ from torch import nn
 
 from recbole_adaptssr import distributed
 from recbole_adaptssr.item_softmax import KERNELS, PRECISIONS
-from recbole_adaptssr.utils import import_plugin, plugin_defaults_file
+from recbole_adaptssr.utils import check_plugin_namespace, import_plugin, plugin_defaults_file
 
 _REGISTRY: dict = {}
 
@@ -205,9 +205,4 @@ def task_defaults_file(task_class: type) -> str | None:
 
 def check_defaults_namespace(task_class: type, defaults: dict, path: str) -> None:
     """A task's YAML may only define keys of its own namespace ``<name>_...``."""
-    foreign = [key for key in defaults if not key.startswith(f"{task_class.name}_")]
-    if foreign:
-        raise ValueError(
-            f"{path}: pretext task {task_class.name!r} may only define settings prefixed {task_class.name}_, "
-            f"found {foreign}"
-        )
+    check_plugin_namespace(defaults, task_class.name, f"pretext task {task_class.name!r}", path)
