@@ -26,10 +26,9 @@ from typing import Optional
 
 import torch
 
-from recbole_adaptssr.item_softmax_fused import PRECISIONS, fused_available, fused_item_cross_entropy
-
 __all__ = [
     "KERNELS",
+    "PRECISIONS",
     "DEFAULT_BLOCK_ROWS",
     "DEFAULT_BLOCK_ITEMS",
     "item_cross_entropy",
@@ -51,6 +50,8 @@ _REDUCTIONS = ("mean", "sum", "none")
 #: how :func:`item_cross_entropy` computes: in blocks (any device and dtype), with the fused Triton kernels of
 #: :mod:`recbole_adaptssr.item_softmax_fused` (float32 on CUDA), or ``auto``: fused where it can run, else blocked
 KERNELS = ("blocked", "fused", "auto")
+#: the fused kernels' matrix products (see :mod:`recbole_adaptssr.item_softmax_fused`); the first is the default
+PRECISIONS = ("tf32x3", "ieee", "tf32")
 
 
 def _check_block(name: str, value) -> int:
@@ -336,9 +337,13 @@ def item_cross_entropy(
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
     block_rows, block_items = _check_inputs(hidden, item_weight, targets, bias, block_rows, block_items)
-    # auto: fused on CUDA devices only (Triton's CPU interpreter is for tests, and far slower than the blocks)
-    if kernel == "fused" or (kernel == "auto" and hidden.device.type == "cuda" and fused_available(hidden)):
-        return fused_item_cross_entropy(hidden, item_weight, targets, bias, reduction=reduction, precision=precision)
+    if kernel != "blocked":
+        from recbole_adaptssr import item_softmax_fused  # it builds on this module's helpers
+
+        # auto: fused on CUDA devices only (Triton's CPU interpreter is for tests, and far slower than the blocks)
+        if kernel == "fused" or (hidden.device.type == "cuda" and item_softmax_fused.fused_available(hidden)):
+            return item_softmax_fused.fused_item_cross_entropy(hidden, item_weight, targets, bias,
+                                                               reduction=reduction, precision=precision)
     return _ItemCrossEntropy.apply(hidden, item_weight, bias, targets, block_rows, block_items, reduction)
 
 

@@ -27,20 +27,21 @@ Precision of the matrix products inside the kernels (``precision``):
   around 1e-4: not float32-exact.
 
 Inputs are float32 (other dtypes use the blocked version). Kernels run on CUDA, or anywhere under Triton's
-interpreter (``TRITON_INTERPRET=1``, which the CPU tests use). This module imports torch alone; Triton is imported
-when first needed.
+interpreter (``TRITON_INTERPRET=1``, which the CPU tests use). This module imports torch and
+:mod:`recbole_adaptssr.item_softmax` (torch alone); Triton is imported when first needed.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 
 import torch
 
-__all__ = ["PRECISIONS", "fused_available", "fused_unavailable_reason", "fused_item_cross_entropy"]
+from recbole_adaptssr.item_softmax import _target_scores
 
-PRECISIONS = ("tf32x3", "ieee", "tf32")
+__all__ = ["fused_available", "fused_unavailable_reason", "fused_item_cross_entropy"]
 
 #: per precision: (rows, items) per tile, Triton's num_warps and num_stages (d is padded to a power of two >= 16, the
 #: smallest tl.dot operand). The fastest of 6 to 7 shapes at V = 645,972, d = 64, N = 2,112 on an H200 (Triton 3.6,
@@ -54,11 +55,16 @@ def _interpreted() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+@functools.lru_cache(maxsize=None)
+def _triton_installed() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
 def fused_unavailable_reason(hidden: torch.Tensor) -> str | None:
     """Why the fused kernels cannot run on ``hidden`` (None when they can)."""
     if hidden.dtype != torch.float32:
         return f"the fused kernels take float32 inputs, got {hidden.dtype}"
-    if importlib.util.find_spec("triton") is None:
+    if not _triton_installed():
         return "Triton is not installed (it comes with CUDA builds of torch)"
     if hidden.device.type != "cuda" and not _interpreted():
         return f"the fused kernels run on CUDA devices (or under TRITON_INTERPRET=1), got {hidden.device}"
@@ -115,10 +121,7 @@ class _FusedItemCrossEntropy(torch.autograd.Function):
                            num_warps=warps, num_stages=stages)
         top = maxes.max(dim=0).values
         lse = top + torch.log((sums * torch.exp(maxes - top)).sum(dim=0))
-        target_scores = (hidden * item_weight.index_select(0, targets)).sum(dim=1)
-        if has_bias:
-            target_scores = target_scores + bias.index_select(0, targets)
-        row_loss = lse - target_scores
+        row_loss = lse - _target_scores(hidden, targets, item_weight, bias)
         ctx.save_for_backward(hidden, item_weight, bias, targets, lse)
         ctx.settings = (reduction, precision, splits, items_per_split, (block_rows, block_items, warps, stages))
         if reduction == "none":
@@ -169,11 +172,9 @@ class _FusedItemCrossEntropy(torch.autograd.Function):
 def fused_item_cross_entropy(hidden, item_weight, targets, bias=None, *, reduction="mean", precision="tf32x3"):
     """The cross-entropy of :func:`recbole_adaptssr.item_softmax.item_cross_entropy` through the fused kernels.
 
-    The inputs are assumed checked by that function (shapes, devices, target range); this one checks only what the
-    kernels add: float32 inputs on a device they run on, and a known ``precision``.
+    The inputs and ``precision`` are assumed checked by that function (shapes, devices, target range, one of
+    :data:`recbole_adaptssr.item_softmax.PRECISIONS`); this one checks only what the kernels add: float32 inputs on a device they run on.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
     reason = fused_unavailable_reason(hidden)
     if reason is not None:
         raise ValueError(f"fused item cross-entropy unavailable: {reason}")

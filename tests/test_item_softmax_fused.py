@@ -127,12 +127,36 @@ def test_fused_refuses_what_it_cannot_run(monkeypatch):
         item_cross_entropy(hidden, weight, targets, b, precision="fp32")
 
 
-def test_fused_backward_computes_only_the_gradients_asked_for():
+class _Launches:
+    """Wraps a Triton kernel: records each launch (``kernel[grid](...)``) and runs it."""
+
+    def __init__(self, kernel, log, name):
+        self.kernel, self.log, self.name = kernel, log, name
+
+    def __getitem__(self, grid):
+        self.log.append(self.name)
+        return self.kernel[grid]
+
+
+@pytest.mark.parametrize("frozen,expected", [
+    ("table", ["lse_partials", "grad_hidden_partials"]),  # only hidden requires a gradient
+    ("hidden", ["lse_partials", "grad_items"]),  # only the table and the bias do
+])
+def test_fused_backward_computes_only_the_gradients_asked_for(monkeypatch, frozen, expected):
+    from recbole_adaptssr import item_softmax_triton
+
+    launched = []
+    for name in ("lse_partials", "grad_hidden_partials", "grad_items"):
+        monkeypatch.setattr(item_softmax_triton, name, _Launches(getattr(item_softmax_triton, name), launched, name))
     hidden, weight, b, targets = make_inputs(37, 300, 24)
-    h = hidden.float().requires_grad_()
-    w, bias = weight.float(), b.float()  # item table and bias frozen
-    loss = item_cross_entropy(h, w, targets, bias, kernel="fused")
-    (grad,) = torch.autograd.grad(loss, [h])
-    h64 = hidden.clone().requires_grad_()
-    (exact,) = torch.autograd.grad(reference(h64, weight, targets, b, "mean"), [h64])
-    torch.testing.assert_close(grad.double(), exact, rtol=1e-4, atol=1e-6)
+    h, w, bias = hidden.float(), weight.float(), b.float()
+    trained = [h] if frozen == "table" else [w, bias]
+    for x in trained:
+        x.requires_grad_()
+    grads = torch.autograd.grad(item_cross_entropy(h, w, targets, bias, kernel="fused"), trained)
+    assert launched == expected
+    exact_inputs = [hidden.clone().requires_grad_(), weight.clone().requires_grad_(), b.clone().requires_grad_()]
+    exact = torch.autograd.grad(reference(*exact_inputs[:2], targets, exact_inputs[2], "mean"), exact_inputs)
+    exact = [exact[0]] if frozen == "table" else list(exact[1:])
+    for mine, theirs in zip(grads, exact):
+        torch.testing.assert_close(mine.double(), theirs, rtol=1e-4, atol=1e-6)

@@ -103,6 +103,9 @@ class PretextTask(nn.Module):
         self.hidden_size = hidden_size
         self.check_settings(settings)
         self.global_negatives = settings.get("ddp_negatives", "global") == "global"
+        values = {"kernel": settings.get("item_softmax_kernel"), "precision": settings.get("item_softmax_precision")}
+        #: keyword arguments of item_cross_entropy from this stage's settings (the function's defaults if unset)
+        self.item_softmax_options = {name: value for name, value in values.items() if value is not None}
 
     def gather_batch(self, *tensors: torch.Tensor) -> tuple:
         """The batch seen by a loss built on in-batch negatives. Under ``torch.distributed`` with
@@ -133,12 +136,6 @@ class PretextTask(nn.Module):
                 f"{settings.key('valid_metric')}={metric!r} is not a validation statistic of pretext task "
                 f"{cls.name!r} with these settings; choose one of {sorted(allowed)}"
             )
-
-    def item_softmax_options(self) -> dict:
-        """Keyword arguments of :func:`recbole_adaptssr.item_softmax.item_cross_entropy` from this stage's
-        ``item_softmax_kernel`` / ``item_softmax_precision`` (the function's defaults where they are not set)."""
-        keys = {"kernel": "item_softmax_kernel", "precision": "item_softmax_precision"}
-        return {name: self.settings.get(key) for name, key in keys.items() if self.settings.get(key) is not None}
 
     @classmethod
     def valid_metrics(cls, settings: StageSettings) -> dict:

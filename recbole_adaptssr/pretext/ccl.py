@@ -146,7 +146,7 @@ class CCL(InBatchContrastive):
         hidden = hidden[chosen]
         item_weight = self.generator_model.item_embedding.weight[: self.n_items]
         generator_loss = item_cross_entropy(hidden, item_weight, targets, self.generator_bias,
-                                            **self.item_softmax_options())
+                                            **self.item_softmax_options)
         with torch.no_grad():  # fills among items 1..n_items-1 (0 is padding)
             fills = sample_items(hidden.detach(), item_weight[1:].detach(), self.generator_bias[1:].detach(),
                                  generator) + 1

@@ -95,13 +95,13 @@ class MLM(PretextTask):
     def loss(self, encoder, item_seq, item_seq_len, generator=None):
         hidden, targets = self._predict_masked(encoder, item_seq, generator)
         return item_cross_entropy(hidden, self._item_table(encoder), targets, self.head.bias,
-                                  **self.item_softmax_options())
+                                  **self.item_softmax_options)
 
     def validation_step(self, encoder, item_seq, item_seq_len, generator=None):
         hidden, targets = self._predict_masked(encoder, item_seq, generator)
         table = self._item_table(encoder)
         ranking = item_ranking_statistics(hidden, table, targets, self.head.bias, k=TOPK)
-        loss = item_cross_entropy(hidden, table, targets, self.head.bias, **self.item_softmax_options())
+        loss = item_cross_entropy(hidden, table, targets, self.head.bias, **self.item_softmax_options)
         stats = {"loss": float(loss),
                  "mlm_acc": float(ranking["accuracy"]), f"hit@{TOPK}": float(ranking[f"hit@{TOPK}"]),
                  f"ndcg@{TOPK}": float(ranking[f"ndcg@{TOPK}"])}

@@ -97,7 +97,7 @@ class PTUM(PretextTask):
         """Per-prediction cross-entropy (N,) and, with ``hits``, whether each target is ranked first (N,)."""
         if self.n_negatives == 0:  # full softmax over the items 1..n_items-1 (no padding, no mask token), in blocks
             table = encoder.item_embedding.weight[1:self.n_items]
-            ce = item_cross_entropy(query, table, targets - 1, reduction="none", **self.item_softmax_options())
+            ce = item_cross_entropy(query, table, targets - 1, reduction="none", **self.item_softmax_options)
             return ce, (item_ranking_statistics(query, table, targets - 1)["rank"] == 0) if hits else None
         logits, column = candidate_logits(query, encoder.item_embedding.weight, targets,
                                           self._negatives(targets, generator))
