@@ -72,6 +72,7 @@ def tiny_config(tiny_data_path, tmp_path):
         "ssr_epochs": 2,
         "seed": 2023,
         "state": "WARNING",
+        "torch_threads": 1,
     }
 
 

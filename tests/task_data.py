@@ -160,6 +160,7 @@ def base_config(data: TaskData, tmp_path, **extra) -> dict:
         "learning_rate": 0.005,
         "seed": 2023,
         "reproducibility": True,
+        "torch_threads": 1,
     }
     config.update(extra)
     return config

@@ -46,11 +46,13 @@ from recbole_adaptssr.data.baseline_dataset import (BaselineTaskDataset, Behavio
                                                    behaviour_interactions, item_domains, log_vocabulary,
                                                    task_pair_keys, with_behaviours)
 from recbole_adaptssr.data.task_dataset import TaskData
-from recbole_adaptssr.experiment.finetuning import prefixed_overrides, task_overrides
+from recbole_adaptssr.experiment.finetuning import prefixed_overrides, run_stop_record, task_overrides, warn_if_capped
 from recbole_adaptssr.experiment.pipeline import run_settings, save_run_result
 from recbole_adaptssr.experiment.results import RunResult, markdown_table, summarize, write_results
 from recbole_adaptssr.experiment.run_dir import new_run_dir
 from recbole_adaptssr.experiment.run_logger import init_run_logger
+from recbole_adaptssr.reproducibility import pin_threads
+from recbole_adaptssr.stopping import DAGGER, StopRecord
 from recbole_adaptssr.trainer import TaskTrainer
 from recbole_adaptssr.utils import get_model, get_trainer
 
@@ -174,13 +176,15 @@ def recorded_settings(cfg, trainer=None) -> dict:
 
 
 def _trainer_class(cfg, model_class):
-    """RecBole's trainer of the model (by its own type), with TaskTrainer's candidate restriction and checkpoints."""
+    """RecBole's trainer of the model (by its own type), with TaskTrainer's candidate restriction, checkpoints and
+    stopping rule; a trainer with a training loop of its own (``fit``) keeps it."""
     base = get_trainer(model_class.type, cfg["model"])
     if base is Trainer or base is TaskTrainer:
         return TaskTrainer
     if issubclass(base, TaskTrainer):
         return base
-    return type(f"Task{base.__name__}", (TaskTrainer, base), {})
+    own_fit = {"fit": base.fit} if base.fit is not Trainer.fit else {}
+    return type(f"Task{base.__name__}", (TaskTrainer, base), own_fit)
 
 
 # ----------------------------------------------------------------------------------------------------- runs
@@ -204,6 +208,7 @@ def pretrain_on_behaviours(config, model: str, vocab: BaselineTaskDataset, folde
     logger = getLogger()
     seed = int(config["seed"])
     cfg = pretrain_run_config(config, model, seed, folder)
+    pin_threads(cfg)
     pairs = task_pair_keys(vocab.task_data.folder, vocab.task_data.name, vocab.task) if vocab.domains == "shared" else None
     init_seed(seed, cfg["reproducibility"])
     dataset = BehaviourSequenceDataset(cfg, vocab.item_tokens(), vocab.item_vocabulary, pairs)
@@ -224,9 +229,12 @@ def pretrain_on_behaviours(config, model: str, vocab: BaselineTaskDataset, folde
     start = time.time()
     _, best_valid = trainer.fit(train_data, valid_data, saved=True, show_progress=cfg["show_progress"])
     state = verify_checkpoint(trainer.saved_model_file, map_location="cpu")["state_dict"]
+    stop = run_stop_record(trainer)
     summary = {"best_epoch": int(trainer.best_epoch), "valid": {k: float(v) for k, v in (best_valid or {}).items()},
                "seconds": round(time.time() - start, 1), "left_out_rows": dataset.left_out_rows,
-               "sequences": len(train_data._dataset), "settings": recorded_settings(cfg, trainer)}
+               "sequences": len(train_data._dataset), "settings": recorded_settings(cfg, trainer),
+               "stopping": stop.as_dict()}
+    warn_if_capped(f"{model} [behaviours] pre-training", stop, cfg, PRETRAIN_PREFIX.rstrip("_"))
     logger.info(set_color(f"{model} [behaviours] pre-training", "yellow")
                 + f": best epoch {summary['best_epoch']}, valid {summary['valid']} ({summary['seconds']} s)")
     return BehaviourPretraining(trainer.saved_model_file, state, summary)
@@ -239,6 +247,7 @@ def train_baseline(config, model: str, task: str, variant: str, seed: int, *, ta
     logger = getLogger()
     kind = task_data.kind(task)
     cfg = task_run_config(config, model, task, kind, seed, run_dir, task_data)
+    pin_threads(cfg)
     model_class = cfg.model_class
     label = f"{model} ({variant})"
     if variant not in VARIANTS:
@@ -272,13 +281,17 @@ def train_baseline(config, model: str, task: str, variant: str, seed: int, *, ta
                 "item_domains": dataset.domains, "hyper_parameters": recorded_settings(cfg, trainer)}
     if pretrained is not None:
         settings["pretraining"] = {**pretrained.summary, "checkpoint": pretrained.checkpoint}
+    stop = run_stop_record(trainer)
     result = RunResult(
         model=model, dataset=cfg["dataset"], task=task, kind=kind.name, start_point=label, seed=seed,
         valid={k: float(v) for k, v in (best_valid or {}).items()}, test={k: float(v) for k, v in test.items()},
         best_epoch=int(trainer.best_epoch), valid_metric=str(cfg["valid_metric"]).lower(), run_dir=run_dir,
-        checkpoint=trainer.saved_model_file, settings=settings)
+        checkpoint=trainer.saved_model_file, settings=settings, stopped_by=stop.stopped_by,
+        epochs_run=stop.epochs_run, steps_run=stop.steps_run, still_improving=stop.still_improving)
     logger.info(set_color(f"{task} [{label}] seed {seed}", "yellow")
-                + f": best epoch {result.best_epoch}, valid {result.valid}, test {result.test}")
+                + f": best epoch {result.best_epoch} (stopped by {stop.stopped_by} after {stop.epochs_run} epochs), "
+                  f"valid {result.valid}, test {result.test}")
+    warn_if_capped(f"{task} [{label}] seed {seed}", stop, cfg, RUN_PREFIX.rstrip("_"))
     return result
 
 
@@ -358,7 +371,10 @@ def settings_notes(runs: list, timings: dict | None = None) -> str:
         line = f"* **{r.start_point}**: {what} ({s['training_rows']} training rows); {hyper}"
         if "pretraining" in s:
             p = s["pretraining"]
-            line += (f"; pre-training: {p['sequences']} sequences, best epoch {p['best_epoch']}, "
+            stop = StopRecord.from_dict(p.get("stopping"))
+            mark = DAGGER if stop.capped_while_improving() else ""
+            line += (f"; pre-training{mark}: {p['sequences']} sequences, best epoch {p['best_epoch']} (stopped by "
+                     f"{stop.stopped_by or '?'} after {stop.epochs_run} epochs), "
                      + ", ".join(f"{k}={v}" for k, v in p["settings"].items()))
         if timings and r.start_point in timings:
             line += f"; wall time {timings[r.start_point]} s (all seeds)"
