@@ -68,6 +68,37 @@ def test_stopping_steps_make_small_data_patient(data, tmp_path):
     assert r.stopped_by == "patience" and r.epochs_run - 1 - r.best_epoch == 5
 
 
+# ------------------------------------------------------------------------------------------- the ranking stage
+def test_the_default_ranking_stage_stops_by_patience_with_a_moving_lambda(tmp_path):
+    """A small planted data set (latent topics) and a short MLM warm-up, then the ranking stage with every stopping
+    default (its signal hard_acc_explicit, patience 10 epochs and 100 steps, cap 200 epochs): it learns (its best
+    epoch is not the first), ends by patience well before the cap, keeps its best epoch by that signal, and its mean
+    lambda moves while it trains."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from generate_synthetic import generate
+
+    generate(tmp_path / "data", "syn", users=400, items=300, targets=50, topics=8, min_len=10, max_len=40,
+             tasks="age", seed=3)
+    out = run("AdaptSSR", "syn", config_dict={
+        "data_path": str(tmp_path / "data"), "checkpoint_dir": str(tmp_path / "saved"), "device": "cpu",
+        "show_progress": False, "state": "WARNING", "torch_threads": 1, "MAX_ITEM_LIST_LENGTH": 40,
+        "hidden_size": 64, "inner_size": 128, "n_layers": 1, "train_batch_size": 32, "learning_rate": 0.001,
+        "seed": 2023, "mlm_epochs": 10, "mlm_learning_rate": 0.005, "downstream_tasks": []})
+    ssr = out["pretrain"]["ssr"]
+    assert ssr.valid_metric == "hard_acc_explicit" and ssr.stopped_by == "patience" and not ssr.still_improving
+    assert 0 < ssr.best_epoch and ssr.epochs_run < 200 and ssr.epochs_run - 1 - ssr.best_epoch >= 10
+    scores = [h["hard_acc_explicit"] for h in ssr.history]
+    assert ssr.best_epoch == scores.index(max(scores)) and ssr.valid["hard_acc_explicit"] == max(scores)
+    assert max(scores) > ssr.initial["hard_acc_explicit"] + 0.1  # the ranking stage learned its constraint
+    lambdas = [h["lambda"] for h in ssr.history]
+    assert max(lambdas) - min(lambdas) > 0.1, lambdas
+    # the diagnostics of every epoch: lambda's quartiles and, per operator pair, both hard constraints
+    assert all(h["lambda_q25"] <= h["lambda_q50"] <= h["lambda_q75"] for h in ssr.history)
+    pairs = ssr.history[-1]["by_pair"]
+    assert set(pairs) <= {"mask/mask", "mask/crop", "mask/reorder", "crop/crop", "crop/reorder", "reorder/reorder"}
+    assert sum(p["n"] for p in pairs.values()) == 40  # every validation sequence in one pair
+
+
 # ------------------------------------------------------------------------------------------- pre-training budget
 def test_a_step_budget_is_shared_by_the_stages_and_spent_by_the_last(data, tmp_path):
     config = Config(model="AdaptSSR", dataset="tt", config_dict=base_config(

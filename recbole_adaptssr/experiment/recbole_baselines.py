@@ -22,7 +22,7 @@ Variants (``baseline_pretrain``):
 
 Settings: RecBole's defaults and each model's RecBole YAML, then yours; ``baseline_<key>`` replaces ``<key>`` in
 the task runs and ``baseline_pretrain_<key>`` in the behaviour pre-training (``properties/recbole_baselines.yaml``:
-RecBole's 300 epochs with patience 10 for both, where the embedded data set's YAML has AdaptSSR's patience 3).
+RecBole's 300 epochs with patience 10 for both; every run stops by :mod:`recbole_adaptssr.stopping` and records how).
 """
 
 from __future__ import annotations

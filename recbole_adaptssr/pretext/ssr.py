@@ -72,8 +72,8 @@ class SSR(PretextTask):
 
     @classmethod
     def valid_metrics(cls, settings):
-        if not settings["ranking"]:  # InfoNCE ablation: no implicit views, the ranking accuracies are undefined
-            return {"loss": False}
+        if not settings["ranking"]:  # InfoNCE ablation: no implicit views; the explicit hard constraint is top-1
+            return {"loss": False, "hard_acc_explicit": True}
         return {"loss": False, "loss_fixed": False, "acc_implicit": True, "acc_explicit": True,
                 "hard_acc_implicit": True, "hard_acc_explicit": True}
 
@@ -101,14 +101,17 @@ class SSR(PretextTask):
                              **self.loss_options)
 
     def validation_step(self, encoder, item_seq, item_seq_len, generator=None):
-        """``loss``; with the ranking task also the pairwise ``acc_implicit`` / ``acc_explicit``, the shares of
+        """``loss`` and ``hard_acc_explicit`` (for the InfoNCE ablation: the share of anchors u^ whose other view u~
+        beats every other user's views); with the ranking task also the pairwise ``acc_implicit`` / ``acc_explicit``, the shares of
         anchors meeting Eq. 6 against the hardest candidates (``hard_acc_implicit``, ``hard_acc_explicit``), the
         loss at the fixed lambda ``ssr_fixed_lambda`` (``loss_fixed``: comparable across epochs, as lambda moves)
         and, per sequence (summarised by :meth:`summarize_samples`), lambda, both hard constraints and the pair of
         augmentation operators that made its views."""
         pair, views = self._augmented_views(encoder, item_seq, item_seq_len, generator)
         stats = {"loss": float(adaptssr_loss(*views, **self.loss_options))}
-        if not self.ranking:
+        if not self.ranking:  # each explicit view is its own partner: the constraint is top-1 retrieval of u~ by u^
+            u_hat, _, u_tilde, _ = views
+            stats["hard_acc_explicit"] = float(hard_ranking_constraints(u_hat, u_hat, u_tilde, u_tilde)[1].float().mean())
             return stats
         batch = item_seq.size(0)
         acc_implicit, acc_explicit = ranking_accuracies(*views)
