@@ -149,20 +149,7 @@ class TaskTrainer(Trainer):
                     self._save_checkpoint(epoch_idx, verbose=verbose)
                 stopper.end_epoch(epoch_idx, None, may_stop=False)  # only the caps, without a validation
             else:
-                validated = time()
-                valid_score, valid_result = self._valid_epoch(valid_data, show_progress=show_progress)
-                if stopper.end_epoch(epoch_idx, valid_score):
-                    self.best_valid_score, self.best_valid_result = valid_score, valid_result
-                    if saved:
-                        self._save_checkpoint(epoch_idx, verbose=verbose)
-                self.cur_step = stopper.epochs_run - 1 - stopper.best_epoch
-                if verbose:
-                    self.logger.info(set_color(f"epoch {epoch_idx} evaluating", "green")
-                                     + f" [{set_color('time', 'blue')}: {time() - validated:.2f}s, "
-                                     + f"{set_color('valid_score', 'blue')}: {valid_score:f}]")
-                    self.logger.info(set_color("valid result", "blue") + ": \n" + dict2str(valid_result))
-                self.tensorboard.add_scalar("Vaild_score", valid_score, epoch_idx)
-                self.wandblogger.log_metrics(valid_result, head="valid")
+                valid_score = self._validate_epoch(epoch_idx, valid_data, verbose, saved, show_progress)
                 if callback_fn:
                     callback_fn(epoch_idx, valid_score)
             stopper.stopped_by = distributed.broadcast_object(stopper.stopped_by)  # rank 0's time decides
@@ -178,6 +165,24 @@ class TaskTrainer(Trainer):
                              f"{self.stop_record.best_epoch}")
         self._add_hparam_to_tensorboard(self.best_valid_score)
         return self.best_valid_score, self.best_valid_result
+
+    def _validate_epoch(self, epoch_idx, valid_data, verbose, saved, show_progress) -> float:
+        """Validate, tell the stopping rule, keep (and save) a new best epoch, log as RecBole does; the score."""
+        began = time()
+        valid_score, valid_result = self._valid_epoch(valid_data, show_progress=show_progress)
+        if self.stopper.end_epoch(epoch_idx, valid_score):
+            self.best_valid_score, self.best_valid_result = valid_score, valid_result
+            if saved:
+                self._save_checkpoint(epoch_idx, verbose=verbose)
+        self.cur_step = self.stopper.epochs_run - 1 - self.stopper.best_epoch  # RecBole's count of epochs since
+        if verbose:
+            self.logger.info(set_color(f"epoch {epoch_idx} evaluating", "green")
+                             + f" [{set_color('time', 'blue')}: {time() - began:.2f}s, "
+                             + f"{set_color('valid_score', 'blue')}: {valid_score:f}]")
+            self.logger.info(set_color("valid result", "blue") + ": \n" + dict2str(valid_result))
+        self.tensorboard.add_scalar("Vaild_score", valid_score, epoch_idx)
+        self.wandblogger.log_metrics(valid_result, head="valid")
+        return valid_score
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         self.best_epoch = epoch
