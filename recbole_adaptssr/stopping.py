@@ -108,7 +108,8 @@ class EarlyStopping:
     """The state of a :class:`StoppingRule` while its run trains.
 
     The trainer draws an epoch's batches through :meth:`limit` (one optimizer step each, up to the step and time
-    caps), then calls :meth:`end_epoch` with the epoch's validation score; :attr:`stopped_by` is set once a rule ends the run.
+    caps), then calls :meth:`end_epoch` with the epoch's validation score; :attr:`stopped_by` is set once a rule
+    ends the run.
     :meth:`state_dict` / :meth:`load_state_dict` carry the state across a resumption (the wall time run so far
     included)."""
 

@@ -515,8 +515,8 @@ def resume_stopping_state(state: dict, steps_per_epoch: int) -> dict:
     if state.get("stopping") is not None:
         return state["stopping"]
     epochs_run, best_epoch = state["epoch"] + 1, state["best_epoch"]
-    return {"best_score": state["best_score"], "best_epoch": best_epoch, "best_steps": (best_epoch + 1) * steps_per_epoch,
-            "epochs_run": epochs_run, "steps_run": epochs_run * steps_per_epoch,
+    return {"best_score": state["best_score"], "best_epoch": best_epoch,
+            "best_steps": (best_epoch + 1) * steps_per_epoch, "epochs_run": epochs_run, "steps_run": epochs_run * steps_per_epoch,
             "stopped_by": "patience" if state.get("stopped") else None, "seconds": 0.0}
 
 

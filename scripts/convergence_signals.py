@@ -85,7 +85,8 @@ class Probes:
         was_training = user_model.training
         user_model.eval()
         for task, (kind, rows) in self.tasks.items():
-            users = list(dict.fromkeys(r[0] for r in rows if r[0] in set(self.tokens)))
+            known = set(self.tokens)
+            users = list(dict.fromkeys(r[0] for r in rows if r[0] in known))
             names, seq, _ = user_sequences(self.log, self.tokens, vocabulary, user_model.max_seq_length, users)
             u = encode(user_model, seq.to(next(user_model.parameters()).device)).cpu().double().numpy()
             index = {name: i for i, name in enumerate(names)}

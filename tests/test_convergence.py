@@ -168,3 +168,20 @@ def test_pinned_threads_give_the_same_weights_whatever_the_process_had(tmp_path)
         pytest.skip("this torch gives the same weights on 1 and 2 threads here: nothing to pin")
     assert same(weights(1, 1), weights(2, 1))
     assert torch.get_num_threads() == 1
+
+
+# ------------------------------------------------------------------------------------------- bad settings
+@pytest.mark.parametrize("settings,message", [
+    ({"ssr_stopping_steps": -1}, r"ssr_stopping_steps must be an integer >= 0, got -1"),
+    ({"finetune_max_seconds": 0}, r"finetune_max_seconds must be a number > 0, got 0"),
+    ({"pretrain_budget_steps": 1.5}, r"pretrain_budget_steps must be an integer >= 1 .*got 1.5"),
+    ({"torch_threads": -1}, r"torch_threads must be an integer >= 0 .*got -1"),
+    ({"pretrain_stages": ["cl4srec"], "contrastive_similarity": "l2"},
+     r"contrastive_similarity must be one of \['dot', 'cos'\], got 'l2'"),
+    ({"pretrain_methods": ["none", "cl4srec"], "baseline_warmup": "bert"},
+     r"baseline_warmup must be one of \['none', 'mlm'\], got 'bert'"),
+])
+def test_bad_stopping_and_comparison_settings_fail_before_anything_runs(data, tmp_path, settings, message):
+    with pytest.raises(ValueError, match=message):
+        run("AdaptSSR", "tt", config_dict=base_config(data, tmp_path, **settings))
+    assert not (tmp_path / "saved").exists()

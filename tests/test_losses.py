@@ -209,6 +209,28 @@ def test_infonce_temperature_and_ignored_pos(B, temperature):
     torch.testing.assert_close(adaptssr_loss(h, hp, t, tp, ranking=False, infonce_temperature=temperature), got)
 
 
+def test_infonce_on_inner_products():
+    """``infonce_similarity="dot"``: each anchor's positive is its other view among both views of every other
+    sample, scored by raw inner products (a loop reference); scaling the inputs changes it, unlike cosine."""
+    B, temperature = 4, 0.5
+    h, _, t, _ = random_views(B, seed=11)
+    z = torch.cat((h, t))
+    want = 0.0
+    for i in range(2 * B):
+        logits = [float(z[i] @ z[j]) / temperature for j in range(2 * B) if j != i]
+        positive = float(z[i] @ z[(i + B) % (2 * B)]) / temperature
+        want += -positive + math.log(sum(math.exp(x) for x in logits))
+    got = adaptssr_loss(h, None, t, None, ranking=False, infonce_temperature=temperature, infonce_similarity="dot")
+    torch.testing.assert_close(got, torch.tensor(want / (2 * B), dtype=torch.float64), **TIGHT)
+    cosine = adaptssr_loss(h, None, t, None, ranking=False, infonce_temperature=temperature)
+    assert adaptssr_loss(2 * h, None, 2 * t, None, ranking=False, infonce_temperature=temperature) == \
+        pytest.approx(float(cosine), rel=1e-12)
+    assert float(adaptssr_loss(2 * h, None, 2 * t, None, ranking=False, infonce_temperature=temperature,
+                               infonce_similarity="dot")) != pytest.approx(float(got), rel=1e-3)
+    with pytest.raises(ValueError, match="infonce_similarity must be one of \\['cos', 'dot'\\], got 'l2'"):
+        adaptssr_loss(h, None, t, None, ranking=False, infonce_similarity="l2")
+
+
 @pytest.mark.parametrize("lambda_mode,lambda_estimate", [("adaptive", "sample"), ("adaptive", "batch"),
                                                           ("fixed", "sample")])
 def test_lambda_matches_reference(lambda_mode, lambda_estimate):

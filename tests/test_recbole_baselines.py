@@ -73,7 +73,7 @@ def test_a_sequential_model_pretrained_on_the_behaviour_log_beats_the_task_only_
                    "embedding_size": 32, "hidden_size": 32, "train_batch_size": 32, "learning_rate": 0.01,
                    "seed": 2023, "repeat": 1, "recbole_baselines": ["GRU4Rec"],
                    "baseline_pretrain": ["behaviours", "none"], "baseline_epochs": 15,
-                   "baseline_pretrain_epochs": 15, "dropout_prob": 0.0}
+                   "baseline_pretrain_epochs": 15, "dropout_prob": 0.0, "torch_threads": 1}
     out = run("AdaptSSR", "chain", config_dict=config_dict)
     test = {r.start_point: r.test["ndcg@10"] for r in out["runs"]}
     assert set(test) == {"GRU4Rec (behaviours)", "GRU4Rec (none)"}

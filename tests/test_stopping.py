@@ -55,18 +55,20 @@ def test_min_epochs_and_a_task_that_refuses_to_stop():
     assert (stopper.stopped_by, stopper.epochs_run) == ("patience", 11)
 
 
+def summary(record):
+    return record.stopped_by, record.epochs_run, record.best_epoch, record.still_improving
+
+
 def test_epoch_cap_while_improving_and_after_a_plateau():
     record = run(StoppingRule(epochs=3, stopping_step=3), FALLS_THEN_FLAT).record()
-    assert (record.stopped_by, record.epochs_run, record.best_epoch, record.still_improving) == ("epoch_cap", 3, 2, True)
-    assert record.capped_while_improving()
+    assert summary(record) == ("epoch_cap", 3, 2, True) and record.capped_while_improving()
     # a cap after the best epoch left the last stopping_step epochs: not still improving
     record = run(StoppingRule(epochs=6, stopping_step=3, stopping_steps=1000), FALLS_THEN_FLAT).record()
-    assert (record.stopped_by, record.epochs_run, record.best_epoch, record.still_improving) == ("epoch_cap", 6, 2, False)
+    assert summary(record) == ("epoch_cap", 6, 2, False)
 
 
 def test_one_epoch_is_still_improving():
-    record = run(StoppingRule(epochs=1, stopping_step=3), [0.5]).record()
-    assert (record.stopped_by, record.epochs_run, record.best_epoch, record.still_improving) == ("epoch_cap", 1, 0, True)
+    assert summary(run(StoppingRule(epochs=1, stopping_step=3), [0.5]).record()) == ("epoch_cap", 1, 0, True)
 
 
 def test_step_cap_cuts_an_epoch_and_a_budget_without_patience_runs_to_it():
@@ -110,6 +112,35 @@ def test_state_round_trip_continues_identically():
 def test_record_reads_older_and_partial_dicts():
     assert StopRecord.from_dict(None) == StopRecord()
     assert StopRecord.from_dict({"stopped_by": "patience", "epochs_run": 4, "unknown": 1}).epochs_run == 4
+
+
+def test_a_resume_checkpoint_without_the_stopping_state_continues_with_the_same_decisions():
+    """A resume checkpoint written before step counting (best score and epoch, last epoch, patience only): the state
+    is rebuilt counting full epochs, and the run then stops where an uninterrupted one does."""
+    from recbole_adaptssr.trainer import resume_stopping_state
+
+    rule = StoppingRule(epochs=100, stopping_step=3, stopping_steps=45)
+    old = {"epoch": 3, "best_score": 3.0, "best_epoch": 2, "patience": 1, "stopped": False}
+    resumed = EarlyStopping(rule, False)
+    resumed.load_state_dict(resume_stopping_state(old, steps_per_epoch=10))
+    assert (resumed.epochs_run, resumed.steps_run, resumed.best_steps) == (4, 40, 30)
+    for epoch, score in enumerate(FALLS_THEN_FLAT[4:], start=4):
+        list(resumed.limit(range(10)))
+        resumed.end_epoch(epoch, score)
+        if resumed.stopped_by:
+            break
+    whole = run(rule, FALLS_THEN_FLAT)
+    assert (resumed.stopped_by, resumed.epochs_run, resumed.best_epoch) == (whole.stopped_by, whole.epochs_run,
+                                                                            whole.best_epoch)
+
+
+def test_a_stage_recorded_before_stopping_records_reads_back_with_defaults():
+    from recbole_adaptssr.experiment.pretraining import StageResult
+
+    summary = {"valid_metric": "loss", "initial_valid_result": {"loss": 2.0}, "history": [{"epoch": 0, "loss": 1.0}]}
+    stage = StageResult.from_summary("mlm", "mlm.pth", 0, {"loss": 1.0}, summary)
+    assert (stage.stopped_by, stage.epochs_run, stage.still_improving, stage.stopping_rule) == ("", -1, False, "")
+    assert not stage.stop_record().capped_while_improving()
 
 
 def test_cap_warning_names_the_setting():

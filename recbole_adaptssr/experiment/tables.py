@@ -294,8 +294,8 @@ def _stopping_text(stopping: dict) -> str:
         return "/".join(str(v) for v in values)
 
     return "; ".join(f"{stage}{DAGGER if s['still_improving_runs'] else ''}: {joined(s['stopped_by'])}, "
-                     f"{joined(s['epochs_run'])} epochs, {joined(s['steps_run'])} steps, best {joined(s['best_epochs'])}"
-                     for stage, s in stopping.items()) or "-"
+                     f"{joined(s['epochs_run'])} epochs, {joined(s['steps_run'])} steps, "
+                     f"best {joined(s['best_epochs'])}" for stage, s in stopping.items()) or "-"
 
 
 def pretrain_time_markdown(rows: list, labels: dict | None = None) -> str:

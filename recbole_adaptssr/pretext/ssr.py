@@ -102,16 +102,18 @@ class SSR(PretextTask):
 
     def validation_step(self, encoder, item_seq, item_seq_len, generator=None):
         """``loss`` and ``hard_acc_explicit`` (for the InfoNCE ablation: the share of anchors u^ whose other view u~
-        beats every other user's views); with the ranking task also the pairwise ``acc_implicit`` / ``acc_explicit``, the shares of
-        anchors meeting Eq. 6 against the hardest candidates (``hard_acc_implicit``, ``hard_acc_explicit``), the
-        loss at the fixed lambda ``ssr_fixed_lambda`` (``loss_fixed``: comparable across epochs, as lambda moves)
-        and, per sequence (summarised by :meth:`summarize_samples`), lambda, both hard constraints and the pair of
-        augmentation operators that made its views."""
+        beats every other user's views). With the ranking task also the pairwise ``acc_implicit`` /
+        ``acc_explicit``, the shares of anchors meeting Eq. 6 against the hardest candidates
+        (``hard_acc_implicit``, ``hard_acc_explicit``), the loss at the fixed lambda ``ssr_fixed_lambda``
+        (``loss_fixed``: comparable across epochs, as lambda moves) and, per sequence (summarised by
+        :meth:`summarize_samples`), lambda, both hard constraints and the pair of augmentation operators that made
+        its views."""
         pair, views = self._augmented_views(encoder, item_seq, item_seq_len, generator)
         stats = {"loss": float(adaptssr_loss(*views, **self.loss_options))}
         if not self.ranking:  # each explicit view is its own partner: the constraint is top-1 retrieval of u~ by u^
             u_hat, _, u_tilde, _ = views
-            stats["hard_acc_explicit"] = float(hard_ranking_constraints(u_hat, u_hat, u_tilde, u_tilde)[1].float().mean())
+            _, top1 = hard_ranking_constraints(u_hat, u_hat, u_tilde, u_tilde)
+            stats["hard_acc_explicit"] = float(top1.float().mean())
             return stats
         batch = item_seq.size(0)
         acc_implicit, acc_explicit = ranking_accuracies(*views)
