@@ -169,6 +169,8 @@ def test_pop_bpr_lightgcn_rank_adaptssrs_candidates_with_adaptssrs_masks(tmp_pat
         leaked = sum((u, i) in set(data.rec) for u, i, _ in data.inter_rows)
         assert result.settings["left_out_rows"] == leaked > 0
         assert result.settings["training_rows"] == log_rows - leaked + train_pairs
+        # one epoch (baseline_epochs: 1): a cap for BPR and LightGCN, Pop's one exact pass is no unfinished run
+        assert (result.stopped_by, result.epochs_run, result.still_improving) == ("epoch_cap", 1, model != "Pop")
     users, positives, ranked = expected[1]
     targets = {f"t{j}" for j in range(1, 17)}
     assert {item for _, item in ranked} == targets  # only the task's targets are ranked, never t17..t32
