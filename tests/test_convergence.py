@@ -132,6 +132,17 @@ def test_baseline_warmup_puts_mlm_before_every_method_that_has_none():
         with_warmup(resolve_method("cl4srec", table), "bert")
 
 
+def test_the_comparison_warms_a_baseline_up_and_fine_tunes_from_its_own_stage(data, tmp_path):
+    out = run("AdaptSSR", "tt", config_dict=base_config(
+        data, tmp_path, pretrain_methods=["cl4srec"], baseline_warmup="mlm", mlm_epochs=1, cl4srec_epochs=1,
+        finetune_epochs=1, downstream_tasks=["cls"], pretrain_valid_ratio=0.2, similarity_users=0))
+    (run_record,) = out["pretrain"]["cl4srec"]
+    assert list(run_record["stages"]) == ["mlm", "cl4srec"]
+    assert out["runs"][0].start_point == "cl4srec"
+    saved = json.loads(Path(out["files"]["json"]).read_text(encoding="utf-8"))
+    assert saved["like_for_like"]["warm-up"] == "MLM before every method" and saved["similarity"] == {}
+
+
 @pytest.mark.parametrize("stage,own", [("cl4srec", ("dot", 1.0)), ("clue", ("cos", 1.0)), ("idicl", ("cos", 0.2))])
 def test_one_contrastive_form_replaces_each_tasks_own(data, tmp_path, stage, own):
     config = Config(model="AdaptSSR", dataset="tt", config_dict=base_config(data, tmp_path, pretrain_stages=[stage]))
