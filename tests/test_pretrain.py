@@ -163,7 +163,7 @@ def tiny_settings(data_path, work):
         "data_path": str(data_path), "checkpoint_dir": str(work / "saved"), "device": "cpu", "use_gpu": False,
         "show_progress": False, "MAX_ITEM_LIST_LENGTH": MAX_LEN, "hidden_size": 32, "inner_size": 64,
         "train_batch_size": 32, "eval_batch_size": 64, "learning_rate": 0.001, "mlm_epochs": 2, "ssr_epochs": 2,
-        "seed": 2023, "state": "WARNING", "torch_threads": 1,
+        "seed": 2023, "state": "WARNING", "torch_threads": 1, "stopping_steps": 0,
     }
 
 
