@@ -148,6 +148,8 @@ def check_finetuning(config, task_data, tasks: list, start_points: list) -> None
     if not tasks:
         return
     uses_pretext = getattr(config.model_class, "uses_pretext_tasks", False)
+    if not uses_pretext:
+        check_recbole_model(config)
     for task in tasks:
         kind = task_data.kind(task)
         if not uses_pretext and kind.name != "recommendation":
@@ -183,6 +185,17 @@ def check_finetuning(config, task_data, tasks: list, start_points: list) -> None
         state = load_checkpoint(name)  # empty, truncated or altered: an error naming the file, before anything trains
         if uses_pretext:  # pre-trained with another user model or pooling: an error naming both
             check_checkpoint(config, state, f"finetune_from entry {name!r}")
+
+
+def check_recbole_model(config) -> None:
+    """A RecBole model given downstream tasks can run on them (:mod:`~recbole_adaptssr.experiment.recbole_support`)."""
+    from recbole_adaptssr.experiment.recbole_support import unsupported_reason
+
+    reason = unsupported_reason(str(config["model"]), config.model_class)
+    if reason:
+        raise ValueError(f"{config['model']} cannot run on our tasks: {reason}. RecBole's general, traditional and "
+                         "sequential recommenders can (--model=BPR --downstream_task=rec); --recbole_baselines="
+                         "[SASRec,BPR,...] also trains them on the behaviour log (docs/recbole-baselines.md)")
 
 
 FINETUNE_KEYS = {"learning_rate": "number>0", "stopping_step": "int>=1", "train_batch_size": "int>=1",

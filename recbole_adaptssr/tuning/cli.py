@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--search", choices=SEARCH_MODES, default="auto",
                       help="finetune: fine-tuning settings over one start point; pretrain: each trial pre-trains "
                            "then fine-tunes; auto (default): pretrain iff the space has a pre-training setting")
-    what.add_argument("--finetune_from", default=None,
+    what.add_argument("--finetune_from", default=None, type=one_start_point,
                       help="the start point of a fine-tune search: a checkpoint PATH, a STAGE of pretrain_stages "
                            "(pre-trained once before the search) or none (default: the finetune_from setting)")
     what.add_argument("--tune_task", default=None,
@@ -97,6 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--no_reuse_actors", action="store_true", help="a fresh Ray worker per trial")
     out.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1, help="Ray's progress output (default 1)")
     return parser
+
+
+def one_start_point(value: str) -> str:
+    """``--finetune_from`` in the forms the main command takes (``ssr``, ``[ssr]``, ``'[none]'``): one start point."""
+    from recbole_adaptssr.config import as_list
+
+    points = as_list(value)
+    if len(points) != 1:
+        raise argparse.ArgumentTypeError(f"a fine-tune search has one start point, got {value!r}")
+    return str(points[0])
 
 
 def parse(argv=None) -> tuple:
