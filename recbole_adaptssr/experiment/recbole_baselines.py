@@ -128,12 +128,15 @@ def _model_config(config, model: str, overrides: dict):
                   overrides={**config.run_config_dict, **overrides})
 
 
-def task_run_config(config, model: str, task: str, kind, seed: int, run_dir: str, task_data: TaskData):
+def task_run_config(config, model: str, task: str, kind, seed: int, run_dir: str, task_data: TaskData,
+                    variant: str | None = None):
     """The Config of one baseline run on ``task``: the task's evaluation and split exactly as AdaptSSR's runs
-    (``<kind>_*``, ``task_split``), the seed, the shared vocabulary, then ``baseline_<key>`` settings."""
+    (``<kind>_*``, ``task_split``), the seed, the shared vocabulary, then ``baseline_<key>`` settings; its
+    ``baseline_variant`` tells :func:`recbole_adaptssr.load_data_and_model` which data the checkpoint was trained on."""
     # baseline_pretrain_<key> belongs to the behaviour pre-training, not to baseline_<pretrain_key>
     overrides = task_overrides(config, task, kind, seed, task_data, run_dir, RUN_PREFIX,
-                               exclude=(PRETRAIN_PREFIX[len(RUN_PREFIX):],), behaviour_vocabulary="targets")
+                               exclude=(PRETRAIN_PREFIX[len(RUN_PREFIX):],), behaviour_vocabulary="targets",
+                               baseline_variant=variant)
     cfg = _model_config(config, model, overrides)
     if without_sampled_negatives(cfg):
         # a task record is a (sequence, target) sample: RecBole's CE objective takes no sampled negatives
@@ -145,7 +148,7 @@ def pretrain_run_config(config, model: str, seed: int, run_dir: str):
     """The Config of a sequential recommender's next-item training on the behaviour log: RecBole's sequential
     protocol (time order, each user's last behaviour held out for validation), then ``baseline_pretrain_<key>``."""
     overrides = {
-        "downstream_task": None, "seed": int(seed), "checkpoint_dir": run_dir,
+        "downstream_task": None, "seed": int(seed), "checkpoint_dir": run_dir, "baseline_variant": "behaviours",
         "ITEM_ID_FIELD": "item_id", "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
         "eval_args": {"split": {"LS": "valid_only"}, "order": "TO", "group_by": "user", "mode": "full"},
         **prefixed_overrides(config, PRETRAIN_PREFIX),
@@ -235,7 +238,7 @@ def train_baseline(config, model: str, task: str, variant: str, seed: int, *, ta
     training data, keep the best validation epoch, test it. Validation and test loaders are AdaptSSR's."""
     logger = getLogger()
     kind = task_data.kind(task)
-    cfg = task_run_config(config, model, task, kind, seed, run_dir, task_data)
+    cfg = task_run_config(config, model, task, kind, seed, run_dir, task_data, variant)
     model_class = cfg.model_class
     label = f"{model} ({variant})"
     if variant not in VARIANTS:
