@@ -74,3 +74,16 @@ def test_a_missing_defaults_file_is_an_error(installed, tmp_path):
                           timeout=120)
     assert proc.returncode != 0
     assert "ssr.yaml is missing: the recbole-adaptssr installation is incomplete" in proc.stderr
+
+
+@pytest.mark.parametrize("script,option", [("recbole-adaptssr", "--group_offset"),
+                                           ("recbole-adaptssr-hyper", "--params_file"),
+                                           ("recbole-adaptssr-convert", "{ttl,app,movielens}")])
+def test_the_wheel_installs_the_console_commands(installed, tmp_path, script, option):
+    _, target = installed
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(target)
+    proc = subprocess.run([str(target / "bin" / script), "--help"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.startswith(f"usage: {script} ") and option in proc.stdout

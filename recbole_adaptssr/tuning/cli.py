@@ -1,7 +1,7 @@
 """``run_hyper_adaptssr.py``: hyper-parameter search and sweeps with Ray Tune (docs/tuning.md).
 
-    python run_hyper_adaptssr.py --model=AdaptSSR --dataset=ml-100k --params_file=hyper/finetune_lr.hyper \\
-        --num_samples=4 --finetune_epochs=10
+    recbole-adaptssr-hyper --model=AdaptSSR --dataset=ml-100k --params_file=hyper/finetune.hyper \\
+        --num_samples=4 --finetune_epochs=10      (or: python run_hyper_adaptssr.py ...)
 
 Settings of the runs are given as for run_recbole_adaptssr.py: --config_files="a.yaml b.yaml" and any
 --key=value (one token each); the searched keys of the space file are drawn per trial above them. The options
@@ -33,7 +33,7 @@ EXIT_INTERRUPTED = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="run_hyper_adaptssr.py", description=__doc__, allow_abbrev=False,
+    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     what = parser.add_argument_group("what to search")
     what.add_argument("--model", "-m", default="AdaptSSR", help="model name, ours or RecBole's (default AdaptSSR)")
@@ -150,6 +150,6 @@ def console_main(argv=None) -> int:
     try:
         outcome = main(argv)
     except (SpaceError, ValueError, FileNotFoundError) as error:
-        print(f"run_hyper_adaptssr.py: error: {error}", file=sys.stderr)
+        print(f"{os.path.basename(sys.argv[0])}: error: {error}", file=sys.stderr)
         return 1
     return EXIT_INTERRUPTED if outcome.interrupted else 0
