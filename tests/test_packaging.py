@@ -40,6 +40,9 @@ def installed(tmp_path_factory):
 
 def test_the_wheel_carries_the_defaults(installed):
     wheel, _ = installed
+    import recbole_adaptssr
+
+    assert wheel.name.startswith(f"recbole_adaptssr-{recbole_adaptssr.__version__}-")  # one version: __version__
     names = {n.split("recbole_adaptssr/", 1)[1] for n in zipfile.ZipFile(wheel).namelist()
              if n.startswith("recbole_adaptssr/properties/")}
     assert EXPECTED <= names
