@@ -35,13 +35,14 @@ def same_settings(config, path, *besides) -> None:
 def pipeline(tmp_path_factory, request):
     """A tiny AdaptSSR pipeline (the paper's user model, and GRU4Rec's): MLM then AdaptSSR, fine-tuned on a multiclass
     and a recommendation task from the ranking stage and from scratch."""
-    from task_data import write_task_dataset
+    from task_data import one_torch_thread, write_task_dataset
 
     root = tmp_path_factory.mktemp("load")
     data = write_task_dataset(root / "data", "tt", tasks=("cls", "rec"), n_users=40, n_targets=16)
     config = base_config(data, root, user_model=request.param, mlm_epochs=1, ssr_epochs=1, finetune_epochs=2,
                          finetune_from=["ssr", "none"])
-    return data, root, run("AdaptSSR", "tt", config_dict=config)
+    with one_torch_thread():  # a module fixture runs before conftest's per-test single thread
+        return data, root, run("AdaptSSR", "tt", config_dict=config)
 
 
 def test_a_fine_tune_checkpoint_reproduces_its_runs_test_metrics(pipeline):
