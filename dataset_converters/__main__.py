@@ -54,11 +54,11 @@ def _tasks(value: str, allowed: tuple) -> list[str]:
     return tasks
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m dataset_converters") -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
-    ap = argparse.ArgumentParser(prog="python -m dataset_converters", formatter_class=fmt,
+    ap = argparse.ArgumentParser(prog=prog, formatter_class=fmt,
                                  description="Convert the AdaptSSR data sets (TTL, App, MovieLens) to RecBole "
-                                             "atomic files.  See `python -m dataset_converters SOURCE --help`.",
+                                             f"atomic files.  See `{prog} SOURCE --help`.",
                                  epilog=OUTPUT_HELP)
     sub = ap.add_subparsers(dest="source", required=True, metavar="{ttl,app,movielens}")
 
@@ -103,8 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv=None, prog: str = "python -m dataset_converters") -> int:
+    args = build_parser(prog).parse_args(argv)
     level = logging.WARNING if args.quiet else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))

@@ -125,16 +125,30 @@ class Config(RecBoleConfig):
                 self.final_config_dict[key] = as_list(value)
 
     def _init_device(self):
-        """RecBole's device choice; in a process a launcher started as one of several (``torchrun``, or
-        ``--nproc=N``: see :mod:`recbole_adaptssr.distributed`), the process group is joined once (NCCL on GPUs,
-        gloo on CPUs, ``ddp_backend`` to choose) and every Config of the process reads its rank: RecBole's
-        ``single_spec``/``local_rank``/``world_size`` keys, the device ``cuda:<LOCAL_RANK>`` or the CPU, and on
-        ranks other than 0 no progress bars and only errors in the log."""
+        """The device as the settings say (:func:`resolve_device`), where RecBole 1.2.1 takes CUDA whenever it is
+        available and sets ``CUDA_VISIBLE_DEVICES=gpu_id`` for the whole process. In a process a launcher started as
+        one of several (``torchrun``, or ``--nproc=N``: see :mod:`recbole_adaptssr.distributed`), the process group
+        is joined once (NCCL on GPUs, gloo on CPUs, ``ddp_backend`` to choose) and every Config of the process reads
+        its rank: RecBole's ``single_spec``/``local_rank``/``world_size`` keys, the device ``cuda:<LOCAL_RANK>`` or
+        the CPU, and on ranks other than 0 no progress bars and only errors in the log."""
         from recbole_adaptssr import distributed
 
         settings = self.final_config_dict
         if not distributed.launched_distributed() and not distributed.is_distributed():
-            return super()._init_device()
+            if "local_rank" in settings:  # RecBole's own multi-process convention (its run_recbole's --nproc)
+                return super()._init_device()
+            given = {**self.user_config_dict, **self.run_config_dict}
+            settings["gpu_id"] = ",".join(map(str, settings["gpu_id"])) if isinstance(
+                settings.get("gpu_id"), (tuple, list)) else str(settings.get("gpu_id", ""))
+            device = resolve_device(settings.get("device"), settings.get("use_gpu", True), settings["gpu_id"],
+                                    use_gpu_given="use_gpu" in given, gpu_id_given="gpu_id" in given)
+            # use_gpu as RecBole's trainer reads it (GPU memory in its progress bars): whether the run is on a GPU
+            settings.update(single_spec=True, local_rank=0, device=device, use_gpu=device.type == "cuda")
+            if settings["device"].type == "cuda":
+                import torch
+
+                torch.cuda.set_device(settings["device"])  # Triton kernels and CUDA graphs use the current device
+            return None
         import torch
 
         use_gpu = bool(settings.get("use_gpu", True)) and torch.cuda.is_available()
@@ -225,10 +239,63 @@ class Config(RecBoleConfig):
             check_defaults_namespace(encoder_class, self._update_internal_config_dict(path) or {}, path)
 
 
+DEVICES = ("cpu", "cuda", "cuda:N")
+
+
+def resolve_device(device, use_gpu=True, gpu_id="0", use_gpu_given=False, gpu_id_given=False):
+    """The ``torch.device`` of a single-process run, as the settings say.
+
+    * ``device`` (``cpu``, ``cuda``, ``cuda:N``; N counts the GPUs this process sees, as in torch) is honoured as
+      written: a GPU that is not there is an error, never a silent fall-back to the CPU; ``device: cuda`` is the
+      GPU of ``gpu_id``.
+    * Without ``device``: the CPU when ``use_gpu`` is False, ``gpu_id`` is empty or CUDA is unavailable, else the GPU
+      of ``gpu_id``.
+    * ``gpu_id`` (RecBole's: the id of a GPU, as ``nvidia-smi`` numbers it; the first one of a list) picks a GPU
+      without hiding the others: under ``CUDA_VISIBLE_DEVICES`` the id is looked up in that list. Unset, it is the
+      first GPU this process sees.
+    ``CUDA_VISIBLE_DEVICES`` is never changed (RecBole sets it to ``gpu_id`` for the whole process)."""
+    import torch
+
+    text = str(device).strip().lower() if device is not None else None
+    if text is not None and text != "cpu" and text != "cuda" and not (text.startswith("cuda:") and text[5:].isdigit()):
+        raise ValueError(f"device must be one of {list(DEVICES)}, got {device!r}")
+    if text == "cpu":
+        return torch.device("cpu")
+    if text is not None:
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r}, but CUDA is not available on this machine "
+                             "(torch.cuda.is_available() is False): set device=cpu, or run where a GPU is visible")
+        if use_gpu_given and not use_gpu:
+            raise ValueError(f"device={device!r} and use_gpu=False contradict each other: drop one of them")
+        index = int(text[5:]) if ":" in text else _gpu_index(gpu_id, gpu_id_given)
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"device={device!r}, but this machine has {torch.cuda.device_count()} CUDA device(s)")
+        return torch.device("cuda", index)
+    if not use_gpu or not str(gpu_id).strip() or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", _gpu_index(gpu_id, gpu_id_given))
+
+
+def _gpu_index(gpu_id, given: bool) -> int:
+    """The torch index of the GPU ``gpu_id`` names (see :func:`resolve_device`)."""
+    first = str(gpu_id).split(",")[0].strip()
+    if not given or not first:
+        return 0
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    if "CUDA_VISIBLE_DEVICES" not in os.environ:
+        if not first.isdigit():
+            raise ValueError(f"gpu_id must be a GPU number (or a comma-separated list of them), got {gpu_id!r}")
+        return int(first)
+    if first not in visible:
+        raise ValueError(f"gpu_id={gpu_id!r}, but this process sees only the GPUs CUDA_VISIBLE_DEVICES="
+                         f"{os.environ['CUDA_VISIBLE_DEVICES']!r}: name one of them, or use device=cuda:N")
+    return visible.index(first)
+
+
 def _builtin_task_kinds() -> list:
     from recbole_adaptssr.downstream.base import builtin_task_kinds
 
     return builtin_task_kinds()
 
 
-__all__ = ["Config", "as_list", "PROPERTIES_DIR"]
+__all__ = ["Config", "as_list", "resolve_device", "PROPERTIES_DIR"]

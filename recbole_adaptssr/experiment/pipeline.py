@@ -3,7 +3,6 @@ that share the data set's manifest and behaviour log, and aggregate them into a 
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -12,6 +11,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from logging import getLogger
 
+from filelock import FileLock, Timeout
 from recbole.utils import set_color
 
 from recbole_adaptssr import distributed
@@ -181,14 +181,14 @@ def resolve_resume(config, settings: dict) -> str | None:
 
 
 def _locked(folder: str) -> bool:
+    lock = FileLock(os.path.join(folder, LOCK_FILE))
     try:
-        with open(os.path.join(folder, LOCK_FILE), "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            fcntl.flock(handle, fcntl.LOCK_UN)
-    except BlockingIOError:
+        lock.acquire(timeout=0)
+    except Timeout:
         return True
     except OSError:
         return False
+    lock.release()
     return False
 
 
@@ -197,22 +197,20 @@ def run_folder_lock(folder: str):
     """Hold an exclusive lock on ``folder`` for this process (released when it ends, even by SIGKILL): two
     processes never write one run folder (a resumption while the run is still going is refused)."""
     path = os.path.join(folder, LOCK_FILE)
-    handle = open(path, "a+")
+    lock = FileLock(path)
     try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
+        lock.acquire(timeout=0)
+    except Timeout:
+        with open(path, encoding="utf-8") as handle:
             holder = handle.read().strip() or "?"
-            raise RuntimeError(f"run folder {folder} is in use by another process (pid {holder}): wait for it to "
-                               "end, or stop it, before resuming") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
+        raise RuntimeError(f"run folder {folder} is in use by another process (pid {holder}): wait for it to "
+                           "end, or stop it, before resuming") from None
+    try:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(str(os.getpid()))
         yield
     finally:
-        handle.close()
+        lock.release()
 
 
 _STALE_TEMP = re.compile(r"^\..+\.tmp-\d+-[0-9a-f]{8}$")

@@ -11,7 +11,6 @@ from numbers import Integral, Real
 from recbole_adaptssr.pretext.base import StageSettings, builtin_pretext_tasks, get_pretext_task
 
 EMBEDDED_DATASET = "ml-100k"  # recbole_adaptssr.data.embedded converts RecBole's bundled copy
-DEVICES = ("cpu", "cuda", "cuda:N")
 REPORT_SPLITS = ("test", "valid")
 # settings of the user model (our models only): integer sizes >= 1 and dropout probabilities in [0, 1)
 MODEL_SIZES = ("hidden_size", "n_layers", "n_heads", "inner_size", "head_hidden_size")
@@ -89,7 +88,6 @@ def check_settings(config) -> None:
     split = config["report_split"]
     if split is not None and split not in REPORT_SPLITS:
         raise ValueError(f"report_split must be one of {list(REPORT_SPLITS)}, got {split!r}")
-    check_device(config)
     switches = ["sequence_cache", "full_sort_fast_batches"]
     if getattr(config.model_class, "uses_pretext_tasks", False):  # pre-training speed switches, and per stage
         stages = [str(stage) for stage in config["pretrain_stages"] or []]
@@ -111,26 +109,6 @@ def check_settings(config) -> None:
             raise ValueError(f"hidden_size must be a multiple of n_heads (each attention head gets hidden_size / "
                              f"n_heads dimensions), got hidden_size={config['hidden_size']} and "
                              f"n_heads={config['n_heads']}")
-
-
-def check_device(config) -> None:
-    """A ``device`` the user asked for exists here: RecBole 1.2.1 ignores the setting (it picks cuda whenever
-    CUDA is available), so ``device=cuda`` on a machine without CUDA would silently run on the CPU."""
-    import torch
-
-    requested = (getattr(config, "user_config_dict", None) or {}).get("device")
-    if requested is None:
-        return
-    text = str(requested).strip().lower()
-    if text == "cpu":
-        return
-    if text != "cuda" and not (text.startswith("cuda:") and text[5:].isdigit()):
-        raise ValueError(f"device must be one of {list(DEVICES)}, got {requested!r}")
-    if not torch.cuda.is_available():
-        raise ValueError(f"device={requested!r}, but CUDA is not available on this machine "
-                         "(torch.cuda.is_available() is False): set device=cpu, or run where a GPU is visible")
-    if ":" in text and int(text[5:]) >= torch.cuda.device_count():
-        raise ValueError(f"device={requested!r}, but this machine has {torch.cuda.device_count()} CUDA device(s)")
 
 
 def check_pretraining(config) -> None:
@@ -170,6 +148,8 @@ def check_finetuning(config, task_data, tasks: list, start_points: list) -> None
     if not tasks:
         return
     uses_pretext = getattr(config.model_class, "uses_pretext_tasks", False)
+    if not uses_pretext:
+        check_recbole_model(config)
     for task in tasks:
         kind = task_data.kind(task)
         if not uses_pretext and kind.name != "recommendation":
@@ -205,6 +185,17 @@ def check_finetuning(config, task_data, tasks: list, start_points: list) -> None
         state = load_checkpoint(name)  # empty, truncated or altered: an error naming the file, before anything trains
         if uses_pretext:  # pre-trained with another user model or pooling: an error naming both
             check_checkpoint(config, state, f"finetune_from entry {name!r}")
+
+
+def check_recbole_model(config) -> None:
+    """A RecBole model given downstream tasks can run on them (:mod:`~recbole_adaptssr.experiment.recbole_support`)."""
+    from recbole_adaptssr.experiment.recbole_support import unsupported_reason
+
+    reason = unsupported_reason(str(config["model"]), config.model_class)
+    if reason:
+        raise ValueError(f"{config['model']} cannot run on our tasks: {reason}. RecBole's general, traditional and "
+                         "sequential recommenders can (--model=BPR --downstream_task=rec); --recbole_baselines="
+                         "[SASRec,BPR,...] also trains them on the behaviour log (docs/recbole-baselines.md)")
 
 
 FINETUNE_KEYS = {"learning_rate": "number>0", "stopping_step": "int>=1", "train_batch_size": "int>=1",

@@ -1,7 +1,7 @@
 """``run_hyper_adaptssr.py``: hyper-parameter search and sweeps with Ray Tune (docs/tuning.md).
 
-    python run_hyper_adaptssr.py --model=AdaptSSR --dataset=ml-100k --params_file=hyper/finetune_lr.hyper \\
-        --num_samples=4 --finetune_epochs=10
+    recbole-adaptssr-hyper --model=AdaptSSR --dataset=ml-100k --params_file=hyper/finetune.hyper \\
+        --num_samples=4 --finetune_epochs=10      (or: python run_hyper_adaptssr.py ...)
 
 Settings of the runs are given as for run_recbole_adaptssr.py: --config_files="a.yaml b.yaml" and any
 --key=value (one token each); the searched keys of the space file are drawn per trial above them. The options
@@ -33,7 +33,7 @@ EXIT_INTERRUPTED = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="run_hyper_adaptssr.py", description=__doc__, allow_abbrev=False,
+    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     what = parser.add_argument_group("what to search")
     what.add_argument("--model", "-m", default="AdaptSSR", help="model name, ours or RecBole's (default AdaptSSR)")
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--search", choices=SEARCH_MODES, default="auto",
                       help="finetune: fine-tuning settings over one start point; pretrain: each trial pre-trains "
                            "then fine-tunes; auto (default): pretrain iff the space has a pre-training setting")
-    what.add_argument("--finetune_from", default=None,
+    what.add_argument("--finetune_from", default=None, type=one_start_point,
                       help="the start point of a fine-tune search: a checkpoint PATH, a STAGE of pretrain_stages "
                            "(pre-trained once before the search) or none (default: the finetune_from setting)")
     what.add_argument("--tune_task", default=None,
@@ -99,6 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_start_point(value: str) -> str:
+    """``--finetune_from`` in the forms the main command takes (``ssr``, ``[ssr]``, ``'[none]'``): one start point."""
+    from recbole_adaptssr.config import as_list
+
+    points = as_list(value)
+    if len(points) != 1:
+        raise argparse.ArgumentTypeError(f"a fine-tune search has one start point, got {value!r}")
+    return str(points[0])
+
+
 def parse(argv=None) -> tuple:
     """``(StudyOptions, settings_args)``: the study's options, and the ``--key=value`` settings of the runs."""
     parser = build_parser()
@@ -140,6 +150,6 @@ def console_main(argv=None) -> int:
     try:
         outcome = main(argv)
     except (SpaceError, ValueError, FileNotFoundError) as error:
-        print(f"run_hyper_adaptssr.py: error: {error}", file=sys.stderr)
+        print(f"{os.path.basename(sys.argv[0])}: error: {error}", file=sys.stderr)
         return 1
     return EXIT_INTERRUPTED if outcome.interrupted else 0

@@ -256,7 +256,7 @@ def execute_trial(spec, params: dict, start_state, report, work_dir: str) -> dic
     settings, info = trial_settings(spec, params)
     settings["checkpoint_dir"] = work_dir
     settings["show_progress"] = False  # progress bars of parallel workers only garble the driver's console
-    # RecBole sets CUDA_VISIBLE_DEVICES=gpu_id: keep the GPU Ray assigned to this trial (or none)
+    # the GPU Ray assigned to this trial (or none), found again in the CUDA_VISIBLE_DEVICES Ray set (Config._init_device)
     settings["gpu_id"] = os.environ.get("CUDA_VISIBLE_DEVICES", "") if spec.gpus_per_trial > 0 else ""
     config = Config(model=spec.model, dataset=spec.data_name, config_dict=dict(settings))
     task_data = TaskData(config["data_path"], config["dataset"])
