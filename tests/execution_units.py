@@ -5,6 +5,8 @@ processes start fast), importable by spawned worker processes and Ray tasks.
 * ``toy_fit`` (``seed``, ``steps``, ``lr``; needs ``data``): a line fitted by seeded SGD on the data unit's file.
   ``fail: true`` raises after the fit has started.
 * ``toy_mean`` (needs ``a`` and ``b``, two fits): the mean of their slopes.
+* ``recbole_finetune`` (``model``, ``dataset``, ``task``, ``seed`` and settings): a real fine-tune run from scratch
+  (``experiment.finetune``), its Config built from the unit's settings alone.
 
 Each appends ``start <id>`` and ``end <id>`` lines to ``<run folder>/ledger.txt`` (one ``write`` of a short line to
 a file opened for appending: lines of concurrent units never mix), so tests can count runs and check their order.
@@ -78,12 +80,24 @@ def mean_slope(context) -> dict:
     return {"w": (context.inputs["a"]["w"] + context.inputs["b"]["w"]) / 2}
 
 
+def recbole_finetune(context) -> dict:
+    from recbole_adaptssr.config import Config
+    from recbole_adaptssr.experiment import finetune
+
+    settings = dict(context.settings)
+    model, dataset, task, seed = (settings.pop(key) for key in ("model", "dataset", "task", "seed"))
+    config = Config(model=model, dataset=dataset, config_dict=settings).derive(**context.overrides())
+    result = finetune(config, task, None, seed, run_dir=context.folder)
+    return {**result.as_dict(), "checkpoint": os.path.relpath(result.checkpoint, context.folder), "run_dir": "."}
+
+
 def register() -> None:
     from recbole_adaptssr.execution import register_unit_kind
 
     register_unit_kind("toy_data", make_data, check=check_data, replace=True)
     register_unit_kind("toy_fit", fit, replace=True)
     register_unit_kind("toy_mean", mean_slope, replace=True)
+    register_unit_kind("recbole_finetune", recbole_finetune, replace=True)
 
 
 def read_ledger(run_dir) -> list:

@@ -286,6 +286,27 @@ def test_each_unit_logs_to_its_own_file_and_gets_its_own_tensorboard_run(tmp_pat
     assert root.handlers == before  # the unit's handler is gone afterwards
 
 
+def test_fine_tune_units_each_draw_into_a_tensorboard_run_of_their_own(task_data, tmp_path):
+    from task_data import base_config
+
+    common = base_config(task_data, tmp_path, finetune_epochs=2, pretrain_stages=[], downstream_tasks=["cls"])
+    plan = Plan(Unit("recbole_finetune", {**common, "model": "AdaptSSR", "dataset": task_data.name, "task": "cls",
+                                          "seed": seed}, title=f"cls, seed {seed}") for seed in (1, 2))
+    assert len(plan) == 2
+    run_dir = tmp_path / "run"
+    outcome = execute(plan, str(run_dir), settings())
+    assert outcome.ok
+    for unit in plan:
+        payload = outcome.results[unit.id].payload
+        assert payload["seed"] == unit.settings["seed"] and set(payload["test"]) == {"acc"}
+        assert (run_dir / "units" / unit.id / payload["checkpoint"]).is_file()  # written into the unit's folder
+        events = list((tmp_path / "log_tensorboard" / f"run--{unit.id}").glob("events.out.tfevents.*"))
+        assert len(events) == 1 and events[0].stat().st_size > 0
+    assert len(list((tmp_path / "log_tensorboard").iterdir())) == 2  # no run shared by the two units
+    again = execute(plan, str(run_dir), settings())
+    assert again.ran == [] and payloads(again) == payloads(outcome)
+
+
 # ------------------------------------------------------------------------------------------------- settings
 def test_executor_settings_defaults_come_from_the_yaml_and_bad_values_name_the_key():
     default = ExecutorSettings.from_settings()

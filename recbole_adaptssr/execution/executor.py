@@ -104,14 +104,17 @@ class Executor(ABC):
         pending = [unit for unit in units if unit.id not in outcome.results]
         running: dict = {}
         level = logging.getLogger().getEffectiveLevel()
-        self.start()
-        progress = Progress(len(units))  # the ETA counts from here: not the time a Ray or the workers take to start
-        progress.read_back(len(outcome.read_back))
+        progress = None
         try:
+            self.start()
+            progress = Progress(len(units))  # the ETA counts from here, not from before a Ray or the workers started
+            progress.read_back(len(outcome.read_back))
             while pending or running:
                 pending = self._start_ready(pending, running, outcome, run_dir, kinds, level, progress)
                 if not running:
-                    break  # nothing left that can run (plan.ordered() rules out waiting forever)
+                    if pending:  # a checked plan never gets here: say so rather than drop units from the outcome
+                        raise RuntimeError(f"no unit can start, and {[u.name for u in pending]} still wait")
+                    break
                 for result in self.wait():
                     running.pop(result.id)
                     outcome.results[result.id] = result
@@ -122,8 +125,9 @@ class Executor(ABC):
                         outcome.failed.append(result.id)
                         progress.failed(result.name, result.error or result.status, result.log, len(running))
         except KeyboardInterrupt:
-            logger.warning(f"interrupted with {progress.finished} of {len(units)} units finished: their results are "
-                           f"kept in {run_dir}; resume the run to do the others")
+            finished = progress.finished if progress is not None else len(outcome.read_back)
+            logger.warning(f"interrupted with {finished} of {len(units)} units finished: their results are kept in "
+                           f"{run_dir}; resume the run to do the others")
             raise
         finally:
             self.close()

@@ -84,7 +84,8 @@ def unit_log(path: str, level: int, isolated: bool, label: str):
     saved_handlers, saved_level = list(root.handlers), root.level
     if isolated:
         console = logging.StreamHandler()
-        console.setFormatter(PlainFormatter(f"%(asctime)s %(levelname)s [{label}]  %(message)s", "%d %b %H:%M"))
+        marked = label.replace("%", "%%")  # a title is text, not a format
+        console.setFormatter(PlainFormatter(f"%(asctime)s %(levelname)s [{marked}]  %(message)s", "%d %b %H:%M"))
         console.setLevel(max(level, logging.WARNING))
         root.handlers = [file_handler, console]
     else:
