@@ -76,6 +76,9 @@ class Unit:
         object.__setattr__(self, "title", str(self.title or ""))
         object.__setattr__(self, "id", f"{self.kind}-{digest}")
 
+    def __hash__(self) -> int:
+        return hash(self.id)
+
     @property
     def name(self) -> str:
         """The title, or the id when there is none (what logs call the unit)."""
