@@ -23,15 +23,6 @@ The package layout follows the pipeline::
 __version__ = "0.2.0"
 
 
-def load_data_and_model(model_file):
-    """RecBole's ``load_data_and_model`` for the checkpoints recbole-adaptssr writes (pre-training stages, fine-tune
-    runs, RecBole's models run through our entry points): ``(config, model, dataset, train_data, valid_data,
-    test_data)``. See :func:`recbole_adaptssr.quick_start.load_data_and_model`."""
-    from recbole_adaptssr.quick_start import load_data_and_model as load
-
-    return load(model_file)
-
-
 def setup() -> None:
     """Apply the RecBole compatibility shims and register our metrics (idempotent)."""
     from recbole_adaptssr import compat

@@ -1,4 +1,4 @@
-"""``recbole_adaptssr.load_data_and_model`` reads every checkpoint a run writes (RecBole's own function finds neither
+"""``recbole_adaptssr.quick_start.load_data_and_model`` reads every checkpoint a run writes (RecBole's own function finds neither
 our model nor our data) and gives back the run's data and a model that predicts on it: a fine-tune checkpoint's
 model and test data reproduce the run's test metrics exactly."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from recbole_adaptssr import load_data_and_model
+from recbole_adaptssr.quick_start import load_data_and_model
 from recbole_adaptssr.compat import plain
 from recbole_adaptssr.quick_start import DERIVED_KEYS, run
 from recbole_adaptssr.trainer import TaskTrainer

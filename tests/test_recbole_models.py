@@ -35,7 +35,7 @@ def test_load_data_and_model_reads_our_checkpoint():
     saved = torch.load(out["checkpoint"], weights_only=True)
     assert torch.equal(model.item_cnt, saved["other_parameter"]["item_cnt"])  # a tensor, not its repr
     assert model.item_cnt.sum() > 0 and len(test_data.dataset) > 0
-    from recbole_adaptssr import load_data_and_model as ours
+    from recbole_adaptssr.quick_start import load_data_and_model as ours
 
     config, model, dataset, train_data, valid_data, test_data = ours(out["checkpoint"])  # the same, through ours
     assert type(model).__name__ == "Pop" and torch.equal(model.item_cnt, saved["other_parameter"]["item_cnt"])

@@ -132,7 +132,7 @@ def task_run_config(config, model: str, task: str, kind, seed: int, run_dir: str
                     variant: str | None = None):
     """The Config of one baseline run on ``task``: the task's evaluation and split exactly as AdaptSSR's runs
     (``<kind>_*``, ``task_split``), the seed, the shared vocabulary, then ``baseline_<key>`` settings; its
-    ``baseline_variant`` tells :func:`recbole_adaptssr.load_data_and_model` which data the checkpoint was trained on."""
+    ``baseline_variant`` tells :func:`recbole_adaptssr.quick_start.load_data_and_model` which data the checkpoint was trained on."""
     # baseline_pretrain_<key> belongs to the behaviour pre-training, not to baseline_<pretrain_key>
     overrides = task_overrides(config, task, kind, seed, task_data, run_dir, RUN_PREFIX,
                                exclude=(PRETRAIN_PREFIX[len(RUN_PREFIX):],), behaviour_vocabulary="targets",

@@ -43,7 +43,7 @@ class AdaptSSR(SequentialRecommender):
         task_kind = getattr(dataset, "task_kind", None)
         if task_kind is not None:
             # the behaviour ids of the run (the pre-training checkpoint's): a fine-tune checkpoint carries them in
-            # RecBole's other_parameter, so recbole_adaptssr.load_data_and_model rebuilds the same data
+            # RecBole's other_parameter, so recbole_adaptssr.quick_start.load_data_and_model rebuilds the same data
             self.other_parameter_name = ["behaviour_tokens"]
             self.behaviour_tokens = join_tokens(dataset.item_vocabulary)
             self.task_head = task_kind.build_head(
