@@ -35,7 +35,8 @@ def from_config_files(files, key):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)  # RecBole's Config reads every --key=value as written
     parser.add_argument("--model", "-m", type=str, default=None, help="model name, ours or RecBole's (AdaptSSR)")
     parser.add_argument("--dataset", "-d", type=str, default=None, help="data set name (ml-100k: the embedded one)")
     parser.add_argument("--config_files", type=str, default=None, help="space-separated YAML files")
