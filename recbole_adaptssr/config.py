@@ -143,6 +143,8 @@ class Config(RecBoleConfig):
         stages = self.external_config_dict.get("pretrain_stages", self.internal_config_dict.get("pretrain_stages"))
         stages = [str(s) for s in (as_list(stages) if isinstance(stages, str) else stages or [])
                   if isinstance(s, str)] if isinstance(stages, (str, list, tuple)) else []
+        backbone = self.external_config_dict.get("user_model", self.internal_config_dict.get("user_model"))
+        stages += [str(backbone).lower()] if isinstance(backbone, str) else []  # <backbone>_<key>
         sources = {}
         for key, value in self.file_config_dict.items():
             sources.setdefault(self._origins.get(key, "a config file"), {})[key] = value

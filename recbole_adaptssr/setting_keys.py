@@ -11,6 +11,8 @@ the keys of the YAMLs this Config loaded (a pretext task of your own brings its 
 * ``<stage>_<key>``: a pretext task's name (built-in, or in ``pretrain_stages``) before any known key
   (``mlm_learning_rate``, ``ssr_epochs``) or before a key the trainer reads per stage (``min_epochs``);
 * ``<kind>_<key>``: a task kind before a known key or before a key of another kind (``binary_topk``);
+* ``<backbone>_<key>``: a user model's prefix (``sasrec``, ``gru4rec``, ...) before a known key
+  (``sasrec_n_layers``);
 * ``finetune_<key>``, ``baseline_<key>``, ``baseline_pretrain_<key>``: before any known key.
 
 An unknown key is an error naming where it was set (the file, the command line or ``config_dict``) with the
@@ -157,11 +159,15 @@ def declared_types() -> dict:
 
 
 # ------------------------------------------------------------------------------------------------- known keys
+@functools.lru_cache(maxsize=1)
 def _builtin_names() -> tuple:
+    """(pretext tasks and backbone prefixes, task kinds) shipped in this package."""
     from recbole_adaptssr.downstream.base import builtin_task_kinds
+    from recbole_adaptssr.encoder.base import builtin_user_models, get_user_model
     from recbole_adaptssr.pretext.base import builtin_pretext_tasks
 
-    return tuple(builtin_pretext_tasks()), tuple(builtin_task_kinds())
+    backbones = [get_user_model(name).prefix() for name in builtin_user_models()]
+    return tuple(builtin_pretext_tasks()) + tuple(backbones), tuple(builtin_task_kinds())
 
 
 @functools.lru_cache(maxsize=1)
