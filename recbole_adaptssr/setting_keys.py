@@ -108,9 +108,10 @@ def _defaults() -> dict:
 
 @functools.lru_cache(maxsize=1)
 def _recbole_source_keys() -> frozenset:
-    """Keys RecBole's code reads (``config["key"]``, ``config.get("key")``, ``final_config_dict["key"]``)."""
+    """Keys RecBole's code reads (``config["key"]``, ``config.get("key")``, ``final_config_dict["key"]`` or
+    ``.get("key")``)."""
     keys = set()
-    pattern = re.compile(r'(?:config\[|config\.get\(|final_config_dict\[)\s*["\'](\w+)["\']')
+    pattern = re.compile(r'(?:config\[|config\.get\(|config_dict\[|config_dict\.get\()\s*["\'](\w+)["\']')
     for path in glob.glob(os.path.join(_recbole_root(), "**", "*.py"), recursive=True):
         with open(path, encoding="utf-8") as f:
             keys.update(pattern.findall(f.read()))
