@@ -10,9 +10,8 @@ tasks: age, lifestatus, click, like), kept in WORKDIR and reused when their reco
 fresh child process, as a pipeline starts, timed from the start of its check (imports and the Config excluded):
 
 * ``first``: the digest records beside the sequence cache are deleted first, so each file is hashed once
-  (BLAKE2b, the data fingerprint) and read by the check;
-* ``again``: a second process on the same files (the digests are read from their records; the check itself always
-  reads the files).
+  (BLAKE2b, the data fingerprint) and read by the check (the first command on a data set, or on changed files);
+* ``again``: a second process on the same files: digests and verdicts come from the records, no file is read.
 
 It reports the wall time, the CPU time and the peak resident memory of each child (``ru_maxrss``).
 """

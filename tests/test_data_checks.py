@@ -319,3 +319,40 @@ def test_a_checkpoint_written_before_data_was_recorded_is_judged_by_its_vocabula
     state["item_vocabulary"] = {"[PAD]": 0}
     with pytest.raises(ValueError, match=r"old\.pth': its vocabulary covers 0\.0%"):
         check_checkpoint_data(config, state, "old.pth", TaskData(config["data_path"], "tt"))
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_duplicate_rows_are_found_in_a_grouped_and_in_a_shuffled_log_as_brute_force_finds_them(tmp_path, grouped):
+    import numpy as np
+
+    rng = np.random.RandomState(3)
+    rows = sorted({(int(u), int(t), f"i{rng.randint(3)}") for u, t in rng.randint(0, 6, size=(300, 2))})
+    rows += [rows[5], rows[40], rows[40]]  # three duplicates (one row twice more)
+    rows.sort(key=lambda r: (r[0], r[1])) if grouped else rng.shuffle(rows)
+    path = tmp_path / "log.inter"
+    path.write_text("h\n" + "".join(f"{u}\t{i}\t{t}\n" for u, t, i in rows))
+    users, times = np.array([r[0] for r in rows]), np.array([r[1] for r in rows], dtype=np.int64)
+    items = np.array([int(r[2][1:]) for r in rows])
+    count, (first, second) = validation._log_duplicates(str(path), users, times, items)
+    seen, expected = {}, None
+    for index, row in enumerate(rows):
+        if row in seen and expected is None:
+            expected = (seen[row] + 2, index + 2)
+        seen.setdefault(row, index)
+    assert count == 3 and (first, second) == expected
+
+
+def test_the_verdict_on_unchanged_files_is_remembered_and_nothing_is_read_again(tmp_path, monkeypatch):
+    data = write_task_dataset(tmp_path / "data", "tt", tasks=("cls", "rec"), n_users=12)
+    config = Config(model="AdaptSSR", dataset="tt", config_dict=base_config(data, tmp_path))
+    first = validate_data(config, TaskData(config["data_path"], "tt"), ["cls", "rec"])
+    validation.clear_memo()
+    fingerprint.clear_memo()  # a new process: only the records beside the cache remain
+    monkeypatch.setattr(validation, "read_columns", lambda *a: pytest.fail("a file was read again"))
+    assert validate_data(config, TaskData(config["data_path"], "tt"), ["cls", "rec"]) == first
+    monkeypatch.undo()
+    path = data.folder / "tt.inter"
+    path.write_text(path.read_text() + "u1\ti1\t1\n")  # another content: checked again
+    validation.clear_memo()
+    assert validate_data(config, TaskData(config["data_path"], "tt"), ["cls"])["behaviour_log"]["rows"] == \
+        first["behaviour_log"]["rows"] + 1

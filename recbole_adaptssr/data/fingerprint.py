@@ -6,7 +6,9 @@ through) and a checkpoint whose vocabulary barely covers the data is refused wit
 A file's digest is BLAKE2b-128 of its bytes, computed once per content: it is remembered per process and, beside
 the sequence cache (``.adaptssr-cache/`` beside the data set folder, or ``sequence_cache_dir``), in a small JSON
 record keyed by the file's size, mtime, ctime and inode (any write changes its ctime, which no tool sets back),
-so an unchanged log of gigabytes is not read again by the next command.
+so an unchanged log of gigabytes is not read again by the next command. A file whose stat changed but whose bytes
+did not (a copy, a touch) keeps its record. The record also keeps what other modules concluded about that content
+(:func:`remember`, :func:`recall`: the data check's verdicts, :mod:`recbole_adaptssr.data.validation`).
 """
 
 from __future__ import annotations
@@ -46,26 +48,50 @@ def file_record(path: str, cache_dir: str | None = None) -> dict:
         if hit is not None and hit[0] == stat:
             return dict(hit[1])
     record_file = _record_path(path, cache_dir)
-    record = _read_record(record_file, stat)
-    if record is None:
+    saved = _read_record(record_file)
+    if saved.get("stat") == stat:
+        record = {k: saved[k] for k in _FIELDS}
+    else:
         digest, flags = scan_source(path)
         record = {"file": os.path.basename(path), "size": stat["size"], "blake2b": digest, "flags": flags}
+        checks = saved.get("checks", {}) if saved.get("blake2b") == digest else {}  # same bytes: same verdicts
         if _stat(path) == stat:  # not changed while it was read
-            _write_record(record_file, {**record, "stat": stat})
+            _write_record(record_file, {**record, "stat": stat, "checks": checks})
     with _lock:
         _memo[path] = (stat, record)
     return dict(record)
 
 
-def _read_record(path: str, stat: dict) -> dict | None:
+_FIELDS = ("file", "size", "blake2b", "flags")
+
+
+def _read_record(path: str) -> dict:
     try:
         with open(path, encoding="utf-8") as f:
             saved = json.load(f)
     except (OSError, ValueError):
+        return {}
+    valid = isinstance(saved, dict) and all(k in saved for k in (*_FIELDS, "stat"))
+    return saved if valid else {}
+
+
+def recall(path: str, cache_dir: str | None, key: str):
+    """What was remembered under ``key`` about ``path``'s current content, or None."""
+    record = file_record(path, cache_dir)
+    saved = _read_record(_record_path(os.path.abspath(path), cache_dir))
+    if saved.get("blake2b") != record["blake2b"]:
         return None
-    if not isinstance(saved, dict) or saved.get("stat") != stat:
-        return None
-    return {k: saved[k] for k in ("file", "size", "blake2b", "flags") if k in saved}
+    return (saved.get("checks") or {}).get(key)
+
+
+def remember(path: str, cache_dir: str | None, key: str, value) -> None:
+    """Keep ``value`` (plain JSON) under ``key`` for ``path``'s current content (best effort)."""
+    record = file_record(path, cache_dir)
+    record_file = _record_path(os.path.abspath(path), cache_dir)
+    saved = _read_record(record_file)
+    if saved.get("blake2b") != record["blake2b"]:
+        return
+    _write_record(record_file, {**saved, "checks": {**(saved.get("checks") or {}), key: value}})
 
 
 def _write_record(path: str, record: dict) -> None:

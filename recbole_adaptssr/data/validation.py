@@ -29,8 +29,10 @@ every user of the task has behaviours in the log (the first missing one is named
 ``num_samples``, ``num_targets`` and ``num_labels``, where given, match the file; its ``metric`` must be the one
 the task kind selects with (``<kind>_valid_metric``), unless that setting is yours (then it wins, with a warning).
 
-The pass over a log of 80M behaviours reads it once with pyarrow (docs/reliability.md has the measured cost);
-its result is kept per process, so the commands that validate the same files twice pay once.
+The pass reads each file once with pyarrow (docs/reliability.md has the measured cost at TTL scale). Its verdict
+on a file is kept per process and, keyed by the file's content digest (and by the log's and the manifest's for a
+task file, the settings it depends on and :data:`CHECKS_VERSION`), in the file's digest record
+(:func:`recbole_adaptssr.data.fingerprint.remember`): the next command on unchanged files reads none of them.
 """
 
 from __future__ import annotations
@@ -38,12 +40,13 @@ from __future__ import annotations
 import os
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from logging import getLogger
 
 import numpy as np
 
 POLICIES = ("report", "drop", "error")
+CHECKS_VERSION = 1  # part of the key of a remembered verdict: a change to the checks invalidates them
 #: first bytes of compressed or archived files
 COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"PK\x03\x04": "zip",
               b"(\xb5/\xfd": "zstandard", b"7z\xbc\xaf\x27\x1c": "7z"}
@@ -136,32 +139,50 @@ def read_header(path: str) -> list:
     return entries
 
 
-def read_columns(path: str, wanted: dict) -> tuple:
-    """``({name: pyarrow string array}, row count)`` of the fields ``wanted`` (``{name: allowed types}``) of an
-    atomic file, every line checked for its number of fields and its UTF-8; a missing field or a field of another
-    type is an error naming the header."""
+class _NotConverted(Exception):
+    """A column could not be read as the type asked for (the caller reads it as text to name the line)."""
+
+
+def read_columns(path: str, wanted: dict, kinds: dict | None = None) -> tuple:
+    """``({name: pyarrow array}, row count)`` of the fields ``wanted`` (``{name: allowed types}``) of an atomic file,
+    every line checked for its number of fields and its UTF-8; a missing field or a field of another type is an
+    error naming the header. ``kinds``: ``{name: "dictionary" | "chunks" | "float64"}`` for columns read as
+    dictionary-encoded text (one int32 per row: how a log of 80M rows fits; ``chunks``: as read, one dictionary
+    per block, without the copies a single dictionary costs) or numbers (:class:`_NotConverted` when one is not);
+    the others are text."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
+    kinds = kinds or {}
+    arrow = {"dictionary": pa.dictionary(pa.int32(), pa.string()), "chunks": pa.dictionary(pa.int32(), pa.string()),
+             "float64": pa.float64()}
     entries = read_header(path)
     types = {e.split(":")[0]: e.split(":")[1] for e in entries}
     missing = [f"{name}:{'|'.join(kinds)}" for name, kinds in wanted.items() if types.get(name) not in kinds]
     if missing:
         raise DataError(path, 1, f"the header needs the field(s) {missing}; it has {entries}")
-    try:
-        table = pacsv.read_csv(
+    try:  # block by block: the parser's buffers stay one block (the whole-file reader's peaked at twice the data)
+        reader = pacsv.open_csv(
             path,
             read_options=pacsv.ReadOptions(skip_rows=1, column_names=entries, block_size=_BLOCK, use_threads=True),
             parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False, double_quote=False, escape_char=False,
                                              newlines_in_values=False, ignore_empty_lines=True),
             convert_options=pacsv.ConvertOptions(
                 include_columns=[f"{name}:{types[name]}" for name in wanted],
-                column_types={f"{name}:{types[name]}": pa.string() for name in wanted},
+                column_types={f"{name}:{types[name]}": arrow.get(kinds.get(name), pa.string()) for name in wanted},
                 strings_can_be_null=False, null_values=[], quoted_strings_can_be_null=False))
+        table = pa.Table.from_batches(list(reader), schema=reader.schema)
     except (pa.ArrowInvalid, UnicodeDecodeError):
         line, problem = _first_bad_line(path, len(entries))
+        if line is None and "float64" in kinds.values():
+            raise _NotConverted() from None
         raise DataError(path, line, problem) from None
-    columns = {name: table.column(f"{name}:{types[name]}").combine_chunks() for name in wanted}
+    columns = {}
+    for name in wanted:
+        column = table.column(f"{name}:{types[name]}")
+        if kinds.get(name) != "chunks":
+            column = (column.unify_dictionaries() if kinds.get(name) == "dictionary" else column).combine_chunks()
+        columns[name] = column
     return columns, table.num_rows
 
 
@@ -210,13 +231,28 @@ def _line(path: str, row: int) -> int | None:
     return line_numbers(path, [row]).get(row)
 
 
+def _missing(values):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.or_(pc.is_in(values, value_set=pa.array(sorted(MISSING), pa.string())), pc.utf8_is_space(values))
+
+
 def _check_ids(path: str, column, name: str, what: str) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    missing = pc.or_(pc.is_in(column, value_set=pa.array(sorted(MISSING), pa.string())),
-                     pc.equal(pc.utf8_trim_whitespace(column), ""))
-    row = _first(missing)
+    row, offset = None, 0
+    for chunk in column.chunks if isinstance(column, pa.ChunkedArray) else [column]:
+        if pa.types.is_dictionary(chunk.type):  # the distinct values checked, then the first row of a bad one
+            bad = np.flatnonzero(_missing(chunk.dictionary).to_numpy(zero_copy_only=False))
+            found = _first(pc.is_in(chunk.indices, value_set=pa.array(bad, chunk.indices.type))) if len(bad) else None
+        else:
+            found = _first(_missing(chunk))
+        if found is not None:
+            row = offset + found
+            break
+        offset += len(chunk)
     if row is not None:
         value = column[row].as_py()
         problem = (f"empty {what} ({name})" if not value.strip() else
@@ -230,8 +266,9 @@ def _codes(column) -> np.ndarray:
     return pc.dictionary_encode(column).indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
 
 
-def _duplicates(path: str, keys: list) -> tuple:
-    """(count, [line of the first, line of a duplicate]) of rows equal on every array of ``keys``."""
+def _duplicates(path: str, keys: list, rows: np.ndarray | None = None) -> tuple:
+    """(count, [line of the first, line of a duplicate]) of rows equal on every array of ``keys``; ``rows``: the
+    file rows the arrays hold (default: all, in order)."""
     import pandas as pd
 
     frame = pd.DataFrame({str(i): k for i, k in enumerate(keys)})
@@ -244,8 +281,37 @@ def _duplicates(path: str, keys: list) -> tuple:
     for k in keys:
         same &= k == k[second]
     first = int(np.flatnonzero(same)[0])
+    if rows is not None:
+        first, second = int(rows[first]), int(rows[second])
     lines = line_numbers(path, [first, second])
     return count, [lines.get(first), lines.get(second)]
+
+
+def _log_duplicates(path: str, users: np.ndarray, times: np.ndarray, items) -> tuple:
+    """:func:`_duplicates` of (user, item, time) for a log of millions of rows: the rows sharing (user, time) are
+    found first on numbers (adjacent when the log is grouped by user in time order, as the converters write it;
+    else through a sort of a 64-bit hash of the pair, whose collisions only add candidates), and only those rows'
+    items (an array, or a pyarrow column) are compared."""
+    n = len(users)
+    if n < 2:
+        return 0, []
+    if _grouped(users, times):
+        tie = (users[1:] == users[:-1]) & (times[1:] == times[:-1])
+        candidates = np.zeros(n, dtype=bool)
+        candidates[1:] |= tie
+        candidates[:-1] |= tie
+    else:
+        stamp = (times + 0.0 if times.dtype == np.float64 else times).view(np.uint64)  # -0.0 is 0.0
+        key = users.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) ^ stamp * np.uint64(0xC2B2AE3D27D4EB4F)
+        key ^= key >> np.uint64(29)
+        ordered = np.sort(key)
+        repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+        candidates = np.isin(key, repeated) if len(repeated) else np.zeros(n, dtype=bool)
+    rows = np.flatnonzero(candidates)
+    if not len(rows):
+        return 0, []
+    tokens = items[rows] if isinstance(items, np.ndarray) else np.asarray(items.take(rows).to_pylist(), dtype=object)
+    return _duplicates(path, [users[rows], times[rows], tokens], rows)
 
 
 def _duplicate_outcome(path: str, report: FileReport, policy: str, what: str) -> None:
@@ -258,58 +324,111 @@ def _duplicate_outcome(path: str, report: FileReport, policy: str, what: str) ->
 # ------------------------------------------------------------------------------------------------- the log
 @dataclass
 class LogCheck:
-    """The behaviour log's report, plus its user tokens (for the task files' users)."""
+    """The behaviour log's report, and its user tokens (for the task files' users: read when first needed)."""
 
     report: FileReport
-    users: object  # pyarrow array of the distinct user tokens
+    path: str
+    user_field: str
+    known_users: object = None  # pyarrow array of the distinct user tokens
+
+    def users(self):
+        if self.known_users is None:
+            self.known_users = read_columns(self.path, {self.user_field: ("token",)})[0][self.user_field].unique()
+        return self.known_users
 
 
-def check_behaviour_log(path: str, fields: tuple, policy: str) -> LogCheck:
-    """The behaviour log's checks (module docstring); ``fields``: the user, item and time field names."""
+def _verdict_key(kind: str, *parts) -> str:
+    return "/".join([kind, f"v{CHECKS_VERSION}", *map(str, parts)])
+
+
+def check_behaviour_log(path: str, fields: tuple, policy: str, cache_dir: str | None = None) -> LogCheck:
+    """The behaviour log's checks (module docstring), or the verdict remembered for its content; ``fields``: the
+    user, item and time field names; ``cache_dir``: where the file's digest record is kept
+    (``sequence_cache_dir``)."""
+    from recbole_adaptssr.data import fingerprint
+
+    key = _verdict_key("behaviour_log", *fields, policy)
+    remembered = fingerprint.recall(path, cache_dir, key)
+    if remembered is not None:
+        return LogCheck(FileReport(**remembered), path, fields[0])
+    check = _check_behaviour_log(path, fields, policy, cache_dir)
+    fingerprint.remember(path, cache_dir, key, asdict(check.report))
+    return check
+
+
+def _check_behaviour_log(path: str, fields: tuple, policy: str, cache_dir: str | None) -> LogCheck:
     import pyarrow.compute as pc
 
     from recbole_adaptssr.data.fingerprint import file_record
 
     user, item, time = fields
-    check_file_bytes(path, file_record(path)["flags"])
-    columns, rows = read_columns(path, {user: ("token",), item: ("token",), time: ("float",)})
+    check_file_bytes(path, file_record(path, cache_dir)["flags"])
+    wanted = {user: ("token",), item: ("token",), time: ("float",)}
+    ids = {user: "dictionary", item: "chunks"}
+    try:  # the usual case: one read, the timestamps as float64 (exact for integers below 2^53), no copies
+        columns, rows = read_columns(path, wanted, {**ids, time: "float64"})
+        times = columns[time].to_numpy(zero_copy_only=False)
+        exact = _all(times, lambda t: np.isfinite(t) & (np.abs(t) < EXACT_FLOAT))
+    except _NotConverted:
+        exact = False
+    if not exact:  # a value that is no finite number, or integers beyond 2^53: read as text, each value exactly
+        columns, rows = read_columns(path, wanted, ids)
     if not rows:
         raise DataError(path, None, "holds no behaviour (only the header)")
     _check_ids(path, columns[user], user, "user id")
     _check_ids(path, columns[item], item, "item id")
-    stamps = pc.utf8_trim_whitespace(columns[time])
-    row = _first(pc.invert(pc.match_substring_regex(stamps, _NUMBER)))
-    if row is not None:
-        value = columns[time][row].as_py()
-        problem = "empty timestamp" if not value.strip() else f"timestamp {value!r} is not a finite number"
-        raise DataError(path, _line(path, row), f"{problem} ({time}): every behaviour needs one (RecBole would fill "
-                                                "a missing one with the mean timestamp)")
-    integral = bool(pc.all(pc.match_substring_regex(stamps, _INTEGER)).as_py())
-    times = _integer_times(path, stamps) if integral else pc.cast(stamps, "float64").to_numpy(zero_copy_only=False)
-    if not integral and not np.all(np.isfinite(times)):
-        row = int(np.flatnonzero(~np.isfinite(times))[0])
-        raise DataError(path, _line(path, row), f"timestamp {columns[time][row].as_py()!r} is not finite ({time})")
-    users = _codes(columns[user])
-    if integral and np.abs(times).max(initial=0) >= EXACT_FLOAT:
+    if exact:
+        integral = _all(times, lambda t: t == np.floor(t))
+    else:
+        times, integral = _timestamps(path, columns[time], time)
+    users = columns[user].indices.to_numpy(zero_copy_only=False)
+    if integral and times.dtype == np.int64 and max(times.max(), -times.min()) >= EXACT_FLOAT:
         _check_float_order(path, users, times, columns[user])
-    items = _codes(columns[item])
-    count, example = _duplicates(path, [users, items, times])
+    count, example = _log_duplicates(path, users, times, columns[item])
     report = FileReport(os.path.basename(path), rows, count, example,
-                        {"users": int(users.max(initial=-1)) + 1, "items": int(items.max(initial=-1)) + 1,
-                         "timestamps": "integer" if integral else "decimal"})
+                        {"users": len(columns[user].dictionary), "timestamps": "integer" if integral else "decimal"})
     _duplicate_outcome(path, report, policy, "same user, item and timestamp")
-    return LogCheck(report, pc.unique(columns[user]))
+    return LogCheck(report, path, user, columns[user].dictionary)
 
 
-def _integer_times(path: str, stamps) -> np.ndarray:
+def _all(values: np.ndarray, test, block: int = 1 << 22) -> bool:
+    """``test(values)`` is True everywhere, evaluated block by block (no temporary array the size of a log)."""
+    return all(bool(np.all(test(values[i:i + block]))) for i in range(0, len(values), block))
+
+
+def _grouped(users: np.ndarray, times: np.ndarray, block: int = 1 << 22) -> bool:
+    """Whether the rows come user by user, each user's in time order (the converters' layout), block by block."""
+    for a in range(0, len(users) - 1, block):
+        b = min(a + block, len(users) - 1)
+        later, earlier = users[a + 1:b + 1], users[a:b]
+        if not np.all((later > earlier) | ((later == earlier) & (times[a + 1:b + 1] >= times[a:b]))):
+            return False
+    return True
+
+
+def _timestamps(path: str, column, name: str) -> tuple:
+    """(the timestamps as int64 when every one is an integer, else float64; whether they are integers), read
+    exactly from their text; a value that is not a finite number is an error naming its line."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
+    stamps = pc.utf8_trim_whitespace(column)
+    row = _first(pc.invert(pc.match_substring_regex(stamps, _NUMBER)))
+    if row is None:
+        row = _first(pc.invert(pc.is_finite(pc.cast(stamps, pa.float64()))))
+    if row is not None:
+        value = column[row].as_py()
+        problem = "empty timestamp" if not value.strip() else f"timestamp {value!r} is not a finite number"
+        raise DataError(path, _line(path, row), f"{problem} ({name}): every behaviour needs one (RecBole would fill "
+                                                "a missing one with the mean timestamp)")
+    if not pc.all(pc.match_substring_regex(stamps, _INTEGER)).as_py():
+        return pc.cast(stamps, pa.float64()).to_numpy(zero_copy_only=False), False
     digits = pc.utf8_length(pc.utf8_ltrim(stamps, characters="+-0")).to_numpy(zero_copy_only=False)
     row = _first(digits > 18)
     if row is not None:
-        raise DataError(path, _line(path, row), f"timestamp {stamps[row].as_py()!r} has more than 18 digits: "
+        raise DataError(path, _line(path, row), f"timestamp {column[row].as_py()!r} has more than 18 digits: "
                                                 "store timestamps in a coarser unit")
-    return pc.cast(stamps, "int64").to_numpy(zero_copy_only=False)
+    return pc.cast(stamps, pa.int64()).to_numpy(zero_copy_only=False), True
 
 
 def _check_float_order(path: str, users: np.ndarray, times: np.ndarray, user_column) -> None:
@@ -327,14 +446,29 @@ def _check_float_order(path: str, users: np.ndarray, times: np.ndarray, user_col
 
 
 # ------------------------------------------------------------------------------------------------- task files
-def check_task_file(path: str, task: str, kind, entry: dict, users, user_field: str, policy: str,
-                    manifest_path: str) -> FileReport:
-    """A task file's checks (module docstring); ``entry``: its manifest entry; ``users``: the log's user tokens."""
+def check_task_file(path: str, task: str, kind, entry: dict, log: LogCheck, user_field: str, policy: str,
+                    manifest_path: str, cache_dir: str | None = None) -> FileReport:
+    """A task file's checks (module docstring), or the verdict remembered for its content, the log's and the
+    manifest's; ``entry``: its manifest entry."""
+    from recbole_adaptssr.data import fingerprint
+
+    key = _verdict_key("task", task, kind.name, user_field, policy,
+                       fingerprint.file_record(log.path, cache_dir)["blake2b"],
+                       fingerprint.file_record(manifest_path, cache_dir)["blake2b"])
+    remembered = fingerprint.recall(path, cache_dir, key)
+    if remembered is not None:
+        return FileReport(**remembered)
+    report = _check_task_file(path, task, kind, entry, log.users(), user_field, policy, manifest_path, cache_dir)
+    fingerprint.remember(path, cache_dir, key, asdict(report))
+    return report
+
+
+def _check_task_file(path, task, kind, entry, users, user_field, policy, manifest_path, cache_dir) -> FileReport:
     import pyarrow.compute as pc
 
     from recbole_adaptssr.data.fingerprint import file_record
 
-    check_file_bytes(path, file_record(path)["flags"])
+    check_file_bytes(path, file_record(path, cache_dir)["flags"])
     label, target = TASK_FIELDS["label"], TASK_FIELDS["target"]
     wanted = {user_field: ("token",)}
     if kind.has_targets():
@@ -491,7 +625,8 @@ def behaviour_log_check(config) -> LogCheck:
     if not os.path.isfile(path):
         raise DataError(path, None, "behaviour log not found")
     fields, policy = log_fields(config), duplicate_policy(config)
-    return _memoised(("log", _stat_key(path), fields, policy), lambda: check_behaviour_log(path, fields, policy))
+    return _memoised(("log", _stat_key(path), fields, policy),
+                     lambda: check_behaviour_log(path, fields, policy, config["sequence_cache_dir"]))
 
 
 def known_duplicates(config) -> int | None:
@@ -533,8 +668,8 @@ def validate_data(config, task_data, tasks) -> dict:
         manifest = os.path.join(task_data.folder, f"{task_data.name}.tasks.json")
         report = _memoised((_stat_key(path), _stat_key(manifest), _stat_key(os.path.join(
             task_data.folder, f"{task_data.name}.inter")), policy, task, str(config["USER_ID_FIELD"])),
-            lambda: check_task_file(path, task, kind, entry, log.users, str(config["USER_ID_FIELD"]), policy,
-                                    manifest))
+            lambda: check_task_file(path, task, kind, entry, log, str(config["USER_ID_FIELD"]), policy,
+                                    manifest, config["sequence_cache_dir"]))
         warning = check_metric(config, task, kind, entry, manifest)
         if warning:
             logger.warning(warning)
@@ -546,6 +681,6 @@ def validate_data(config, task_data, tasks) -> dict:
         action = {"report": "kept (duplicate_rows: report)", "drop": "dropped (duplicate_rows: drop)"}[policy]
         logger.warning("duplicate rows " + action + ": " + "; ".join(notes))
     logger.info(f"data checked: {log.report.file} ({log.report.rows:,} behaviours, {log.report.details['users']:,} "
-                f"users, {log.report.details['items']:,} items)" + "".join(
+                "users)" + "".join(
                     f", {r['file']} ({r['rows']:,} samples)" for r in out["tasks"].values()))
     return out
