@@ -165,7 +165,8 @@ def convert_app(input_dir, output_dir, name: str = "app", tasks=TASKS, max_len: 
                  len(ev.items), time.time() - t0)
 
         repeated = _duplicate_installs(ev, inst, duplicate_rows)
-        seq = _write_inter(ev, tmp / f"{name}.inter", max_len, inst, skip=repeated if duplicate_rows == "drop" else None)
+        skip = repeated if duplicate_rows == "drop" else None
+        seq = _write_inter(ev, tmp / f"{name}.inter", max_len, inst, skip=skip)
         require_output(inst, seq["num_sequences"], "installs", "there is no behaviour sequence and no user for the "
                        "task lines")
         known = ev.user_code

@@ -141,18 +141,17 @@ class Config(RecBoleConfig):
         """Every key the user set is known, of its declared shape, and not contradicted by another (see
         :mod:`recbole_adaptssr.setting_keys`); the error names where each was set."""
         stages = self.external_config_dict.get("pretrain_stages", self.internal_config_dict.get("pretrain_stages"))
-        stages = [str(s) for s in (as_list(stages) if isinstance(stages, str) else stages or [])
-                  if isinstance(s, str)] if isinstance(stages, (str, list, tuple)) else []
         backbone = self.external_config_dict.get("user_model", self.internal_config_dict.get("user_model"))
-        stages += [str(backbone).lower()] if isinstance(backbone, str) else []  # <backbone>_<key>
+        prefixes = [s for s in (as_list(stages) if isinstance(stages, (str, list)) else []) if isinstance(s, str)]
+        prefixes += [backbone.lower()] if isinstance(backbone, str) else []  # <backbone>_<key>
         sources = {}
         for key, value in self.file_config_dict.items():
             sources.setdefault(self._origins.get(key, "a config file"), {})[key] = value
         sources["config_dict"] = self.variable_config_dict
         sources["the command line"] = self.cmd_config_dict
         sources = {where: values for where, values in sources.items() if values}
-        setting_keys.check_known(sources, stages, loaded=self.internal_config_dict)
-        problems = [p for where, values in sources.items() for p in setting_keys.shape_errors(values, where, stages)]
+        setting_keys.check_known(sources, prefixes, loaded=self.internal_config_dict)
+        problems = [p for where, values in sources.items() for p in setting_keys.shape_errors(values, where, prefixes)]
         problems += setting_keys.conflict_errors(self.user_config_dict)
         if problems:
             raise setting_keys.SettingError("; ".join(problems))

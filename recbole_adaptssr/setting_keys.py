@@ -147,7 +147,8 @@ def declared_types() -> dict:
             for line in f:
                 match = _COMMENT_TYPE.match(line)
                 if match:
-                    words = {_TYPE_WORDS[w] for w in re.split(r"[^A-Za-z]+", match.group(2).lower()) if w in _TYPE_WORDS}
+                    found = re.split(r"[^A-Za-z]+", match.group(2).lower())
+                    words = {_TYPE_WORDS[w] for w in found if w in _TYPE_WORDS}
                     if words:
                         commented[match.group(1)] = commented.get(match.group(1), frozenset()) | frozenset(words)
     types = {}
@@ -178,14 +179,15 @@ def _kind_keys() -> frozenset:
     return frozenset(key[len(kind) + 1:] for key in _defaults() for kind in kinds if key.startswith(kind + "_"))
 
 
-def base_of(key: str, stages=()) -> str | None:
+def base_of(key: str, prefixes=()) -> str | None:
     """The known key that ``key`` applies through a prefix rule (``mlm_learning_rate`` -> ``learning_rate``),
-    ``key`` itself if it is a base key, else None."""
+    ``key`` itself if it is a base key, else None; ``prefixes``: this run's stage and backbone names besides the
+    built-in ones (a pretext task or a user model of your own)."""
     known = base_keys()
     if key in known:
         return key
     pretext, kinds = _builtin_names()
-    for prefix in (*ROLE_PREFIXES, *pretext, *stages):
+    for prefix in (*ROLE_PREFIXES, *pretext, *prefixes):
         rest = key[len(prefix) + 1:] if key.startswith(prefix + "_") else None
         if rest and (rest in known or (prefix not in ROLE_PREFIXES and rest in TRAINER_STAGE_KEYS)):
             return rest
@@ -196,32 +198,32 @@ def base_of(key: str, stages=()) -> str | None:
     return None
 
 
-def unknown_keys(keys, stages=(), loaded=()) -> list:
+def unknown_keys(keys, prefixes=(), loaded=()) -> list:
     """The keys of ``keys`` that no rule knows (``loaded``: keys of YAMLs this run loaded besides ours)."""
     loaded = set(loaded)
-    return [key for key in keys if key not in loaded and base_of(str(key), stages) is None]
+    return [key for key in keys if key not in loaded and base_of(str(key), prefixes) is None]
 
 
-def suggestions(key: str, stages=(), extra=()) -> list:
+def suggestions(key: str, prefixes=(), extra=()) -> list:
     """Up to three known keys close to ``key`` (a known prefix is kept: ``mlm_learing_rate`` -> mlm_learning_rate)."""
     known = sorted(base_keys() | set(extra))
     close = difflib.get_close_matches(key, known, n=3, cutoff=0.75)
     pretext, kinds = _builtin_names()
-    for prefix in (*ROLE_PREFIXES, *pretext, *kinds, *stages):
+    for prefix in (*ROLE_PREFIXES, *pretext, *kinds, *prefixes):
         if key.startswith(prefix + "_"):
-            close += [f"{prefix}_{k}" for k in difflib.get_close_matches(key[len(prefix) + 1:], known, n=2,
-                                                                          cutoff=0.75) if not k.startswith(prefix + "_")]
-    return [k for k in dict.fromkeys(close) if base_of(k, stages) is not None or k in extra][:3]
+            rest = difflib.get_close_matches(key[len(prefix) + 1:], known, n=2, cutoff=0.75)
+            close += [f"{prefix}_{k}" for k in rest if not k.startswith(prefix + "_")]
+    return [k for k in dict.fromkeys(close) if base_of(k, prefixes) is not None or k in extra][:3]
 
 
-def check_known(sources: dict, stages=(), loaded=(), options=()) -> None:
+def check_known(sources: dict, prefixes=(), loaded=(), options=()) -> None:
     """``sources``: ``{where: {key: value}}`` (a file's path, ``the command line``, ``config_dict``). Raise
     :class:`SettingError` listing every unknown key with where it was set and a did-you-mean; ``options``: the
     command's own options (``--num_samples``), suggested when a key is close to one of them."""
     problems = []
     for where, values in sources.items():
-        for key in unknown_keys(values, stages, loaded):
-            close = suggestions(str(key), stages, loaded)
+        for key in unknown_keys(values, prefixes, loaded):
+            close = suggestions(str(key), prefixes, loaded)
             option = difflib.get_close_matches(str(key), list(options), n=1, cutoff=0.75)
             hint = [f"did you mean {' or '.join(close + [f'the option --{o}' for o in option])}?"] if close or option \
                 else []
@@ -230,14 +232,14 @@ def check_known(sources: dict, stages=(), loaded=(), options=()) -> None:
         error = SettingError("unknown setting(s): " + ", ".join(problems) + ". A setting is a key of RecBole's or "
                              "recbole-adaptssr's YAMLs of defaults, or <stage>_<key>, <kind>_<key>, finetune_<key>, "
                              "baseline_<key> of one (README, 'Which settings apply where')")
-        error.unknown = [k for values in sources.values() for k in unknown_keys(values, stages, loaded)]
+        error.unknown = [k for values in sources.values() for k in unknown_keys(values, prefixes, loaded)]
         raise error
 
 
 # ------------------------------------------------------------------------------------------------- values
-def types_of_key(key: str, stages=()) -> frozenset:
+def types_of_key(key: str, prefixes=()) -> frozenset:
     """The declared types of ``key`` (of its base key for a prefixed key); empty when unknown."""
-    base = base_of(key, stages) or key
+    base = base_of(key, prefixes) or key
     return declared_types().get(key) or declared_types().get(base, frozenset())
 
 
@@ -278,10 +280,10 @@ def _number(text: str, otherwise):
     return otherwise
 
 
-def parse_value(key: str, text: str, stages=()):
+def parse_value(key: str, text: str, prefixes=()):
     """The value of ``--key=text`` (see the module docstring): a literal by the key's declared type, never
     evaluated; text that reads as nothing the key declares stays text (the settings checks then name it)."""
-    types = types_of_key(key, stages)
+    types = types_of_key(key, prefixes)
     stripped = text.strip()
     if stripped in _NULLS:
         return None
@@ -313,10 +315,10 @@ def parse_value(key: str, text: str, stages=()):
     return value
 
 
-def normalise(key: str, value, stages=()):
+def normalise(key: str, value, prefixes=()):
     """A value from a file or ``config_dict``: a number given for a key declared only ``str`` becomes its text
     (``data_path: 2024`` is the folder ``2024``); anything else is kept."""
-    types = types_of_key(key, stages)
+    types = types_of_key(key, prefixes)
     if types and types <= {"str", "none"} and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     return value
@@ -334,11 +336,11 @@ def _shape(value) -> str | None:
     return None if value is None else "scalar"
 
 
-def shape_errors(values: dict, where: str, stages=()) -> list:
+def shape_errors(values: dict, where: str, prefixes=()) -> list:
     """Messages for the values of ``values`` whose shape their key does not declare (see the module docstring)."""
     problems = []
     for key, value in values.items():
-        types = types_of_key(str(key), stages)
+        types = types_of_key(str(key), prefixes)
         shape = _shape(value)
         if not types or shape is None:
             continue

@@ -196,8 +196,9 @@ def _first_bad_line(path: str, n_fields: int) -> tuple:
             except UnicodeDecodeError as error:
                 return number, (f"not valid UTF-8 ({error.reason}: byte 0x{body[error.start]:02x} at column "
                                 f"{error.start + 1}): convert the file to UTF-8")
-            if number > 1 and body and len(text.split("\t")) != n_fields:
-                return number, f"expected {n_fields} tab-separated fields (as the header), got {len(text.split(chr(9)))}"
+            fields = len(text.split("\t"))
+            if number > 1 and body and fields != n_fields:
+                return number, f"expected {n_fields} tab-separated fields (as the header), got {fields}"
     return None, "could not be read as a tab-separated file"
 
 

@@ -239,7 +239,8 @@ def check_checkpoint_data(config, state: dict, path: str, task_data) -> None:
         return
     counts = _item_counts(config, task_data)
     shares = fingerprint.vocabulary_overlap(state.get("item_vocabulary") or {}, counts)
-    figure = f"its vocabulary covers {shares[0]:.1%} of this log's behaviours ({shares[1]:.1%} of its {len(counts):,} items)"
+    figure = (f"its vocabulary covers {shares[0]:.1%} of this log's behaviours ({shares[1]:.1%} of its "
+              f"{len(counts):,} items)")
     if recorded is not None and not config["allow_data_change"]:
         change = fingerprint.differences({"behaviour_log": recorded}, {"behaviour_log": now})
         raise ValueError(f"finetune_from entry {path!r} was pre-trained on other data ({'; '.join(change)}); "

@@ -762,8 +762,9 @@ def run_study(options: StudyOptions, settings_args=(), config_dict=None, callbac
     expected = int(options.num_samples) * grid_size(dims)
     finished = [r for r in rows if r["status"] in out.FINISHED]
     interrupted = len(finished) < max(expected, len(rows))
+    all_failed = bool(rows) and all(r["status"] == "failed" for r in rows)
     outcome = StudyOutcome(name=name, experiment_path=path, output_dir=output_dir, spec=spec, rows=rows,
-                           interrupted=interrupted, all_failed=bool(rows) and all(r["status"] == "failed" for r in rows))
+                           interrupted=interrupted, all_failed=all_failed)
     outcome.files.update(out.write_trials(rows, spec, dims, output_dir))
     if interrupted:
         log(f"study interrupted: {len(finished)} of {max(expected, len(rows))} trials finished; continue it with "
