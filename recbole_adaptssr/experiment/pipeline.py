@@ -44,7 +44,8 @@ def load_task_data(config, required: bool):
 
 def run_grid(config, task_data: TaskData, tasks: list, start_points: dict, run_dir: str, resume: bool = False) -> list:
     """Fine-tune every (start point, task, seed): seeds ``seed, seed+1, ...`` (``repeat`` of them); each start
-    point's checkpoint is loaded (and verified) once. ``start_points`` maps a label to ``None`` or a checkpoint path.
+    point's checkpoint is loaded (and verified) once. ``start_points`` maps a label to ``None``, a checkpoint path
+    or a checkpoint already loaded.
 
     Each finished run's :class:`RunResult` is written (atomically, after it was logged) as JSON beside its
     checkpoint: ``<run_dir>/finetune/<model>-<label>-<task>-seed<seed>.json``. With ``resume``, a run whose JSON

@@ -205,8 +205,7 @@ def check_finetuning(config, task_data, tasks: list, start_points: list) -> None
         if config[f"finetune_{key}"] is not None:
             _check_value(f"finetune_{key}", config[f"finetune_{key}"], kind)
     stages = [str(s) for s in config["pretrain_stages"] or []]
-    check_unique([os.path.realpath(str(s)) if os.path.isfile(str(s)) else str(s).lower() if str(s).lower() == "none"
-                  else str(s) for s in start_points], "finetune_from")
+    check_unique([_start_identity(str(s)) for s in start_points], "finetune_from")
     for start in start_points:
         name = str(start)
         if name.lower() == "none" or name in stages:
@@ -224,6 +223,13 @@ def check_finetuning(config, task_data, tasks: list, start_points: list) -> None
         if uses_pretext:  # pre-trained with another user model or pooling: an error naming both
             check_checkpoint(config, state, f"finetune_from entry {name!r}")
         check_checkpoint_data(config, state, name, task_data)
+
+
+def _start_identity(entry: str) -> str:
+    """What a ``finetune_from`` entry starts from: ``none``, a stage, or a checkpoint file (by its real path)."""
+    if entry.lower() == "none":
+        return "none"
+    return os.path.realpath(entry) if os.path.isfile(entry) else entry
 
 
 def check_checkpoint_data(config, state: dict, path: str, task_data) -> None:

@@ -24,6 +24,7 @@ checks that the YAML reproduces the trial's validation metric and gives the one 
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import math
 import os
@@ -566,8 +567,7 @@ def study_config(options: StudyOptions, files: list, config_dict=None):
         from recbole_adaptssr.tuning.cli import build_parser
 
         options_names = [a.dest for a in build_parser()._actions if a.dest != "help"]
-        hints = {k: c for k in error.unknown for c in setting_keys.difflib.get_close_matches(k, options_names, n=1,
-                                                                                               cutoff=0.75)}
+        hints = {k: c for k in error.unknown for c in difflib.get_close_matches(k, options_names, n=1, cutoff=0.75)}
         if not hints:
             raise
         raise setting_keys.SettingError(str(error) + "; " + ", ".join(
