@@ -356,3 +356,16 @@ def test_the_verdict_on_unchanged_files_is_remembered_and_nothing_is_read_again(
     validation.clear_memo()
     assert validate_data(config, TaskData(config["data_path"], "tt"), ["cls"])["behaviour_log"]["rows"] == \
         first["behaviour_log"]["rows"] + 1
+
+
+@pytest.mark.parametrize("token", ["", "NA"])
+def test_an_empty_item_id_is_left_out_alike_by_pretraining_and_finetuning_without_the_check(tmp_path, token):
+    """Outside a pipeline (no data check), the task loader leaves the row out as RecBole's loader does, instead of
+    making it an out-of-vocabulary behaviour."""
+    data = write_task_dataset(tmp_path / "data", "tt", tasks=("cls",), n_users=12)
+    path = data.folder / "tt.inter"
+    first = next(i for i, line in enumerate(lines_of(path)) if line.startswith("u1\t")) + 1
+    replace_line(path, first, f"u1\t{token}\t{data.sequences['u1'][0][1]}")
+    config = Config(model="AdaptSSR", dataset="tt", config_dict=base_config(data, tmp_path, pretrain_valid_ratio=0.25))
+    pre, fine = sequences_of(config, data, tmp_path)
+    assert pre == fine == [item for item, _ in data.sequences["u1"]][1:][-10:]

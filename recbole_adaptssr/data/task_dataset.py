@@ -91,7 +91,11 @@ class TaskData:
 
 def read_behaviour_log(path: str, user_field: str = "user_id", item_field: str = "item_id",
                        time_field: str = "timestamp") -> pd.DataFrame:
-    """Read a behaviour ``.inter`` file as strings (user, item) and float time, in file order."""
+    """Read a behaviour ``.inter`` file as strings (user, item) and float time, in file order. A row whose user or
+    item is empty or a word pandas reads as missing is left out, as RecBole's loader leaves it out of pre-training
+    (the data check refuses such a log before a pipeline runs)."""
+    from recbole_adaptssr.data.validation import MISSING
+
     if not os.path.isfile(path):
         raise FileNotFoundError(f"behaviour log not found: {path}")
     frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, engine="c")
@@ -99,6 +103,8 @@ def read_behaviour_log(path: str, user_field: str = "user_id", item_field: str =
     missing = [f for f in (user_field, item_field, time_field) if f not in columns]
     if missing:
         raise ValueError(f"{path}: header lacks field(s) {missing}; found {list(frame.columns)}")
+    ids = frame[[columns[user_field], columns[item_field]]]
+    frame = frame[~ids.isin(MISSING).any(axis=1).to_numpy()]
     return pd.DataFrame(
         {
             "user": frame[columns[user_field]].to_numpy(),
