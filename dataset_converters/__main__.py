@@ -87,6 +87,8 @@ def build_parser(prog: str = "python -m dataset_converters") -> argparse.Argumen
                    help="user,label (default %(default)s)")
     p.add_argument("--cvr-file", default=app.TASK_FILES["cvr"], metavar="FILE",
                    help="user,target_app,label (default %(default)s)")
+    p.add_argument("--duplicate-rows", choices=app.DUPLICATE_POLICIES, default="report",
+                   help="install lines repeating an earlier one exactly: report (keep, count; default), drop, error")
 
     p = sub.add_parser("movielens", help="MovieLens ml-100k / ml-1m / RecBole atomic (tasks gender, age, "
                                          "occupation, rec)", description=movielens.__doc__, formatter_class=fmt,
@@ -124,7 +126,7 @@ def main(argv=None, prog: str = "python -m dataset_converters") -> int:
             files = {"installs": args.installs_file, "gender": args.gender_file, "cvr": args.cvr_file}
             stats = app.convert_app(args.input, args.output, args.name, tasks=args.tasks, max_len=args.max_len,
                                     gender_values=gv, files=files, skip_bad_lines=args.skip_bad_lines,
-                                    progress=progress, overwrite=args.overwrite)
+                                    progress=progress, overwrite=args.overwrite, duplicate_rows=args.duplicate_rows)
         else:
             name = args.name
             fmt = args.format

@@ -37,8 +37,8 @@ DEFAULTS = {"model": "AdaptSSR", "dataset": "ml-100k"}
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """The main command's own options; every other ``--key=value`` is a setting, read by RecBole's Config."""
-    parser = argparse.ArgumentParser(prog=prog, description=MAIN_DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog=prog, description=MAIN_DESCRIPTION, allow_abbrev=False,  # RecBole's Config
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # reads --key=value as written
     parser.add_argument("--model", "-m", type=str, default=None, help="model name, ours or RecBole's (AdaptSSR)")
     parser.add_argument("--dataset", "-d", type=str, default=None, help="data set name (ml-100k: the embedded one)")
     parser.add_argument("--config_files", type=str, default=None, help="space-separated YAML files")

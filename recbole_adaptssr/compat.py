@@ -211,12 +211,14 @@ def save_trainer_checkpoint(trainer, epoch, saved_model_file, verbose=True) -> N
     from recbole.utils import set_color
 
     from recbole_adaptssr.checkpoint import save_payload
+    from recbole_adaptssr.data.fingerprint import checkpoint_record
 
     config = trainer.config
     if not config["single_spec"] and config["local_rank"] != 0:
         return
     state = {
         "config": saved_config(config),
+        "data": checkpoint_record(config),
         "epoch": epoch,
         "cur_step": trainer.cur_step,
         "best_valid_score": float(trainer.best_valid_score),

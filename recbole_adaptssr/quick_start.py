@@ -54,6 +54,7 @@ def run_recbole_model(config, saved=True) -> dict:
 
     from recbole_adaptssr.compat import plain
     from recbole_adaptssr.data.utils import create_dataset
+    from recbole_adaptssr.experiment.pipeline import run_data, write_data_record
     from recbole_adaptssr.experiment.run_dir import new_run_dir
     from recbole_adaptssr.experiment.run_logger import init_run_logger
     from recbole_adaptssr.utils import get_model, get_trainer
@@ -63,6 +64,7 @@ def run_recbole_model(config, saved=True) -> dict:
     check_dataset(config)  # RecBole would download a known name whose folder is missing
     check_settings(config)
     run_dir = new_run_dir(config["checkpoint_dir"], config["model"], config["dataset"], plain(config.user_config_dict))
+    write_data_record(run_dir, run_data(config, []))
     config = config.derive(checkpoint_dir=run_dir)
     init_seed(config["seed"], config["reproducibility"])
     init_run_logger(config, run_dir)

@@ -29,6 +29,7 @@ from recbole_adaptssr import precision as step_precision
 
 from recbole_adaptssr.checkpoint import FORMAT_VERSION, save_checkpoint, save_payload, verify_checkpoint
 from recbole_adaptssr.compat import plain, save_trainer_checkpoint
+from recbole_adaptssr.data.fingerprint import checkpoint_record
 from recbole_adaptssr.evaluation.full_sort import fast_full_sort
 from recbole_adaptssr.pretext.base import StageSettings
 from recbole_adaptssr.row_sparse_adam import build_row_sparse_adam
@@ -244,9 +245,12 @@ class AdaptSSRTrainer(TaskTrainer):
             last_epoch, stopped = resume_state["epoch"], resume_state["stopped"]
             self.logger.info(set_color(f"[{stage}] resumed", "green") + f" after epoch {last_epoch}")
 
+        data = checkpoint_record(self.config, item_vocabulary)  # the data this stage trains on
+
         def progress(epoch, finished):
             return {
                 "format_version": FORMAT_VERSION, "kind": RESUME_KIND, "stage": stage, "stage_index": stage_index,
+                "data": data,
                 "epoch": epoch, "finished": finished, "stopped": stopped,
                 "model_state": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
                 "optimizer": None if finished else self.optimizer.state_dict(),

@@ -46,8 +46,9 @@ from recbole_adaptssr.data.baseline_dataset import (BaselineTaskDataset, Behavio
                                                    behaviour_interactions, item_domains, log_vocabulary,
                                                    task_pair_keys, with_behaviours)
 from recbole_adaptssr.data.task_dataset import TaskData
+from recbole_adaptssr.data.validation import validate_data
 from recbole_adaptssr.experiment.finetuning import prefixed_overrides, task_overrides, without_sampled_negatives
-from recbole_adaptssr.experiment.pipeline import run_settings, save_run_result
+from recbole_adaptssr.experiment.pipeline import run_data, run_settings, save_run_result, write_data_record
 from recbole_adaptssr.experiment.recbole_support import unsupported_reason
 from recbole_adaptssr.experiment.results import RunResult, markdown_table, summarize, write_results
 from recbole_adaptssr.experiment.run_dir import new_run_dir
@@ -306,9 +307,11 @@ def run_recbole_baselines(config) -> dict:
     variants = baseline_variants(config)
     item_domains(config)
     check_finetuning(config, task_data, tasks, [])  # the kinds' settings, the task files, task_split, repeat
+    checks, data = validate_data(config, task_data, tasks), run_data(config, tasks)  # before the run folder
     seeds = [int(config["seed"]) + r for r in range(config["repeat"])]
 
     run_dir = new_run_dir(config["checkpoint_dir"], "RecBoleBaselines", config["dataset"], run_settings(config))
+    write_data_record(run_dir, data, checks)
     log_file = init_run_logger(config, run_dir)
     logger = getLogger()
     logger.info(sys.argv)

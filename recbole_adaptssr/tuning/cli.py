@@ -30,6 +30,7 @@ import sys
 from recbole_adaptssr.tuning.study import SCHEDULERS, SEARCH_MODES, StudyOptions
 
 EXIT_INTERRUPTED = 3
+EXIT_ALL_FAILED = 4
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,7 +145,8 @@ def main(argv=None, config_dict=None, callbacks=None):
 
 
 def console_main(argv=None) -> int:
-    """The script's exit status: 0 done, 1 error (printed), 3 interrupted (resume with --resume)."""
+    """The script's exit status: 0 done, 1 error (printed), 3 interrupted (resume with --resume), 4 every trial
+    failed (the first error is printed; the trials table has each)."""
     from recbole_adaptssr.tuning.space import SpaceError
 
     try:
@@ -152,4 +154,9 @@ def console_main(argv=None) -> int:
     except (SpaceError, ValueError, FileNotFoundError) as error:
         print(f"{os.path.basename(sys.argv[0])}: error: {error}", file=sys.stderr)
         return 1
+    if outcome.all_failed:
+        print(f"run_hyper_adaptssr.py: error: every trial of study {outcome.name} failed "
+              f"({len(outcome.rows)} trial(s); the first: {outcome.rows[0]['error']}); see "
+              f"{outcome.files.get('trials_md', outcome.output_dir)}", file=sys.stderr)
+        return EXIT_ALL_FAILED
     return EXIT_INTERRUPTED if outcome.interrupted else 0
