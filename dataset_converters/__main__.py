@@ -54,11 +54,11 @@ def _tasks(value: str, allowed: tuple) -> list[str]:
     return tasks
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m dataset_converters") -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
-    ap = argparse.ArgumentParser(prog="python -m dataset_converters", formatter_class=fmt,
+    ap = argparse.ArgumentParser(prog=prog, formatter_class=fmt,
                                  description="Convert the AdaptSSR data sets (TTL, App, MovieLens) to RecBole "
-                                             "atomic files.  See `python -m dataset_converters SOURCE --help`.",
+                                             f"atomic files.  See `{prog} SOURCE --help`.",
                                  epilog=OUTPUT_HELP)
     sub = ap.add_subparsers(dest="source", required=True, metavar="{ttl,app,movielens}")
 
@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="user,label (default %(default)s)")
     p.add_argument("--cvr-file", default=app.TASK_FILES["cvr"], metavar="FILE",
                    help="user,target_app,label (default %(default)s)")
+    p.add_argument("--duplicate-rows", choices=app.DUPLICATE_POLICIES, default="report",
+                   help="install lines repeating an earlier one exactly: report (keep, count; default), drop, error")
 
     p = sub.add_parser("movielens", help="MovieLens ml-100k / ml-1m / RecBole atomic (tasks gender, age, "
                                          "occupation, rec)", description=movielens.__doc__, formatter_class=fmt,
@@ -103,8 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv=None, prog: str = "python -m dataset_converters") -> int:
+    args = build_parser(prog).parse_args(argv)
     level = logging.WARNING if args.quiet else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
@@ -124,7 +126,7 @@ def main(argv=None) -> int:
             files = {"installs": args.installs_file, "gender": args.gender_file, "cvr": args.cvr_file}
             stats = app.convert_app(args.input, args.output, args.name, tasks=args.tasks, max_len=args.max_len,
                                     gender_values=gv, files=files, skip_bad_lines=args.skip_bad_lines,
-                                    progress=progress, overwrite=args.overwrite)
+                                    progress=progress, overwrite=args.overwrite, duplicate_rows=args.duplicate_rows)
         else:
             name = args.name
             fmt = args.format

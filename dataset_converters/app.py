@@ -13,6 +13,9 @@ quotes, and not a missing-value word such as ``NA``/``null``):
 
 Users are ordered by first appearance in ``installs.csv``.  Every user of gender.csv and cvr.csv must have
 installs; a user labelled twice in gender.csv, or a (user, target_app) pair given twice in cvr.csv, is bad.
+An install line that repeats an earlier one exactly (same user, app and timestamp) follows ``--duplicate-rows``:
+``report`` (default: kept, counted as ``duplicate_rows`` in the statistics), ``drop`` (the first is kept, the
+others counted as skipped ``duplicate_row``) or ``error`` (the conversion fails naming both lines).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 from .common import (
     BAD_ID,
     BAD_TIMESTAMP,
+    DUPLICATE_ROW,
     DUPLICATE_SAMPLE,
     DUPLICATE_USER,
     UNDECODABLE,
@@ -57,6 +61,7 @@ HEADERS = {"installs": ("user", "app", "timestamp"), "gender": ("user", "label")
            "cvr": ("user", "target_app", "label")}
 DEFAULT_MAX_LEN = 256
 DEFAULT_GENDER_VALUES = ("0", "1")
+DUPLICATE_POLICIES = ("report", "drop", "error")
 _BUF = 1 << 20
 
 
@@ -111,11 +116,14 @@ def _token(value: str, what: str) -> str:
 
 def convert_app(input_dir, output_dir, name: str = "app", tasks=TASKS, max_len: int = DEFAULT_MAX_LEN,
                 gender_values=DEFAULT_GENDER_VALUES, files: dict | None = None, skip_bad_lines: bool = False,
-                progress: bool = False, *, overwrite: bool = False) -> dict:
+                progress: bool = False, *, overwrite: bool = False, duplicate_rows: str = "report") -> dict:
     """Convert the App layout in ``input_dir`` to ``output_dir/name``; return the statistics dict.
 
-    ``overwrite``: replace an existing data set folder written by the converters (never one with other files).
+    ``overwrite``: replace an existing data set folder written by the converters (never one with other files);
+    ``duplicate_rows``: report | drop | error, for install lines that repeat an earlier one exactly.
     """
+    if duplicate_rows not in DUPLICATE_POLICIES:
+        raise ConversionError("--duplicate-rows", None, f"must be one of {', '.join(DUPLICATE_POLICIES)}")
     input_dir = Path(input_dir)
     tasks = list(tasks)
     for t in tasks:
@@ -152,11 +160,13 @@ def convert_app(input_dir, output_dir, name: str = "app", tasks=TASKS, max_len: 
             except _Bad as e:
                 inst.bad_line(lineno, e.kind, e.problem)
                 continue
-            ev.add(user, app, t)
+            ev.add(user, app, t, lineno)
         log.info("%s: %d lines, %d users, %d apps in %.1fs", inst_path.name, inst.read, len(ev.users),
                  len(ev.items), time.time() - t0)
 
-        seq = _write_inter(ev, tmp / f"{name}.inter", max_len, inst)
+        repeated = _duplicate_installs(ev, inst, duplicate_rows)
+        skip = repeated if duplicate_rows == "drop" else None
+        seq = _write_inter(ev, tmp / f"{name}.inter", max_len, inst, skip=skip)
         require_output(inst, seq["num_sequences"], "installs", "there is no behaviour sequence and no user for the "
                        "task lines")
         known = ev.user_code
@@ -172,14 +182,34 @@ def convert_app(input_dir, output_dir, name: str = "app", tasks=TASKS, max_len: 
             require_samples(fr, summaries[-1])
             reports.append(fr)
         notes = [f"Sequences sorted by timestamp (ties keep file order), most recent {max_len} kept per user.",
-                 "Users are ordered by first appearance in the installs file."]
+                 "Users are ordered by first appearance in the installs file.",
+                 f"Install lines repeating an earlier one exactly: {inst.extra['duplicate_rows']:,} "
+                 f"({'dropped' if duplicate_rows == 'drop' else 'kept'}; --duplicate-rows {duplicate_rows})."]
         stats = finish_dataset(tmp, name, "app", seq, summaries, reports,
                                {"tasks": tasks, "max_len": max_len, "gender_values": list(gender_values),
-                                "skip_bad_lines": skip_bad_lines}, notes)
+                                "skip_bad_lines": skip_bad_lines, "duplicate_rows": duplicate_rows}, notes)
     return stats
 
 
-def _write_inter(ev: EventLog, path: Path, max_len: int, fr: FileReport) -> dict:
+def _duplicate_installs(ev: EventLog, fr: FileReport, policy: str):
+    """The mask of install events that repeat an earlier one exactly; counted in the statistics, dropped (counted
+    as skipped) or an error, as ``policy`` says."""
+    repeated, pair = ev.duplicates()
+    count = int(repeated.sum())
+    fr.extra["duplicate_rows"] = count
+    if count and policy == "error":
+        raise ConversionError(fr.path, pair[1], f"repeats line {pair[0]} exactly (same user, app and timestamp); "
+                                                f"{count:,} such line(s): remove them, or pass --duplicate-rows "
+                                                "report (keep) or drop", DUPLICATE_ROW)
+    if count and policy == "drop":
+        fr.drop(DUPLICATE_ROW, count)
+    if count:
+        log.warning("%s: %d install line(s) repeat an earlier one exactly (e.g. lines %d and %d): %s", fr.path,
+                    count, pair[0], pair[1], "dropped" if policy == "drop" else "kept (--duplicate-rows report)")
+    return repeated
+
+
+def _write_inter(ev: EventLog, path: Path, max_len: int, fr: FileReport, skip=None) -> dict:
     integral = ev.timestamps_integral()
     items = ev.items
     distinct = bytearray(len(items))
@@ -187,7 +217,7 @@ def _write_inter(ev: EventLog, path: Path, max_len: int, fr: FileReport) -> dict
     min_len, longest = 1 << 62, 0
     with open(path, "w", encoding="utf-8", buffering=_BUF) as out:
         out.write("user_id:token\titem_id:token\ttimestamp:float\n")
-        for user, it, ts in ev.groups():
+        for user, it, ts in ev.groups(skip=skip):
             if len(it) > max_len:
                 fr.drop("beyond_max_len", len(it) - max_len)
                 it, ts = it[-max_len:], ts[-max_len:]

@@ -24,6 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import psutil
+
 log = logging.getLogger("dataset_converters")
 
 #: Exit code of the CLI for any conversion error (bad input, missing file, ...), as for argparse errors.
@@ -37,6 +39,7 @@ EMPTY_SEQUENCE = "empty_sequence"
 UNKNOWN_USER = "unknown_user"
 DUPLICATE_USER = "duplicate_user"
 DUPLICATE_SAMPLE = "duplicate_sample"
+DUPLICATE_ROW = "duplicate_row"
 UNKNOWN_LABEL = "unknown_label"
 NO_TARGETS = "no_targets"
 WRONG_FIELD_COUNT = "wrong_field_count"
@@ -203,25 +206,21 @@ def temp_prefix(name: str) -> str:
 
 
 def _process_start(pid: int) -> str | None:
-    """The start time of process ``pid`` (clock ticks since boot, Linux ``/proc``), None where unknown."""
+    """The start time of process ``pid`` (seconds since the epoch, to 10 ms), None where unknown."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-        return stat[stat.rindex(b")") + 2:].split()[19].decode()  # field 22; the name (field 2) may hold spaces
-    except (OSError, ValueError, IndexError):
+        return f"{psutil.Process(pid).create_time():.2f}"
+    except (psutil.Error, ValueError, OverflowError):
         return None
 
 
 def _alive(pid: int, start: str | None) -> bool:
     """Whether the process that wrote a marker still runs (False when its pid now belongs to another process)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, run by another user
-        pass
-    except OSError:  # e.g. a pid out of range: do not guess
+        running = psutil.pid_exists(pid)
+    except (ValueError, OverflowError):  # a pid out of range: do not guess
         return True
+    if not running:
+        return False
     now = _process_start(pid)
     return start is None or now is None or now == start
 

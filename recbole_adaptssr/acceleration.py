@@ -15,15 +15,22 @@ each can be set for one stage only as ``<stage>_<key>``):
   default CUDA generator's Philox offsets advance exactly as in eager mode, so the losses, gradients and
   parameters are the eager ones; ``scripts/bench_pretrain.py --check`` compares them bitwise on the GPU. The
   last, partial batch of an epoch runs eagerly. A task is captured only if it is known to be graph-safe (no
-  host synchronisation, no data-dependent shapes: :data:`GRAPH_SAFE_TASKS`, or a task class with
-  ``cuda_graph_safe = True``); MLM is not (its masked positions have a data-dependent count). Not used with
-  AMP / the gradient scaler or under ``torch.distributed`` (the global-negatives gather synchronises).
+  host synchronisation, no data-dependent shapes: :data:`GRAPH_SAFE_TASKS`, or a task whose ``cuda_graph_safe``
+  is true: MLM where the fused softmax takes its loss, which then gets every position's row and the count of
+  masked ones, padded to a fixed size). Not used with AMP / the gradient scaler or under ``torch.distributed``
+  (the global-negatives gather synchronises). The NaN check of a replayed step is read one step later (the
+  flag is copied to the host without waiting; the next step waits for that copy alone), so the host queues the
+  next step while the GPU runs this one; an epoch's last flag is read when the epoch's batches run out.
 * ``fused_optimizer`` (default off): ``torch.optim.Adam(fused=True)`` (one kernel over all parameters instead of
   a dozen passes of the foreach implementation). The same update formula, not the same float32 rounding: agrees
   with the default within float32 rounding (checked on CPU in tests/test_acceleration.py, on the GPU by the
   bench's ``--check``), not bitwise.
 * ``pretrain_tf32`` (default off, CUDA only): TF32 tensor-core matrix products during a stage (10-bit mantissa
   inputs): changes the numbers; the one-step loss difference is reported by the bench's ``--check``.
+* ``precision`` (default float32; :mod:`recbole_adaptssr.precision`): the stage's training step in float32, TF32
+  or bfloat16 autocast (float32 master weights), the graphed step included.
+* ``sparse_item_update`` (default off): Adam updates only the item-table rows a batch touched
+  (:mod:`recbole_adaptssr.row_sparse_adam`: lazy-Adam semantics, not dense Adam's).
 
 Losses are summed on the device in float64 (the eager loop summed Python floats, also float64, in the same
 order: the same epoch loss), so no step waits for the GPU except for RecBole's NaN check.
@@ -31,15 +38,19 @@ order: the same epoch loss), so no step waits for the GPU except for RecBole's N
 
 from __future__ import annotations
 
+import contextlib
 from logging import getLogger
 
 import numpy as np
 import torch
 
+from recbole_adaptssr import precision as step_precision
+
 __all__ = [
     "GRAPH_SAFE_TASKS",
     "DeviceBatches",
     "GraphedStep",
+    "LaggedNanCheck",
     "StageAccelerator",
     "accumulate_losses",
     "build_fused_optimizer",
@@ -167,10 +178,11 @@ class GraphedStep:
     loss tensor (overwritten by the next replay). The caller then does what follows ``backward`` eagerly (gradient
     averaging, clipping, NaN check, optimizer step)."""
 
-    def __init__(self, model, loss_func, example, device):
+    def __init__(self, model, loss_func, example, device, context=contextlib.nullcontext):
         self.model = model
         self.loss_func = loss_func
         self.device = device
+        self.context = context  # e.g. the stage's precision (autocast), entered around every captured forward
         self.keys = tuple(sorted(example.interaction))
         self.static = {key: example[key].clone() for key in self.keys}
         self.signature = self._signature(example)
@@ -198,13 +210,16 @@ class GraphedStep:
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
             for _ in range(GRAPH_WARMUP_STEPS):
-                self.loss_func(inputs).backward()
+                with self.context():
+                    loss = self.loss_func(inputs)
+                loss.backward()
                 for p in params:
                     p.grad = None
         torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            loss = self.loss_func(inputs)
+            with self.context():
+                loss = self.loss_func(inputs)
             loss.backward()
         self.graph, self.loss = graph, loss
         self.grads = {p: p.grad for p in params if p.grad is not None}
@@ -223,8 +238,40 @@ class GraphedStep:
         self.graph, self.loss, self.grads, self.static = None, None, {}, {}
 
 
+class LaggedNanCheck:
+    """RecBole's "Training loss is nan" check of a replayed step, read one step later: :meth:`push` enqueues the
+    loss's NaN flag and its copy to pinned host memory (no wait) and reads the previous step's flag, waiting for
+    that copy alone; :meth:`flush` reads the last one. The same error, raised one step later."""
+
+    def __init__(self, device):
+        self.device = device
+        self.flags = [torch.zeros(1, dtype=torch.bool, pin_memory=True) for _ in range(2)]
+        self.events = [torch.cuda.Event() for _ in range(2)]
+        self.pending = None  # index of the flag not yet read
+
+    def push(self, loss):
+        slot = 0 if self.pending is None else 1 - self.pending
+        self.flags[slot].copy_(torch.isnan(loss).reshape(1), non_blocking=True)
+        self.events[slot].record(torch.cuda.current_stream(self.device))
+        previous, self.pending = self.pending, slot
+        if previous is not None:
+            self._read(previous)
+
+    def flush(self):
+        if self.pending is not None:
+            slot, self.pending = self.pending, None
+            self._read(slot)
+
+    def _read(self, slot):
+        self.events[slot].synchronize()
+        if bool(self.flags[slot]):
+            self.pending = None
+            raise ValueError("Training loss is nan")
+
+
 # ------------------------------------------------------------------------------------------------ per stage
-def _flag(settings, key, default=False):
+def flag(settings, key, default=False):
+    """The bool setting ``key`` of a stage's settings view (an error naming the key otherwise)."""
     value = settings.get(key, default)
     if not isinstance(value, bool):
         raise ValueError(f"{settings.key(key)} must be True or False, got {value!r}")
@@ -241,20 +288,24 @@ class StageAccelerator:
         self.trainer = trainer
         self.device = torch.device(trainer.device)
         cuda = self.device.type == "cuda"
-        self.device_batches = DeviceBatches(self.device) if _flag(settings, "device_batches", True) else None
+        self.device_batches = DeviceBatches(self.device) if flag(settings, "device_batches", True) else None
         task = trainer.model.pretext_task
         graph_safe = getattr(task, "cuda_graph_safe", getattr(task, "name", None) in GRAPH_SAFE_TASKS)
-        self.use_graphs = (cuda and _flag(settings, "cuda_graphs", True) and graph_safe
+        self.use_graphs = (cuda and flag(settings, "cuda_graphs", True) and graph_safe
                            and not trainer.enable_amp and not trainer.enable_scaler
                            and not distributed.is_distributed())
-        self.tf32 = cuda and _flag(settings, "pretrain_tf32", False)
+        self.precision = step_precision.setting(settings)
+        self._saved_precision = trainer.precision
+        trainer.precision = self.precision
+        self.nan_check = LaggedNanCheck(self.device) if self.use_graphs else None
+        self.tf32 = cuda and flag(settings, "pretrain_tf32", False)
         self._saved_tf32 = None
         if self.tf32:
             self._saved_tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         self.graph = None
         getLogger().debug(f"[{settings.stage}] acceleration: device_batches={self.device_batches is not None}, "
-                          f"cuda_graphs={self.use_graphs}, tf32={self.tf32}")
+                          f"cuda_graphs={self.use_graphs}, tf32={self.tf32}, precision={self.precision}")
 
     def batches(self, train_data):
         """The epoch's batches gathered on the device, or None when device batches do not apply (the trainer then
@@ -270,7 +321,8 @@ class StageAccelerator:
         if self.graph is None:
             if interaction[self.trainer.model.ITEM_SEQ].size(0) != self.trainer.config["train_batch_size"]:
                 return None  # capture on a full batch
-            step = GraphedStep(self.trainer.model, loss_func, interaction, self.device)
+            step = GraphedStep(self.trainer.model, loss_func, interaction, self.device,
+                               context=lambda: step_precision.training_precision(self.device, self.precision))
             step.capture()
             self.graph = step
         if self.graph.loss_func != loss_func or not self.graph.matches(interaction):
@@ -278,9 +330,13 @@ class StageAccelerator:
         return self.graph
 
     def close(self):
+        if self.nan_check is not None:
+            self.nan_check.pending = None
         if self.graph is not None:
             self.graph.close()
             self.graph = None
+        if self._saved_precision is not None:
+            self.trainer.precision, self._saved_precision = self._saved_precision, None
         if self.device_batches is not None:
             self.device_batches.close()
         if self._saved_tf32 is not None:

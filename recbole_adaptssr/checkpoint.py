@@ -2,8 +2,9 @@
 
 Stage checkpoints (:func:`save_checkpoint`) hold only tensors and plain Python values: the model's state dict, the
 stage that produced it, the plain-typed settings, the item vocabulary (token -> id, so a later fine-tune on other
-atomic files can align ids), the validation result of the kept epoch and the stage's summary (validation metric,
-result before training, per-epoch history).
+atomic files can align ids), the data it was trained on (``"data"``: the behaviour log's and the vocabulary's
+fingerprints, :mod:`recbole_adaptssr.data.fingerprint`), the validation result of the kept epoch and the stage's
+summary (validation metric, result before training, per-epoch history).
 
 Every file written here (stage checkpoints, pre-training resume checkpoints, and RecBole-style fine-tune checkpoints
 through :func:`recbole_adaptssr.compat.save_trainer_checkpoint`) is
@@ -21,13 +22,23 @@ through :func:`recbole_adaptssr.compat.save_trainer_checkpoint`) is
 :func:`verify_checkpoint` / :func:`load_checkpoint` reject, with the path and the reason, an empty file, a file that
 is not a complete torch archive (truncated, or not a checkpoint), a payload whose recomputed checksum differs from
 the recorded one (a flipped byte in a tensor or a value; torch itself does not check its archive's CRCs), and a
-stage checkpoint of this format version without a checksum. Files of format version 1 (before checksums) still load.
+checkpoint of our format (it has a ``format_version``) without a checksum: there is no downgrade path (format 1,
+which had none, is not read).
+
+**Integrity, not authenticity.** The checksum detects corruption; anyone who can edit a checkpoint can recompute
+it. For checkpoints on shared storage, set a key (the setting ``checkpoint_hmac_key``, or the environment variable
+``RECBOLE_ADAPTSSR_HMAC_KEY``; the setting wins): every checkpoint written is then signed (``"signature"``:
+HMAC-SHA256 of the checksum under the key), and every checkpoint read must carry a valid signature under that key
+(an unsigned one, or one signed with another key or altered, is refused). Without a key, a signature is not
+checked. The setting is taken out of the settings (never logged, recorded in ``run.json`` or saved in a
+checkpoint): prefer the environment variable, which is in no file at all.
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
+import hmac
 import os
 import zipfile
 
@@ -36,10 +47,15 @@ import torch
 from recbole_adaptssr.compat import plain
 from recbole_adaptssr.files import atomic_write
 
-FORMAT_VERSION = 2  # 2: carries a checksum; 1 (no checksum) is still read
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3  # 3: records its data; 2: a checksum only (still read); 1 (no checksum) is refused
+READABLE_VERSIONS = (2, 3)
 CHECKSUM_KEY = "checksum"
+SIGNATURE_KEY = "signature"
 ALGORITHM = "sha256"
+SIGNATURE_ALGORITHM = "hmac-sha256"
+HMAC_KEY_ENV = "RECBOLE_ADAPTSSR_HMAC_KEY"
+_UNCOVERED = (CHECKSUM_KEY, SIGNATURE_KEY)  # entries the content digest leaves out
+_signing_key: str | None = None  # set by the Config of this process (checkpoint_hmac_key)
 
 
 class CheckpointError(ValueError):
@@ -59,12 +75,29 @@ class CheckpointWriteError(OSError):
                          "the previous file, if any, is unchanged")
 
 
+# ----------------------------------------------------------------------------------------------------- signing key
+def set_signing_key(key: str | None) -> None:
+    """The key of ``checkpoint_hmac_key`` (None: the environment's :data:`HMAC_KEY_ENV`, if any)."""
+    global _signing_key
+    _signing_key = key or None
+
+
+def signing_key() -> bytes | None:
+    """The key that signs and verifies checkpoints in this process, or None."""
+    key = _signing_key or os.environ.get(HMAC_KEY_ENV) or None
+    return None if key is None else key.encode("utf-8")
+
+
+def _signature(key: bytes, digest: str) -> str:
+    return hmac.new(key, digest.encode("ascii"), hashlib.sha256).hexdigest()
+
+
 # ----------------------------------------------------------------------------------------------------- checksum
 def content_digest(payload: dict) -> str:
-    """SHA-256 (hex) over ``payload``'s contents, ``"checksum"`` itself left out; identical before saving and after
-    ``torch.load(weights_only=True)``."""
+    """SHA-256 (hex) over ``payload``'s contents, ``"checksum"`` and ``"signature"`` left out; identical before
+    saving and after ``torch.load(weights_only=True)``."""
     h = hashlib.sha256()
-    _feed(h, {k: v for k, v in payload.items() if k != CHECKSUM_KEY})
+    _feed(h, {k: v for k, v in payload.items() if k not in _UNCOVERED})
     return h.hexdigest()
 
 
@@ -101,9 +134,14 @@ def _feed(h, value) -> None:
 
 
 def with_checksum(payload: dict) -> dict:
-    """``payload`` plus its ``"checksum"`` entry."""
-    body = {k: v for k, v in payload.items() if k != CHECKSUM_KEY}
-    return {**body, CHECKSUM_KEY: {"algorithm": ALGORITHM, "digest": content_digest(body)}}
+    """``payload`` plus its ``"checksum"`` entry, and its ``"signature"`` when a signing key is set."""
+    body = {k: v for k, v in payload.items() if k not in _UNCOVERED}
+    digest = content_digest(body)
+    out = {**body, CHECKSUM_KEY: {"algorithm": ALGORITHM, "digest": digest}}
+    key = signing_key()
+    if key is not None:
+        out[SIGNATURE_KEY] = {"algorithm": SIGNATURE_ALGORITHM, "digest": _signature(key, digest)}
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------- writing
@@ -127,6 +165,8 @@ def save_checkpoint(path, model, stage: str, config, item_vocabulary, valid_resu
     """Write a stage checkpoint to ``path`` (folders created, atomically, with its checksum) and return the path.
     ``summary``: the stage's ``valid_metric``, ``initial_valid_result`` and ``history`` (a resumed pipeline reads
     the results of finished stages back from here)."""
+    from recbole_adaptssr.data.fingerprint import checkpoint_record
+
     state = {
         "format_version": FORMAT_VERSION,
         "model": type(model).__name__,
@@ -135,6 +175,7 @@ def save_checkpoint(path, model, stage: str, config, item_vocabulary, valid_resu
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "config": plain(config),
         "item_vocabulary": {str(token): index for index, token in enumerate(item_vocabulary)},
+        "data": checkpoint_record(config, item_vocabulary),
         "valid_result": plain(valid_result),
         "summary": plain(summary or {}),
     }
@@ -146,8 +187,8 @@ def verify_checkpoint(path, map_location="cpu", require_checksum: bool = False) 
     """Load ``path`` with ``weights_only=True`` and check it; return the payload.
 
     Raises ``FileNotFoundError`` (missing) or :class:`CheckpointError` naming the path and the problem: empty,
-    truncated or not a torch archive, unreadable, not a dict, checksum mismatch, or (``require_checksum``, or a
-    stage checkpoint of this format version) no checksum."""
+    truncated or not a torch archive, unreadable, not a dict, checksum mismatch, no checksum (``require_checksum``,
+    or a checkpoint of our format), or, with a signing key, no valid signature."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -165,9 +206,15 @@ def verify_checkpoint(path, map_location="cpu", require_checksum: bool = False) 
     if not isinstance(payload, dict):
         raise CheckpointError(path, f"holds a {type(payload).__name__}, not a checkpoint dict")
     recorded = payload.get(CHECKSUM_KEY)
+    key = signing_key()
     if recorded is None:
-        if require_checksum or payload.get("format_version", 0) >= 2:
-            raise CheckpointError(path, "has no checksum: written by an older or foreign writer, or altered")
+        if require_checksum or "format_version" in payload:
+            raise CheckpointError(path, "has no checksum: written by an older or foreign writer, or altered (a "
+                                        "checkpoint of format_version 1, before checksums, is not read: pre-train "
+                                        "it again)")
+        if key is not None:
+            raise CheckpointError(path, "is not signed, and a signing key is set (checkpoint_hmac_key or "
+                                        f"{HMAC_KEY_ENV}): it cannot be trusted")
         return payload
     if not isinstance(recorded, dict) or recorded.get("algorithm") != ALGORITHM:
         raise CheckpointError(path, f"unknown checksum record {recorded!r}")
@@ -175,7 +222,19 @@ def verify_checkpoint(path, map_location="cpu", require_checksum: bool = False) 
     if actual != recorded.get("digest"):
         raise CheckpointError(path, f"contents altered or corrupted: their SHA-256 is {actual[:16]}..., the "
                                     f"checkpoint records {str(recorded.get('digest'))[:16]}...")
+    if key is not None:
+        _verify_signature(path, payload.get(SIGNATURE_KEY), key, actual)
     return payload
+
+
+def _verify_signature(path: str, signature, key: bytes, digest: str) -> None:
+    if signature is None:
+        raise CheckpointError(path, "is not signed, and a signing key is set (checkpoint_hmac_key or "
+                                    f"{HMAC_KEY_ENV}): written without the key, or its signature was removed")
+    if not isinstance(signature, dict) or signature.get("algorithm") != SIGNATURE_ALGORITHM or \
+            not hmac.compare_digest(str(signature.get("digest")), _signature(key, digest)):
+        raise CheckpointError(path, "its signature does not match the signing key: signed with another key, or "
+                                    "altered and re-checksummed")
 
 
 def _is_zip(path: str) -> bool:
@@ -190,5 +249,7 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     (see :func:`verify_checkpoint`)."""
     state = verify_checkpoint(path, map_location=map_location)
     if state.get("format_version") not in READABLE_VERSIONS:
-        raise CheckpointError(path, f"not a recbole-adaptssr checkpoint (format_version {FORMAT_VERSION})")
+        raise CheckpointError(path, f"not a recbole-adaptssr checkpoint of a format this version reads "
+                                    f"(format_version {state.get('format_version')!r}; readable: "
+                                    f"{', '.join(map(str, READABLE_VERSIONS))})")
     return state

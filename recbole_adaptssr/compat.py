@@ -1,8 +1,8 @@
 """Runtime shims that make RecBole 1.2.1 work on today's stack (numpy 2, torch >= 2.6, ray >= 2.40).
 
 RecBole 1.2.1 is used as the registry ships it: nothing in its installed files is edited. Each shim below
-fixes one break listed in SPEC-NOTES section 5 (RecBole issues #2212 and #2215), is idempotent, and is
-applied by :func:`apply`. Nothing is applied on import: our entry points (``run_recbole_adaptssr.py``, the
+fixes one break listed in README, "What breaks in RecBole 1.2.1 today" (RecBole issues #2212 and #2215), is
+idempotent, and is applied by :func:`apply`. Nothing is applied on import: our entry points (``run_recbole_adaptssr.py``, the
 experiment API, our ``Config``) call :func:`apply` explicitly, once. Our own trainers do not rely on these
 patches: they get safe checkpoints by subclassing (:func:`save_trainer_checkpoint` is the one implementation both
 use); the patches exist for RecBole's own models run through our entry points.
@@ -34,7 +34,8 @@ use); the patches exist for RecBole's own models run through our entry points.
 7. ray: RecBole's ``ray<=2.6.3`` pin installs a ray that imports ``pkg_resources`` (gone from
    setuptools >= 81) and uses ``np.bool8``. This is an install-level fix: we install RecBole with
    ``--no-deps`` and require ``ray[tune]>=2.40`` ourselves (see README); :func:`check_ray` turns an old
-   ray into a clear error instead of an obscure import failure.
+   ray into a clear error instead of an obscure import failure. For the same reason RecBole is not a declared
+   requirement of the package: :func:`check_recbole` turns its absence into the install command.
 """
 
 from __future__ import annotations
@@ -210,12 +211,14 @@ def save_trainer_checkpoint(trainer, epoch, saved_model_file, verbose=True) -> N
     from recbole.utils import set_color
 
     from recbole_adaptssr.checkpoint import save_payload
+    from recbole_adaptssr.data.fingerprint import checkpoint_record
 
     config = trainer.config
     if not config["single_spec"] and config["local_rank"] != 0:
         return
     state = {
         "config": saved_config(config),
+        "data": checkpoint_record(config),
         "epoch": epoch,
         "cur_step": trainer.cur_step,
         "best_valid_score": float(trainer.best_valid_score),
@@ -323,6 +326,21 @@ def default_train_neg_sampling(internal: dict, external: dict, model_type) -> No
         internal["train_neg_sample_args"] = None
 
 
+RECBOLE_MISSING = """RecBole 1.2.1 is not installed. It is installed without its dependencies, because its ray<=2.6.3 pin \
+cannot be installed next to ray[tune]>=2.40 on this stack (README, Install). From the repository root:
+    bash scripts/install.sh
+or, in the Python environment of recbole-adaptssr:
+    pip install --no-deps recbole==1.2.1"""
+
+
+def check_recbole() -> None:
+    """Fail with the install command if RecBole cannot be imported (it is not a declared requirement)."""
+    import importlib.util
+
+    if importlib.util.find_spec("recbole") is None:
+        raise ImportError(RECBOLE_MISSING)
+
+
 def check_ray(minimum: str = "2.40") -> None:
     """Fail with an actionable message if an old ray (RecBole's pin) is installed."""
     try:
@@ -350,6 +368,7 @@ def apply() -> None:
     global _applied
     if _applied:
         return
+    check_recbole()
     numpy_aliases()
     check_ray()
     safe_checkpoints()

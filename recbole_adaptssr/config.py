@@ -7,7 +7,8 @@ import os
 from recbole.config import Config as RecBoleConfig
 from recbole.utils import ModelType
 
-from recbole_adaptssr import compat, setup
+from recbole_adaptssr import compat, setting_keys, setup
+from recbole_adaptssr.names import check_plain_name
 from recbole_adaptssr.utils import PROPERTIES_DIR, get_model, properties_file
 
 # list-valued settings of ours; on the command line ``--finetune_from=[ssr,none]`` arrives as a string
@@ -20,6 +21,9 @@ PLUMBING_KEYS = ("checkpoint_dir",)
 
 # settings a downstream run takes from its task kind (<kind>_metrics, ...) and task_split: a user value is rejected
 PER_KIND_KEYS = ("metrics", "topk", "valid_metric", "eval_args")
+
+# the key that signs checkpoints: kept out of the settings (never logged, recorded or saved in a checkpoint)
+SIGNING_KEY = "checkpoint_hmac_key"
 
 
 def as_list(value):
@@ -54,6 +58,11 @@ class Config(RecBoleConfig):
       ABOVE the command line; :meth:`overridden_user_settings` says which of the user's settings they replace;
     * :meth:`derive` builds the Config of a run from the same sources plus that run's overrides;
     * list settings (``finetune_from``, ``pretrain_stages``, ...) may be written ``[a,b]`` or ``a,b``;
+    * settings are exact (:mod:`recbole_adaptssr.setting_keys`): an unknown key, a value of the wrong shape or two
+      contradicting keys are an error naming where they were set; command-line (and ``config_dict`` text) values
+      are literals read by the key's declared type, never evaluated; the data set's name is a plain name;
+    * ``checkpoint_hmac_key`` is taken out of the settings (never logged or saved) and signs the checkpoints this
+      process writes and verifies those it reads (:mod:`recbole_adaptssr.checkpoint`);
     * the model type follows the stage: a model may declare ``model_type_for(train_stage)``, and any model run on
       a downstream task is GENERAL, so RecBole's loaders treat a sample as a task record and rank per user.
 
@@ -64,7 +73,9 @@ class Config(RecBoleConfig):
         setup()
         self.run_config_dict = dict(overrides or {})
         self._sources = (model, dataset, config_file_list, config_dict)
+        self._origins = {}  # key -> the config file that set it last
         super().__init__(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+        self._take_signing_key()
 
     def derive(self, **overrides) -> "Config":
         """The Config of one run: the same model, data set, files, dict and command line, plus ``overrides``
@@ -72,6 +83,12 @@ class Config(RecBoleConfig):
         model, dataset, files, variables = self._sources
         return Config(model=model if model is not None else self.model, dataset=self.dataset,
                       config_file_list=files, config_dict=variables, overrides={**self.run_config_dict, **overrides})
+
+    def _convert_config_dict(self, config_dict):
+        """Command-line and ``config_dict`` text read as literals by each key's declared type, never evaluated
+        (RecBole's calls ``eval``): see :func:`recbole_adaptssr.setting_keys.parse_value`."""
+        return {key: setting_keys.parse_value(key, value) if isinstance(value, str) else
+                setting_keys.normalise(key, value) for key, value in (config_dict or {}).items()}
 
     def _load_config_files(self, file_list):
         """RecBole's, with errors that name the file: a missing file, a YAML syntax error, or a file that is not a
@@ -92,7 +109,8 @@ class Config(RecBoleConfig):
             if not isinstance(loaded, dict):
                 raise ValueError(f"{path}: a config file must map settings to values (key: value), "
                                  f"got a {type(loaded).__name__}")
-            settings.update(loaded)
+            settings.update({key: setting_keys.normalise(key, value) for key, value in loaded.items()})
+            self._origins.update({key: path for key in loaded})
         return settings
 
     def _merge_external_config_dict(self):
@@ -115,7 +133,39 @@ class Config(RecBoleConfig):
                 raise KeyError("model must be given: --model=NAME, a config file, a config dict or the model argument")
         if isinstance(model, str):
             model = get_model(model)
-        return super()._get_model_and_dataset(model, dataset)
+        model, model_class, dataset = super()._get_model_and_dataset(model, dataset)
+        check_plain_name(dataset, "data set", where="dataset")  # before anything is read or written under it
+        return model, model_class, dataset
+
+    def _check_user_settings(self):
+        """Every key the user set is known, of its declared shape, and not contradicted by another (see
+        :mod:`recbole_adaptssr.setting_keys`); the error names where each was set."""
+        stages = self.external_config_dict.get("pretrain_stages", self.internal_config_dict.get("pretrain_stages"))
+        backbone = self.external_config_dict.get("user_model", self.internal_config_dict.get("user_model"))
+        prefixes = [s for s in (as_list(stages) if isinstance(stages, (str, list)) else []) if isinstance(s, str)]
+        prefixes += [backbone.lower()] if isinstance(backbone, str) else []  # <backbone>_<key>
+        sources = {}
+        for key, value in self.file_config_dict.items():
+            sources.setdefault(self._origins.get(key, "a config file"), {})[key] = value
+        sources["config_dict"] = self.variable_config_dict
+        sources["the command line"] = self.cmd_config_dict
+        sources = {where: values for where, values in sources.items() if values}
+        setting_keys.check_known(sources, prefixes, loaded=self.internal_config_dict)
+        problems = [p for where, values in sources.items() for p in setting_keys.shape_errors(values, where, prefixes)]
+        problems += setting_keys.conflict_errors(self.user_config_dict)
+        if problems:
+            raise setting_keys.SettingError("; ".join(problems))
+
+    def _take_signing_key(self):
+        """Move ``checkpoint_hmac_key`` out of every settings dict into the checkpoint module (None: the
+        environment's ``RECBOLE_ADAPTSSR_HMAC_KEY``, if any)."""
+        from recbole_adaptssr import checkpoint
+
+        key = self.final_config_dict.get(SIGNING_KEY)
+        for values in (self.final_config_dict, self.user_config_dict, self.external_config_dict,
+                       self.file_config_dict, self.variable_config_dict, self.cmd_config_dict):
+            values.pop(SIGNING_KEY, None)
+        checkpoint.set_signing_key(None if key is None else str(key))
 
     def _set_default_parameters(self):
         super()._set_default_parameters()
@@ -125,16 +175,30 @@ class Config(RecBoleConfig):
                 self.final_config_dict[key] = as_list(value)
 
     def _init_device(self):
-        """RecBole's device choice; in a process a launcher started as one of several (``torchrun``, or
-        ``--nproc=N``: see :mod:`recbole_adaptssr.distributed`), the process group is joined once (NCCL on GPUs,
-        gloo on CPUs, ``ddp_backend`` to choose) and every Config of the process reads its rank: RecBole's
-        ``single_spec``/``local_rank``/``world_size`` keys, the device ``cuda:<LOCAL_RANK>`` or the CPU, and on
-        ranks other than 0 no progress bars and only errors in the log."""
+        """The device as the settings say (:func:`resolve_device`), where RecBole 1.2.1 takes CUDA whenever it is
+        available and sets ``CUDA_VISIBLE_DEVICES=gpu_id`` for the whole process. In a process a launcher started as
+        one of several (``torchrun``, or ``--nproc=N``: see :mod:`recbole_adaptssr.distributed`), the process group
+        is joined once (NCCL on GPUs, gloo on CPUs, ``ddp_backend`` to choose) and every Config of the process reads
+        its rank: RecBole's ``single_spec``/``local_rank``/``world_size`` keys, the device ``cuda:<LOCAL_RANK>`` or
+        the CPU, and on ranks other than 0 no progress bars and only errors in the log."""
         from recbole_adaptssr import distributed
 
         settings = self.final_config_dict
         if not distributed.launched_distributed() and not distributed.is_distributed():
-            return super()._init_device()
+            if "local_rank" in settings:  # RecBole's own multi-process convention (its run_recbole's --nproc)
+                return super()._init_device()
+            given = {**self.user_config_dict, **self.run_config_dict}
+            settings["gpu_id"] = ",".join(map(str, settings["gpu_id"])) if isinstance(
+                settings.get("gpu_id"), (tuple, list)) else str(settings.get("gpu_id", ""))
+            device = resolve_device(settings.get("device"), settings.get("use_gpu", True), settings["gpu_id"],
+                                    use_gpu_given="use_gpu" in given, gpu_id_given="gpu_id" in given)
+            # use_gpu as RecBole's trainer reads it (GPU memory in its progress bars): whether the run is on a GPU
+            settings.update(single_spec=True, local_rank=0, device=device, use_gpu=device.type == "cuda")
+            if settings["device"].type == "cuda":
+                import torch
+
+                torch.cuda.set_device(settings["device"])  # Triton kernels and CUDA graphs use the current device
+            return None
         import torch
 
         use_gpu = bool(settings.get("use_gpu", True)) and torch.cuda.is_available()
@@ -196,6 +260,7 @@ class Config(RecBoleConfig):
         compat.default_train_neg_sampling(
             self.internal_config_dict, self.external_config_dict, self.internal_config_dict["MODEL_TYPE"]
         )
+        self._check_user_settings()
 
     def _load_pretext_defaults(self):
         """Defaults of every pretext task named in ``pretrain_stages`` (and ``pretrain_methods``' stages)."""
@@ -225,10 +290,63 @@ class Config(RecBoleConfig):
             check_defaults_namespace(encoder_class, self._update_internal_config_dict(path) or {}, path)
 
 
+DEVICES = ("cpu", "cuda", "cuda:N")
+
+
+def resolve_device(device, use_gpu=True, gpu_id="0", use_gpu_given=False, gpu_id_given=False):
+    """The ``torch.device`` of a single-process run, as the settings say.
+
+    * ``device`` (``cpu``, ``cuda``, ``cuda:N``; N counts the GPUs this process sees, as in torch) is honoured as
+      written: a GPU that is not there is an error, never a silent fall-back to the CPU; ``device: cuda`` is the
+      GPU of ``gpu_id``.
+    * Without ``device``: the CPU when ``use_gpu`` is False, ``gpu_id`` is empty or CUDA is unavailable, else the GPU
+      of ``gpu_id``.
+    * ``gpu_id`` (RecBole's: the id of a GPU, as ``nvidia-smi`` numbers it; the first one of a list) picks a GPU
+      without hiding the others: under ``CUDA_VISIBLE_DEVICES`` the id is looked up in that list. Unset, it is the
+      first GPU this process sees.
+    ``CUDA_VISIBLE_DEVICES`` is never changed (RecBole sets it to ``gpu_id`` for the whole process)."""
+    import torch
+
+    text = str(device).strip().lower() if device is not None else None
+    if text is not None and text != "cpu" and text != "cuda" and not (text.startswith("cuda:") and text[5:].isdigit()):
+        raise ValueError(f"device must be one of {list(DEVICES)}, got {device!r}")
+    if text == "cpu":
+        return torch.device("cpu")
+    if text is not None:
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r}, but CUDA is not available on this machine "
+                             "(torch.cuda.is_available() is False): set device=cpu, or run where a GPU is visible")
+        if use_gpu_given and not use_gpu:
+            raise ValueError(f"device={device!r} and use_gpu=False contradict each other: drop one of them")
+        index = int(text[5:]) if ":" in text else _gpu_index(gpu_id, gpu_id_given)
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"device={device!r}, but this machine has {torch.cuda.device_count()} CUDA device(s)")
+        return torch.device("cuda", index)
+    if not use_gpu or not str(gpu_id).strip() or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", _gpu_index(gpu_id, gpu_id_given))
+
+
+def _gpu_index(gpu_id, given: bool) -> int:
+    """The torch index of the GPU ``gpu_id`` names (see :func:`resolve_device`)."""
+    first = str(gpu_id).split(",")[0].strip()
+    if not given or not first:
+        return 0
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    if "CUDA_VISIBLE_DEVICES" not in os.environ:
+        if not first.isdigit():
+            raise ValueError(f"gpu_id must be a GPU number (or a comma-separated list of them), got {gpu_id!r}")
+        return int(first)
+    if first not in visible:
+        raise ValueError(f"gpu_id={gpu_id!r}, but this process sees only the GPUs CUDA_VISIBLE_DEVICES="
+                         f"{os.environ['CUDA_VISIBLE_DEVICES']!r}: name one of them, or use device=cuda:N")
+    return visible.index(first)
+
+
 def _builtin_task_kinds() -> list:
     from recbole_adaptssr.downstream.base import builtin_task_kinds
 
     return builtin_task_kinds()
 
 
-__all__ = ["Config", "as_list", "PROPERTIES_DIR"]
+__all__ = ["Config", "as_list", "resolve_device", "PROPERTIES_DIR"]

@@ -219,19 +219,26 @@ def spawn(function, nproc: int, *args, world_size: int | None = None, ip: str = 
     """RecBole's ``--nproc`` convention: start ``nproc`` processes on this machine, process ``k`` being global rank
     ``offset + k`` of ``world_size`` (default ``nproc``; several machines: each runs its share with its own
     ``offset``, all with the same ``ip``/``port`` of rank 0's machine), and call ``function(*args)`` in each with the
-    launcher variables ``torchrun`` would set. Returns when every process has ended (an error in one is raised)."""
+    launcher variables ``torchrun`` would set, and, as ``torchrun``, one torch thread per process when ``nproc > 1``
+    and ``OMP_NUM_THREADS`` is unset. Returns when every process has ended (an error in one is raised)."""
     import torch.multiprocessing as mp
 
     world_size = int(world_size or nproc)
     if nproc < 1 or world_size < nproc or not 0 <= offset <= world_size - nproc:
         raise ValueError(f"nproc={nproc}, world_size={world_size}, offset={offset}: need 1 <= nproc <= world_size "
                          "and 0 <= offset <= world_size - nproc")
-    mp.spawn(_spawned, args=(function, args, world_size, str(ip), str(port), int(offset)), nprocs=nproc, join=True)
+    mp.spawn(_spawned, args=(function, args, nproc, world_size, str(ip), str(port), int(offset)), nprocs=nproc,
+             join=True)
 
 
-def _spawned(local, function, args, world_size, ip, port, offset):
+def _spawned(local, function, args, nproc, world_size, ip, port, offset):
     os.environ.update(RANK=str(offset + local), LOCAL_RANK=str(local), WORLD_SIZE=str(world_size),
-                      LOCAL_WORLD_SIZE=str(world_size), MASTER_ADDR=ip, MASTER_PORT=port)
+                      LOCAL_WORLD_SIZE=str(nproc), MASTER_ADDR=ip, MASTER_PORT=port)
+    if nproc > 1 and "OMP_NUM_THREADS" not in os.environ:
+        # as torchrun: one intra-op thread per process unless OMP_NUM_THREADS says otherwise (the same sums in the
+        # same order as a torchrun launch, hence the same results, and no oversubscribed cores)
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
     try:
         function(*args)
     finally:

@@ -31,6 +31,7 @@ __all__ = [
     "PRECISIONS",
     "DEFAULT_BLOCK_ROWS",
     "DEFAULT_BLOCK_ITEMS",
+    "fused_applies",
     "item_cross_entropy",
     "item_ranking_statistics",
 ]
@@ -51,7 +52,7 @@ _REDUCTIONS = ("mean", "sum", "none")
 #: :mod:`recbole_adaptssr.item_softmax_fused` (float32 on CUDA), or ``auto``: fused where it can run, else blocked
 KERNELS = ("blocked", "fused", "auto")
 #: the fused kernels' matrix products (see :mod:`recbole_adaptssr.item_softmax_fused`); the first is the default
-PRECISIONS = ("tf32x3", "ieee", "tf32")
+PRECISIONS = ("tf32x3", "ieee", "tf32", "bf16")
 
 
 def _check_block(name: str, value) -> int:
@@ -74,8 +75,8 @@ def _shape(value):
     return tuple(getattr(value, "shape", ()))
 
 
-def _check_inputs(hidden, item_weight, targets, bias, block_rows, block_items):
-    """Validate shapes, dtypes, devices and the target range; returns (block_rows, block_items)."""
+def _check_inputs(hidden, item_weight, targets, bias, block_rows, block_items, check_targets=True):
+    """Validate shapes, dtypes, devices and (``check_targets``) the target range; returns (block_rows, block_items)."""
     if not isinstance(hidden, torch.Tensor) or hidden.dim() != 2:
         raise ValueError(f"hidden must be a 2-D (N, d) tensor, got shape {_shape(hidden)}")
     if not hidden.is_floating_point():
@@ -107,7 +108,7 @@ def _check_inputs(hidden, item_weight, targets, bias, block_rows, block_items):
     if n_rows == 0:
         raise ValueError("no rows to predict (N == 0): the loss of an empty batch is undefined; skip the call")
     # one synchronisation on a GPU: a wrong index would otherwise read out of bounds in index_select
-    if bool(((targets < 0) | (targets >= n_items)).any()):
+    if check_targets and bool(((targets < 0) | (targets >= n_items)).any()):
         raise ValueError(f"targets must lie in [0, V) = [0, {n_items}), got values in "
                          f"[{int(targets.min())}, {int(targets.max())}]")
     return _default_blocks(hidden.device, block_rows, block_items)
@@ -295,6 +296,9 @@ def item_cross_entropy(
     reduction: str = "mean",
     kernel: str = "blocked",
     precision: str = "tf32x3",
+    valid_rows: Optional[torch.Tensor] = None,
+    expected_rows: Optional[int] = None,
+    check_targets: bool = True,
 ) -> torch.Tensor:
     """Exact ``F.cross_entropy(hidden @ item_weight.T + bias, targets, reduction=reduction)`` without the
     (N, V) logits.
@@ -315,8 +319,17 @@ def item_cross_entropy(
             installed, else blocked).
             Block sizes apply to the blocked kernel only.
         precision: the fused kernels' matrix products: ``"tf32x3"`` (default: float32 accuracy from three TF32
-            products), ``"ieee"`` (float32 on CUDA cores, slow) or ``"tf32"`` (TF32, not float32-exact); ignored by
-            the blocked kernel.
+            products), ``"ieee"`` (float32 on CUDA cores, slow), ``"tf32"`` (TF32, not float32-exact) or ``"bf16"``
+            (bfloat16 operands, float32 accumulation); ignored by the blocked kernel.
+        valid_rows: None (every row counts), or an integer tensor of one element on the inputs' device: only rows
+            ``[0, valid_rows)`` count; the others are padding (their loss is 0, they get no gradient, and ``mean``
+            divides by ``valid_rows``). The count is never read on the host: fixed-size buffers with a
+            data-dependent number of rows need no synchronisation (the fused kernels skip the padding; the blocked
+            kernel computes it and masks it out).
+        expected_rows: the fused kernels split the item range for this many rows (default: N); pass the typical
+            count when most of N is padding.
+        check_targets: check that every target lies in [0, V) (one synchronisation on a GPU); False only for
+            targets known to be in range (e.g. ids read from the sequences the model embeds).
 
     The logits of a block are computed in the inputs' dtype, as the direct computation does (float16 inputs in
     float32: float16 cannot hold probabilities of about 1 / V); the logsumexp, the loss and the gradient
@@ -336,15 +349,34 @@ def item_cross_entropy(
         raise ValueError(f"kernel must be one of {list(KERNELS)}, got {kernel!r}")
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
-    block_rows, block_items = _check_inputs(hidden, item_weight, targets, bias, block_rows, block_items)
-    if kernel != "blocked":
+    block_rows, block_items = _check_inputs(hidden, item_weight, targets, bias, block_rows, block_items, check_targets)
+    if valid_rows is not None and (not isinstance(valid_rows, torch.Tensor) or valid_rows.numel() != 1
+                                   or valid_rows.is_floating_point() or valid_rows.device != hidden.device):
+        raise ValueError(f"valid_rows must be an integer tensor of one element on {hidden.device}, got {valid_rows!r}")
+    if fused_applies(kernel, hidden):
         from recbole_adaptssr import item_softmax_fused  # it builds on this module's helpers
 
-        # auto: fused on CUDA devices only (Triton's CPU interpreter is for tests, and far slower than the blocks)
-        if kernel == "fused" or (hidden.device.type == "cuda" and item_softmax_fused.fused_available(hidden)):
-            return item_softmax_fused.fused_item_cross_entropy(hidden, item_weight, targets, bias,
-                                                               reduction=reduction, precision=precision)
-    return _ItemCrossEntropy.apply(hidden, item_weight, bias, targets, block_rows, block_items, reduction)
+        return item_softmax_fused.fused_item_cross_entropy(hidden, item_weight, targets, bias, reduction=reduction,
+                                                           precision=precision, valid_rows=valid_rows,
+                                                           expected_rows=expected_rows)
+    if valid_rows is None:
+        return _ItemCrossEntropy.apply(hidden, item_weight, bias, targets, block_rows, block_items, reduction)
+    valid = torch.arange(hidden.size(0), device=hidden.device) < valid_rows.reshape(())
+    row_loss = torch.where(valid, _ItemCrossEntropy.apply(hidden, item_weight, bias, targets, block_rows,
+                                                          block_items, "none"), 0.0)
+    if reduction == "none":
+        return row_loss
+    return row_loss.sum() / (valid_rows.reshape(()).to(row_loss.dtype) if reduction == "mean" else 1)
+
+
+def fused_applies(kernel: str, hidden: torch.Tensor) -> bool:
+    """Whether ``item_cross_entropy(kernel=kernel)`` runs the fused kernels on ``hidden`` (``fused``; ``auto``: on
+    CUDA devices where they can run, since Triton's CPU interpreter is for tests and far slower than the blocks)."""
+    if kernel == "blocked":
+        return False
+    from recbole_adaptssr import item_softmax_fused
+
+    return kernel == "fused" or (hidden.device.type == "cuda" and item_softmax_fused.fused_available(hidden))
 
 
 @torch.no_grad()

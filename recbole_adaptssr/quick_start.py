@@ -54,6 +54,7 @@ def run_recbole_model(config, saved=True) -> dict:
 
     from recbole_adaptssr.compat import plain
     from recbole_adaptssr.data.utils import create_dataset
+    from recbole_adaptssr.experiment.pipeline import run_data, write_data_record
     from recbole_adaptssr.experiment.run_dir import new_run_dir
     from recbole_adaptssr.experiment.run_logger import init_run_logger
     from recbole_adaptssr.utils import get_model, get_trainer
@@ -63,6 +64,7 @@ def run_recbole_model(config, saved=True) -> dict:
     check_dataset(config)  # RecBole would download a known name whose folder is missing
     check_settings(config)
     run_dir = new_run_dir(config["checkpoint_dir"], config["model"], config["dataset"], plain(config.user_config_dict))
+    write_data_record(run_dir, run_data(config, []))
     config = config.derive(checkpoint_dir=run_dir)
     init_seed(config["seed"], config["reproducibility"])
     init_run_logger(config, run_dir)
@@ -90,3 +92,113 @@ def run_recbole_model(config, saved=True) -> dict:
         "best_valid_result": best_valid_result,
         "test_result": test_result,
     }
+
+
+# settings RecBole derives when it reads the others (the model's types, the metrics' kind, the device, the ranks,
+# the evaluation's sampling) or rewrites (data_path joins the data set's name): computed again, never given back.
+# The device is this machine's choice (device, use_gpu and gpu_id of the run that wrote the checkpoint are dropped).
+DERIVED_KEYS = ("model", "dataset", "data_path", "MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type", "valid_metric_bigger",
+                "device", "use_gpu", "gpu_id", "single_spec", "local_rank", "world_size", "nproc",
+                "valid_neg_sample_args", "test_neg_sample_args")
+
+
+def load_data_and_model(model_file):
+    """RecBole's ``recbole.quick_start.load_data_and_model`` for every checkpoint recbole-adaptssr writes: the
+    pre-training stage checkpoints (``pretrain/<stage>.pth``, any pretext task and user model), the fine-tune
+    checkpoints (AdaptSSR's, and RecBole's models run on our tasks, as baselines or not) and RecBole's models run
+    through our entry point with RecBole's protocol. RecBole's own function cannot read ours: it finds models only
+    in ``recbole.model`` (not AdaptSSR) and builds data only with RecBole's data sets (not our task files, the
+    pre-training vocabulary or the baselines' shared items).
+
+    Returns ``(config, model, dataset, train_data, valid_data, test_data)`` as RecBole's does: the settings of the
+    run that wrote the checkpoint, its model with the checkpoint's weights on this machine's device (the GPU if
+    there is one), and the same data and split the run had. A pre-training stage has no test split (``test_data``
+    is None); its model scores behaviour items (:meth:`~recbole_adaptssr.model.adaptssr.AdaptSSR.full_sort_predict`).
+    On a task whose behaviours share the targets' item table (RecBole's models), ids from
+    ``dataset.candidate_item_num`` on are behaviour-only items, never ranked by our evaluation."""
+    from recbole.utils import init_seed
+
+    from recbole_adaptssr.checkpoint import verify_checkpoint
+    from recbole_adaptssr.trainer import RESUME_KIND
+    from recbole_adaptssr.utils import get_model
+
+    setup()
+    payload = verify_checkpoint(model_file)
+    if payload.get("kind") == RESUME_KIND:
+        raise ValueError(f"{model_file} is the resume checkpoint of pre-training stage {payload.get('stage')!r}: "
+                         "continue its run with --resume=RUN_FOLDER; the stage checkpoint <stage>.pth loads once the "
+                         "stage has finished")
+    saved = payload.get("config")
+    settings = dict(getattr(saved, "final_config_dict", saved) or {})
+    if "model" not in settings or "state_dict" not in payload:
+        raise ValueError(f"{model_file} is not a model checkpoint of recbole-adaptssr or RecBole (no settings or "
+                         "weights)")
+    stage = payload.get("stage") if "format_version" in payload else None
+    if settings.get("baseline_variant") and not settings.get("downstream_task"):
+        raise ValueError(f"{model_file} is a baseline's next-item training on the behaviour log (the start of its "
+                         "task runs): load the checkpoint of one of its task runs")
+    config = checkpoint_config(settings, stage)
+    init_seed(config["seed"], config["reproducibility"])
+    dataset, train_data, valid_data, test_data = checkpoint_data(config, payload, stage, model_file)
+    init_seed(config["seed"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model.load_state_dict(payload["state_dict"])
+    model.load_other_parameter(payload.get("other_parameter"))
+    return config, model, dataset, train_data, valid_data, test_data
+
+
+def checkpoint_config(settings: dict, stage: str | None = None):
+    """The Config of the run whose ``final_config_dict`` is ``settings`` (a stage checkpoint's: that ``stage``), on
+    this machine: every setting as the run had it, above anything else (:data:`DERIVED_KEYS` computed again)."""
+    import os
+
+    from recbole_adaptssr.config import Config
+
+    values = {key: value for key, value in settings.items() if key not in DERIVED_KEYS}
+    sampling = values.get("train_neg_sample_args")
+    if isinstance(sampling, dict) and sampling.get("distribution") == "none":
+        values["train_neg_sample_args"] = None  # RecBole's spelled-out "no sampling" is not a valid input
+    values["data_path"] = os.path.dirname(os.path.normpath(str(settings["data_path"])))
+    if stage is not None:
+        values.update(train_stage=stage, downstream_task=None)
+    return Config(model=settings["model"], dataset=settings["dataset"], overrides=values)
+
+
+def checkpoint_data(config, payload: dict, stage: str | None, model_file) -> tuple:
+    """``(dataset, train_data, valid_data, test_data)`` of the run that wrote ``payload``, built as it built them."""
+    from recbole.data import data_preparation
+    from recbole.data.dataloader import TrainDataLoader
+
+    from recbole_adaptssr.compat import decode_other_parameter
+    from recbole_adaptssr.data.utils import create_dataset
+    from recbole_adaptssr.model.adaptssr import split_tokens
+
+    if stage is not None:  # pre-training: the user sequences' split, as pretrain() makes it
+        dataset = create_dataset(config)
+        if list(payload.get("item_vocabulary") or {}) != dataset.item_vocabulary():
+            raise ValueError(f"{model_file}: the items of {config['dataset']} in {config['data_path']} are not those "
+                             "the checkpoint was trained on (its item vocabulary differs)")
+        train_set, valid_set = dataset.build()
+        return (dataset, TrainDataLoader(config, train_set, None, shuffle=config["shuffle"]),
+                TrainDataLoader(config, valid_set, None, shuffle=False), None)
+    if config["baseline_variant"]:
+        return baseline_data(config)
+    tokens = decode_other_parameter(payload.get("other_parameter") or {}).get("behaviour_tokens")
+    dataset = create_dataset(config, split_tokens(tokens) if tokens else None)
+    return (dataset, *data_preparation(config, dataset))
+
+
+def baseline_data(config) -> tuple:
+    """The data of a baseline's task run (:mod:`~recbole_adaptssr.experiment.recbole_baselines`): the task data set in
+    the baselines' shared item ids; a general recommender's ``behaviours`` variant trained on the behaviour log too."""
+    from recbole.data import data_preparation
+    from recbole.utils import ModelType
+
+    from recbole_adaptssr.data.baseline_dataset import BaselineTaskDataset, behaviour_interactions, with_behaviours
+    from recbole_adaptssr.experiment.recbole_baselines import _train_loader
+
+    dataset = BaselineTaskDataset(config, None)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    if config["baseline_variant"] == "behaviours" and config.model_class.type != ModelType.SEQUENTIAL:
+        train_data = _train_loader(config, with_behaviours(train_data._dataset, behaviour_interactions(dataset)[0]))
+    return dataset, train_data, valid_data, test_data

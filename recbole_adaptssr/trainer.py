@@ -27,11 +27,14 @@ from torch.nn.utils import clip_grad_norm_
 from tqdm import tqdm
 
 from recbole_adaptssr import acceleration, distributed
+from recbole_adaptssr import precision as step_precision
 
 from recbole_adaptssr.checkpoint import FORMAT_VERSION, save_checkpoint, save_payload, verify_checkpoint
 from recbole_adaptssr.compat import plain, save_trainer_checkpoint
+from recbole_adaptssr.data.fingerprint import checkpoint_record
 from recbole_adaptssr.evaluation.full_sort import fast_full_sort
 from recbole_adaptssr.pretext.base import SAMPLES, StageSettings
+from recbole_adaptssr.row_sparse_adam import build_row_sparse_adam
 from recbole_adaptssr.stopping import EarlyStopping, StoppingRule
 
 RESUME_KIND = "pretrain-resume"
@@ -63,6 +66,8 @@ class TaskTrainer(Trainer):
         with distributed.single_process_view(config):
             super().__init__(config, model)
         distributed.broadcast_module(self.model)
+        #: the training step's arithmetic (``finetune_precision`` / ``precision``; a pre-training stage sets its own)
+        self.precision = step_precision.setting(StageSettings(config, "finetune"))
 
     # ------------------------------------------------------------------ training
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
@@ -73,7 +78,7 @@ class TaskTrainer(Trainer):
         sampler = getattr(train_data, "sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch_idx)
-        batches = self._epoch_batches(train_data)
+        source = batches = self._epoch_batches(train_data)
         if show_progress:
             batches = tqdm(batches, total=len(train_data), ncols=100, desc=set_color(f"Train {epoch_idx:>5}", "pink"))
         if self.stopper is not None:  # the step and time caps may end the epoch early
@@ -84,6 +89,8 @@ class TaskTrainer(Trainer):
             losses = self._train_step(interaction, loss_func, scaler)
             # summed on the device in float64 (no wait per step): the same value as summing Python floats
             total_loss = acceleration.accumulate_losses(total_loss, losses)
+        if hasattr(source, "close"):  # an epoch a cap cut short still runs the end of its batches' generator
+            source.close()
         return acceleration.losses_to_float(total_loss) if total_loss is not None else 0.0
 
     def _epoch_batches(self, train_data):
@@ -94,7 +101,8 @@ class TaskTrainer(Trainer):
         """One optimisation step: forward (autocast when ``enable_amp``), NaN check, backward, gradient averaging
         over ranks, clipping, optimizer step. Returns the loss (or the tuple of loss parts), detached."""
         self.optimizer.zero_grad()
-        with torch.autocast(device_type=self.device.type, enabled=self.enable_amp):
+        with torch.autocast(device_type=self.device.type, enabled=self.enable_amp), \
+                step_precision.training_precision(self.device, "float32" if self.enable_amp else self.precision):
             losses = loss_func(interaction)
         loss = sum(losses) if isinstance(losses, tuple) else losses
         self._check_nan(loss)
@@ -315,9 +323,12 @@ class AdaptSSRTrainer(TaskTrainer):
             stopper.load_state_dict(resume_stopping_state(resume_state, len(train_data)))
             self.logger.info(set_color(f"[{stage}] resumed", "green") + f" after epoch {last_epoch}")
 
+        data = checkpoint_record(self.config, item_vocabulary)  # the data this stage trains on
+
         def progress(epoch, finished):
             return {
                 "format_version": FORMAT_VERSION, "kind": RESUME_KIND, "stage": stage, "stage_index": stage_index,
+                "data": data,
                 "epoch": epoch, "finished": finished, "stopped": stopper.stopped_by is not None,
                 "model_state": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
                 "optimizer": None if finished else self.optimizer.state_dict(),
@@ -403,8 +414,13 @@ class AdaptSSRTrainer(TaskTrainer):
             self.accelerator = None
 
     def _build_stage_optimizer(self, settings):
-        """A stage's own optimizer: RecBole's, or Adam/AdamW with ``fused=True`` when ``fused_optimizer`` is on."""
+        """A stage's own optimizer: RecBole's, or Adam/AdamW with ``fused=True`` when ``fused_optimizer`` is on, or
+        the row-sparse Adam of ``sparse_item_update``."""
         learning_rate, weight_decay = settings["learning_rate"], settings["weight_decay"] or 0.0
+        if acceleration.flag(settings, "sparse_item_update"):
+            return build_row_sparse_adam(self.model, self.learner, learning_rate, weight_decay,
+                                         fused=settings.get("fused_optimizer", False) is True,
+                                         key=settings.key("sparse_item_update"))
         if settings.get("fused_optimizer", False) is True:
             optimizer = acceleration.build_fused_optimizer(self.model.parameters(), self.learner, learning_rate,
                                                            weight_decay)
@@ -414,7 +430,11 @@ class AdaptSSRTrainer(TaskTrainer):
 
     def _epoch_batches(self, train_data):
         batches = self.accelerator.batches(train_data) if self.accelerator is not None else None
-        return super()._epoch_batches(train_data) if batches is None else batches
+        try:
+            yield from super()._epoch_batches(train_data) if batches is None else batches
+        finally:  # also when a step or time cap closes the generator mid-epoch
+            if self.accelerator is not None and self.accelerator.nan_check is not None:
+                self.accelerator.nan_check.flush()  # the last replayed step's NaN check
 
     def _train_step(self, interaction, loss_func, scaler):
         """The eager step, or, for a full batch of a graph-safe task on CUDA (``cuda_graphs``), the replay of its
@@ -424,7 +444,7 @@ class AdaptSSRTrainer(TaskTrainer):
         if step is None:
             return super()._train_step(interaction, loss_func, scaler)
         loss = step.run(interaction)  # gradients overwritten (as after zero_grad + backward), not accumulated
-        self._check_nan(loss)
+        self.accelerator.nan_check.push(loss)  # RecBole's NaN check, read one step later (no wait for the GPU)
         self._apply_gradients()  # no scaler: graphs are not used under AMP
         return loss.detach().clone()
 

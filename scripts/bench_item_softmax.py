@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
 import statistics
 import sys
@@ -74,10 +75,17 @@ def naive_loss(hidden, weight, targets, bias):
     return F.cross_entropy(logits if logits.dtype == torch.float64 else logits.float(), targets)
 
 
-def make_method(kernel, precision, block_rows, block_items):
+def make_method(kernel, precision, block_rows, block_items, capacity=None, expected_rows=None):
+    """The method's loss; with ``capacity``, the rows padded to ``capacity`` and their count passed as a device
+    tensor (``valid_rows``, as MLM's graph-capturable step does)."""
     def loss(hidden, weight, targets, bias):
-        return item_softmax.item_cross_entropy(hidden, weight, targets, bias, block_rows=block_rows,
-                                               block_items=block_items, kernel=kernel, precision=precision)
+        options = dict(block_rows=block_rows, block_items=block_items, kernel=kernel, precision=precision)
+        if capacity:
+            n = hidden.size(0)
+            hidden = torch.cat([hidden, hidden.new_zeros(capacity - n, hidden.size(1))])
+            targets = torch.cat([targets, targets.new_zeros(capacity - n)])
+            options.update(valid_rows=torch.full((1,), n, device=hidden.device), expected_rows=expected_rows)
+        return item_softmax.item_cross_entropy(hidden, weight, targets, bias, **options)
 
     return loss
 
@@ -145,7 +153,10 @@ def main():
     parser.add_argument("--block-rows", type=int, nargs="+", default=[None], help="default: the device's")
     parser.add_argument("--block-items", type=int, nargs="+", default=[None], help="default: the device's")
     parser.add_argument("--methods", default="blocked",
-                        help="comma-separated: blocked, fused:ieee, fused:tf32x3, fused:tf32 (fused: float32 on CUDA)")
+                        help="comma-separated: blocked, fused:ieee, fused:tf32x3, fused:tf32, fused:bf16 (fused: float32 "
+                             "inputs on CUDA)")
+    parser.add_argument("--capacity", type=int, help="pad the rows to this many and pass their count (valid_rows)")
+    parser.add_argument("--expected-rows", type=int, help="with --capacity: expected_rows (default: --rows)")
     parser.add_argument("--fused-tiles", nargs="+", default=[None],
                         help="fused kernels' ROWSxITEMSxWARPSxSTAGES, e.g. 64x128x4x2 (default: the module's)")
     parser.add_argument("--profile", action="store_true", help="CUDA: GPU time of the top kernels of one pass")
@@ -175,12 +186,14 @@ def main():
     inputs = [leaf(n_rows, dim), leaf(n_items, dim, scale_by=dim**-0.5), bias]
     targets = torch.randint(0, n_items, (n_rows,), generator=generator).to(device)
     header = {"device": str(device), "name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-              "threads": torch.get_num_threads(), "dtype": args.dtype, "bias": not args.no_bias, **scale}
+              "threads": torch.get_num_threads(), "dtype": args.dtype, "bias": not args.no_bias, **scale,
+              "capacity": args.capacity, "torch": torch.__version__}
     print(json.dumps(header))
 
     # the blocked / fused configurations first: the naive one leaves device segments the caching allocator keeps
     results = []
-    defaults = dict(fused.TILES)
+    defaults = copy.deepcopy(fused.TILES)
+    model = fused._device_model(device)
     for method in args.methods.split(","):
         kernel, _, precision = method.partition(":")
         configs = ([(None, None, tiles) for tiles in args.fused_tiles] if kernel == "fused"
@@ -188,19 +201,20 @@ def main():
         for block_rows, block_items, tiles in configs:
             label = {"method": method}
             if tiles:  # rows x items per tile, warps, pipeline stages
-                fused.TILES[precision or "tf32x3"] = tuple(int(v) for v in tiles.split("x"))
+                fused.TILES[model][precision or "tf32x3"] = tuple(int(v) for v in tiles.split("x"))
                 label["tiles"] = tiles
             elif kernel != "fused":
                 label["block_rows"], label["block_items"] = item_softmax._default_blocks(device, block_rows,
                                                                                          block_items)
             try:
-                loss, grads, stats = run(make_method(kernel, precision or "tf32x3", block_rows, block_items), inputs,
-                                         targets, args.repeat, device, args.profile)
+                method_fn = make_method(kernel, precision or "tf32x3", block_rows, block_items, args.capacity,
+                                        args.expected_rows or n_rows)
+                loss, grads, stats = run(method_fn, inputs, targets, args.repeat, device, args.profile)
             except Exception as error:  # a tile shape the device cannot hold (Triton's OutOfResources): next one
                 print(json.dumps({**label, "error": f"{type(error).__name__}: {error}"}), flush=True)
                 continue
             finally:
-                fused.TILES.update(defaults)
+                fused.TILES.update(copy.deepcopy(defaults))
             print(json.dumps({**label, **stats}), flush=True)
             results.append((label, loss, grads))
     references = []

@@ -10,10 +10,12 @@ release (645,972 behaviours, L = 100, B = 128).
 End-to-end mode (``--e2e``): writes a TTL-scale atomic data set (645,972 behaviour items, every one used, lengths
 uniform in 10..100, ``--users`` users), then runs ``pretrain()`` (RecBole data set, TrainDataLoader, AdaptSSRTrainer,
 validation after every epoch, checkpoints) once per ``--variants`` entry (settings of
-recbole_adaptssr/acceleration.py) and reports per stage: sequences/s and ms/step of the last training epoch,
-the first step's duration and the time from the start of pretrain() to the end of the stage's first step, and
-the stage's peak GPU memory, allocated and reserved, validation included. Variants with the same numbers by
-design are compared: their histories (train loss, every validation statistic) and final parameters.
+recbole_adaptssr/acceleration.py) and reports per stage (scripts/stage_timing.py): the steady-state ms/step and
+sequences/s of the first epoch after its warm-up steps (the first step, with kernel compilation and graph capture,
+is reported apart), the time from the start of pretrain() to the end of the stage's first step, and the stage's
+peak GPU memory, allocated and reserved, validation included. Variants with the same numbers by design are
+compared: their histories (train loss, every validation statistic) and final parameters. The entry point itself
+at the users' scale: scripts/bench_entrypoint.py.
 
     python scripts/bench_pretrain.py --e2e --check --users 30000 --json out.json
 
@@ -32,6 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # stage_timing
 
 import torch  # noqa: E402
 
@@ -63,8 +66,9 @@ def build_model(n_items, max_len, device, stage):
         "augmentations": ["mask", "crop", "reorder"], "mask_ratio": 0.6, "crop_ratio": 0.4, "reorder_ratio": 0.6,
         "ssr_lambda_mode": "adaptive", "ssr_fixed_lambda": 0.5, "ssr_lambda_estimate": "sample",
         "ssr_hard_negative": True, "ssr_ranking": True, "ssr_infonce_temperature": 1.0,
+        "ssr_infonce_similarity": "cos",
         "head_hidden_size": 64, "head_dropout_prob": 0.1, "item_softmax_kernel": "auto",
-        "item_softmax_precision": "tf32x3",
+        "item_softmax_precision": "tf32x3", "encoder_kernel": "auto", "precision": "float32",
     })
     return AdaptSSR(config, _Shape(n_items)).to(device)
 
@@ -115,17 +119,26 @@ def bench(stage, args):
 # ----------------------------------------------------------------------------------------------- end to end
 TTL_ITEMS = 645_972
 VARIANTS = {
-    "eager": {"device_batches": False, "cuda_graphs": False},  # the step as before acceleration.py
-    "default": {},  # the package's defaults (exact)
+    # the step before acceleration.py: loader batches, no graphs, RecBole's Transformer layers
+    "eager": {"device_batches": False, "cuda_graphs": False, "encoder_kernel": "eager"},
+    "default": {},  # the package's defaults (float32)
+    "eager_encoder": {"encoder_kernel": "eager"},  # the defaults with RecBole's layers instead of the fused ones
     "fused": {"fused_optimizer": True},
+    "sparse": {"sparse_item_update": True},
+    "fused_sparse": {"fused_optimizer": True, "sparse_item_update": True},
     "fused_tf32": {"fused_optimizer": True, "pretrain_tf32": True},
-    "eager2": {"device_batches": False, "cuda_graphs": False},  # eager again: the run-to-run reproducibility
-    # the full-softmax cross-entropy (MLM): the blocked kernel (the default before the fused one), fused precisions
+    "eager2": {"device_batches": False, "cuda_graphs": False, "encoder_kernel": "eager"},  # run-to-run
+    # the full-softmax cross-entropy (MLM): the blocked kernel (the default before the fused one)
     "blocked": {"item_softmax_kernel": "blocked"},
-    "eager_blocked": {"device_batches": False, "cuda_graphs": False, "item_softmax_kernel": "blocked"},
-    "tf32": {"item_softmax_precision": "tf32"},
-    # every option that changes the numbers
-    "fast": {"fused_optimizer": True, "pretrain_tf32": True, "item_softmax_precision": "tf32"},
+    "eager_blocked": {"device_batches": False, "cuda_graphs": False, "item_softmax_kernel": "blocked",
+                      "encoder_kernel": "eager"},
+    "mlm_ungraphed": {"mlm_cuda_graphs": False},
+    # precision (recbole_adaptssr/precision.py)
+    "tf32": {"precision": "tf32"},
+    "bf16": {"precision": "bf16"},
+    "bf16_fast": {"precision": "bf16", "fused_optimizer": True, "sparse_item_update": True},
+    # every float32 option that changes the numbers (Adam's rounding, lazy Adam)
+    "fast": {"fused_optimizer": True, "sparse_item_update": True},
 }
 # variants whose numbers must equal the eager ones (every optimisation in them claims exactness)
 EXACT_VARIANTS = ("default",)
@@ -165,58 +178,13 @@ def _sync():
 
 
 def run_e2e(args, variant: str, overrides: dict, data_root: Path, work: Path) -> dict:
-    """``pretrain()`` on the data set with ``overrides``; per-stage timings and memory from hooks on the trainer."""
+    """``pretrain()`` on the data set with ``overrides``; per-stage timings and memory (scripts/stage_timing.py)."""
+    from stage_timing import StageTimer
+
     from recbole_adaptssr.config import Config
     from recbole_adaptssr.experiment import pretrain
-    from recbole_adaptssr.trainer import AdaptSSRTrainer
 
-    records, current = {}, {}
     cuda = args.device.startswith("cuda")
-    originals = {name: getattr(AdaptSSRTrainer, name) for name in ("train_stage", "_train_epoch", "_train_step")}
-
-    def train_stage(self, stage, *a, **k):
-        _sync()
-        if cuda:
-            torch.cuda.reset_peak_memory_stats()
-        rec = records[stage] = {"epochs": [], "first_step_s": None, "stage_start": time.perf_counter()}
-        current["rec"] = rec
-        out = originals["train_stage"](self, stage, *a, **k)
-        _sync()
-        rec["stage_s"] = time.perf_counter() - rec["stage_start"]
-        if cuda:
-            rec["peak_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
-            rec["peak_reserved_mib"] = torch.cuda.max_memory_reserved() / 2**20
-            free, total = torch.cuda.mem_get_info()
-            rec["device_in_use_end_mib"] = (total - free) / 2**20
-        rec["history"] = out["history"]
-        rec["initial"] = out["initial_valid_result"]
-        rec["optimizer"] = type(self.optimizer).__name__ + (" fused" if self.optimizer.defaults.get("fused") else "")
-        return out
-
-    def _train_epoch(self, train_data, epoch_idx, *a, **k):
-        _sync()
-        start = time.perf_counter()
-        out = originals["_train_epoch"](self, train_data, epoch_idx, *a, **k)
-        _sync()
-        current["rec"]["epochs"].append({"seconds": time.perf_counter() - start, "steps": len(train_data),
-                                         "sequences": len(train_data.dataset)})
-        return out
-
-    def _train_step(self, *a, **k):
-        rec = current["rec"]
-        if rec["first_step_s"] is None:
-            _sync()
-            begin = time.perf_counter()
-        out = originals["_train_step"](self, *a, **k)
-        if rec["first_step_s"] is None:
-            _sync()
-            now = time.perf_counter()
-            rec["first_step_s"] = now - begin
-            rec["time_to_first_step_s"] = now - current["run_start"]
-            rec["stage_start_to_first_step_s"] = now - rec["stage_start"]
-            rec["graphed"] = bool(self.accelerator is not None and self.accelerator.graph is not None)
-        return out
-
     config_dict = {
         "data_path": str(data_root), "checkpoint_dir": str(work / "saved"), "device": args.device,
         "use_gpu": cuda, "show_progress": False, "state": "INFO" if args.verbose else "WARNING",
@@ -225,24 +193,20 @@ def run_e2e(args, variant: str, overrides: dict, data_root: Path, work: Path) ->
         "mlm_mask_ratio": args.mlm_mask_ratio, "mlm_stopping_step": 100, "stopping_step": 100,
         "downstream_tasks": [], **overrides,
     }
-    for name in originals:
-        setattr(AdaptSSRTrainer, name, locals()[name])
-    try:
-        config = Config(model="AdaptSSR", dataset="ttlbench", config_dict=config_dict)
-        current["run_start"] = time.perf_counter()
+    config = Config(model="AdaptSSR", dataset="ttlbench", config_dict=config_dict)
+    with StageTimer(cuda) as timer:  # its clock starts here: time to first step counts from pretrain()'s call
         results = pretrain(config, str(work / f"run-{variant}"))
-    finally:
-        for name, fn in originals.items():
-            setattr(AdaptSSRTrainer, name, fn)
     state = {}
     for stage, result in results.items():
-        rec = records[stage]
-        last = rec["epochs"][-1]
-        rec.update(ms_per_step=1000 * last["seconds"] / last["steps"],
-                   sequences_per_s=last["sequences"] / last["seconds"],
-                   checkpoint=result.checkpoint)
+        rec = timer.records[stage]
+        # the steady state of the first epoch (after the warm-up steps), not an epoch average that includes the
+        # first step's compilation and capture
+        first = rec["epochs"][0]
+        rec.update(ms_per_step=first.get("steady_ms_per_step", float("nan")),
+                   sequences_per_s=first.get("steady_sequences_per_s", float("nan")),
+                   history=result.history, initial=result.initial, checkpoint=result.checkpoint)
         state[stage] = torch.load(result.checkpoint, map_location="cpu", weights_only=False)["state_dict"]
-    return {"variant": variant, "overrides": overrides, "stages": records, "_state": state}
+    return {"variant": variant, "overrides": overrides, "stages": timer.records, "_state": state}
 
 
 def compare_runs(reference: dict, other: dict) -> dict:
@@ -333,30 +297,31 @@ def profile_steps(model, batches, args, device) -> dict:
 
 
 def check_steps(args) -> dict:
-    """On the GPU at the chosen scale: graph replay vs eager steps, fused vs foreach Adam, TF32 vs float32 MLM."""
+    """On the GPU at the chosen scale: graph replay vs eager steps (ranking and MLM, bitwise), fused vs foreach
+    Adam, the fused encoder vs RecBole's layers (no dropout), TF32 and bf16 vs float32 MLM."""
     import copy
 
+    from recbole.data.interaction import Interaction
+
     from recbole_adaptssr.acceleration import GraphedStep
+    from recbole_adaptssr.precision import training_precision
 
     device = torch.device(args.device)
     out = {}
-    torch.manual_seed(0)
-    model = build_model(args.items, args.max_len, device, "ssr")
-    initial = copy.deepcopy(model.state_dict())
 
-    def batch(size, seed):
+    def batch(model, size, seed):
         g = torch.Generator(device="cpu").manual_seed(seed)
         lengths = torch.randint(10, args.max_len + 1, (size,), generator=g)
         seq = torch.randint(1, args.items, (size, args.max_len), generator=g)
         seq = seq * (torch.arange(args.max_len)[None, :] < lengths[:, None])
         return Interaction({model.ITEM_SEQ: seq.to(device), model.ITEM_SEQ_LEN: lengths.to(device)})
 
-    from recbole.data.interaction import Interaction
+    def diff(a, b):
+        return {"bitwise_equal": all(torch.equal(a[k], b[k]) for k in a),
+                "differing_elements": int(sum(int((a[k] != b[k]).sum()) for k in a)),
+                "max_abs_difference": max(float((a[k].double() - b[k].double()).abs().max()) for k in a)}
 
-    batches = [batch(args.batch, 1), batch(args.batch, 2), batch(args.batch // 2 + 3, 3), batch(args.batch, 4),
-               batch(args.batch, 5)]
-
-    def run(graphed, fused=False):
+    def steps(model, initial, batches, graphed, fused=False, precision="float32"):
         model.load_state_dict(initial)
         optimizer = torch.optim.Adam(model.parameters(), lr=2e-4, fused=fused or None)
         torch.manual_seed(7)
@@ -364,31 +329,40 @@ def check_steps(args) -> dict:
         for b in batches:
             if graphed and b[model.ITEM_SEQ].size(0) == args.batch:
                 if step is None:
-                    step = GraphedStep(model, model.calculate_loss, b, device)
+                    step = GraphedStep(model, model.calculate_loss, b, device,
+                                       context=lambda: training_precision(device, precision))
                     step.capture()
                 loss = step.run(b)
             else:
                 optimizer.zero_grad()
-                loss = model.calculate_loss(b)
+                with training_precision(device, precision):
+                    loss = model.calculate_loss(b)
                 loss.backward()
             losses.append(float(loss.detach()))
             optimizer.step()
         _sync()
+        if step is not None:
+            step.close()
         return losses, {k: v.detach().clone() for k, v in model.state_dict().items()}
 
-    def diff(a, b):
-        return {"bitwise_equal": all(torch.equal(a[k], b[k]) for k in a),
-                "differing_elements": int(sum(int((a[k] != b[k]).sum()) for k in a)),
-                "max_abs_difference": max(float((a[k].double() - b[k].double()).abs().max()) for k in a)}
+    def graph_check(stage, precision="float32"):
+        torch.manual_seed(0)
+        model = build_model(args.items, args.max_len, device, stage)
+        initial = copy.deepcopy(model.state_dict())
+        batches = [batch(model, args.batch, 1), batch(model, args.batch, 2), batch(model, args.batch // 2 + 3, 3),
+                   batch(model, args.batch, 4), batch(model, args.batch, 5)]
+        eager_losses, eager_state = steps(model, initial, batches, False, precision=precision)
+        _, eager2_state = steps(model, initial, batches, False, precision=precision)
+        graph_losses, graph_state = steps(model, initial, batches, True, precision=precision)
+        result = {"steps": len(batches), "partial_batch_at": 2, "precision": precision,
+                  "eager_losses": eager_losses, "graph_losses": graph_losses,
+                  "losses_equal": eager_losses == graph_losses, **diff(eager_state, graph_state),
+                  "eager_rerun_bitwise_equal": diff(eager_state, eager2_state)["bitwise_equal"]}
+        return model, initial, batches, (eager_losses, eager_state), result
 
-    eager_losses, eager_state = run(False)
-    eager2_losses, eager2_state = run(False)
-    graph_losses, graph_state = run(True)
-    out["cuda_graph_vs_eager"] = {"steps": len(batches), "partial_batch_at": 2, "eager_losses": eager_losses,
-                                  "graph_losses": graph_losses, "losses_equal": eager_losses == graph_losses,
-                                  **diff(eager_state, graph_state),
-                                  "eager_rerun_bitwise_equal": diff(eager_state, eager2_state)["bitwise_equal"]}
-    fused_losses, fused_state = run(False, fused=True)
+    model, initial, batches, (eager_losses, eager_state), out["cuda_graph_vs_eager"] = graph_check("ssr")
+    print(json.dumps({"cuda_graph_vs_eager": out["cuda_graph_vs_eager"]}), flush=True)
+    fused_losses, fused_state = steps(model, initial, batches, False, fused=True)
     out["fused_vs_foreach_adam"] = {"losses": [fused_losses, eager_losses], **diff(eager_state, fused_state),
                                     "max_relative_difference_of_update": max(
                                         float(((eager_state[k] - fused_state[k]).abs()
@@ -396,26 +370,51 @@ def check_steps(args) -> dict:
                                         for k in eager_state if eager_state[k].is_floating_point()
                                         and not torch.equal(eager_state[k], initial[k]))}
     out["profile"] = profile_steps(model, batches, args, device)
-    # TF32 against float32: one MLM loss and its gradients
-    del model
+    print(json.dumps({"profile": out["profile"]}), flush=True)
+    # the fused encoder against RecBole's layers, no dropout: forward and the gradients of a scalar of it
+    model.load_state_dict(initial)
+    model.eval()
+    encoder, seq = model.user_model, batches[0][model.ITEM_SEQ]
+    outputs = {}
+    for kernel in ("eager", "fused"):
+        encoder.encoder_kernel = kernel
+        model.zero_grad(set_to_none=True)
+        u = encoder(seq)
+        u.square().sum().backward()
+        outputs[kernel] = (u.detach(), torch.cat([p.grad.flatten() for p in encoder.parameters() if p.grad is not None]))
+    encoder.encoder_kernel = "auto"
+    model.train()
+    out["fused_vs_eager_encoder"] = {
+        "output_relative_norm_difference": float((outputs["fused"][0] - outputs["eager"][0]).norm()
+                                                 / outputs["eager"][0].norm()),
+        "gradient_relative_norm_difference": float((outputs["fused"][1] - outputs["eager"][1]).norm()
+                                                   / outputs["eager"][1].norm())}
+    del model, encoder
     torch.cuda.empty_cache()
+    _, _, _, _, out["mlm_cuda_graph_vs_eager"] = graph_check("mlm")
+    print(json.dumps({"mlm_cuda_graph_vs_eager": out["mlm_cuda_graph_vs_eager"]}), flush=True)
+    _, _, _, _, out["mlm_bf16_cuda_graph_vs_eager"] = graph_check("mlm", precision="bf16")
+    torch.cuda.empty_cache()
+    # TF32 and bf16 against float32: one MLM loss and its gradients (the same dropout and masks: seeded)
     torch.manual_seed(0)
     model = build_model(args.items, args.max_len, device, "mlm")
+    mlm_batch = batch(model, args.batch, 1)
     grads = {}
-    for tf32 in (False, True):
-        saved = torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = tf32
+    for precision in ("float32", "tf32", "bf16"):
+        task = model.pretext_task
+        task.item_softmax_options["precision"] = {"float32": "tf32x3", "tf32": "tf32", "bf16": "bf16"}[precision]
         model.zero_grad(set_to_none=True)
         torch.manual_seed(3)
-        loss = model.calculate_loss(batches[0])
+        with training_precision(device, precision):
+            loss = model.calculate_loss(mlm_batch)
         loss.backward()
-        grads[tf32] = (float(loss), {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None})
-        torch.backends.cuda.matmul.allow_tf32 = saved
-    (l32, g32), (ltf, gtf) = grads[False], grads[True]
-    out["tf32_vs_float32_mlm"] = {
-        "loss_float32": l32, "loss_tf32": ltf, "loss_relative_difference": abs(ltf - l32) / abs(l32),
-        "max_gradient_relative_difference": max(float((gtf[n] - g32[n]).norm() / g32[n].norm().clamp(min=1e-30))
-                                                for n in g32)}
+        grads[precision] = (float(loss), torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    loss32, grad32 = grads["float32"]
+    for precision in ("tf32", "bf16"):
+        loss, grad = grads[precision]
+        out[f"{precision}_vs_float32_mlm"] = {
+            "loss_float32": loss32, f"loss_{precision}": loss, "loss_relative_difference": abs(loss - loss32) / loss32,
+            "gradient_relative_norm_difference": float((grad - grad32).norm() / grad32.norm())}
     return out
 
 
@@ -436,7 +435,7 @@ def e2e(args):
             torch.cuda.empty_cache()
         print(json.dumps(report["checks"], indent=1), flush=True)
     runs = {}
-    for entry in args.variants.split(","):
+    for entry in filter(None, args.variants.split(",")):  # --variants "" with --check: the checks alone
         variant, _, stages = entry.partition(":")  # eager:ssr runs only the ssr stage
         run_args = argparse.Namespace(**{**vars(args), "stages": stages.replace("+", ",") or args.stages})
         runs[entry] = run_e2e(run_args, entry, VARIANTS[variant], data_root, work)

@@ -2,15 +2,13 @@
 line per method (mean over seeds, with the std as a band/error bar when a point has several), plus a markdown
 table of the same numbers.
 
-    python scripts/plot_sweep.py hyper_results/<study>/trials.csv --out fig3.png [--md fig3.md]
+    python scripts/plot_sweep.py saved/hyper/<study>/trials.csv --out fig3.png [--md fig3.md]
         [--x augmentation_proportion] [--y "valid ndcg@10"] [--group method] [--title TITLE] [--include_stopped]
 
 Defaults: x is ``augmentation_proportion`` when the table has it (else the first numeric searched column), y is
 the table's ``valid <metric>`` column (a study records validation only), group is ``method`` (pre-training
 searches) when present. Only completed trials are drawn: a trial a scheduler stopped early trained less
-(``--include_stopped`` draws them too); failed and unfinished trials are listed, not drawn.
-
-Drawing uses matplotlib when it is installed, else Pillow (installed with tensorboard).
+(``--include_stopped`` draws them too); failed and unfinished trials are listed, not drawn. matplotlib draws.
 """
 
 from __future__ import annotations
@@ -23,8 +21,8 @@ import statistics
 import sys
 
 NOT_SEARCHED = ("trial", "status", "method", "best_epoch", "epochs", "seconds", "error")
-PALETTE = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75),
-           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf"]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">"]
 
 
@@ -96,7 +94,7 @@ def markdown(series: dict, x: str, y: str, skipped: list) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_matplotlib(series, x, y, title, out):
+def plot(series, x, y, title, out):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -105,7 +103,7 @@ def plot_matplotlib(series, x, y, title, out):
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=150)
     for i, (name, pts) in enumerate(series.items()):
         xs, means, stds = [p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts]
-        color = tuple(c / 255 for c in PALETTE[i % len(PALETTE)])
+        color = PALETTE[i % len(PALETTE)]
         ax.plot(xs, means, marker=MARKERS[i % len(MARKERS)], color=color, label=str(name))
         if any(stds):
             ax.fill_between(xs, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
@@ -120,86 +118,6 @@ def plot_matplotlib(series, x, y, title, out):
     plt.close(fig)
 
 
-def _nice_ticks(low, high, count=5):
-    if high <= low:
-        high = low + (abs(low) or 1.0) * 0.1
-    raw = (high - low) / max(1, count - 1)
-    magnitude = 10 ** math.floor(math.log10(raw))
-    step = min((m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw), default=raw)
-    start = math.floor(low / step) * step
-    ticks, value = [], start
-    while value <= high + step * 1e-9:
-        ticks.append(round(value, 10))
-        value += step
-    if ticks[-1] < high:
-        ticks.append(round(ticks[-1] + step, 10))
-    return ticks
-
-
-def plot_pillow(series, x, y, title, out):
-    from PIL import Image, ImageDraw, ImageFont
-
-    def font(size):
-        try:
-            return ImageFont.load_default(size=size)
-        except TypeError:  # Pillow < 10.1
-            return ImageFont.load_default()
-
-    width, height = 1060, 620
-    left, right, top, bottom = 100, 240, 60, 80  # the legend goes right of the axes
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    small, normal, big = font(15), font(18), font(22)
-    xs = sorted({p[0] for pts in series.values() for p in pts})
-    lows = [p[1] - p[2] for pts in series.values() for p in pts]
-    highs = [p[1] + p[2] for pts in series.values() for p in pts]
-    margin = (max(highs) - min(lows)) * 0.05 or 0.01
-    yt = _nice_ticks(min(lows) - margin, max(highs) + margin)
-    x0, x1 = (min(xs), max(xs)) if len(xs) > 1 else (xs[0] - 0.5, xs[0] + 0.5)
-    pad = (x1 - x0) * 0.05
-    x0, x1 = x0 - pad, x1 + pad
-    y0, y1 = yt[0], yt[-1]
-
-    def px(v):
-        return left + (v - x0) / (x1 - x0) * (width - left - right)
-
-    def py(v):
-        return height - bottom - (v - y0) / (y1 - y0) * (height - top - bottom)
-
-    for t in yt:  # grid and y ticks
-        draw.line([(left, py(t)), (width - right, py(t))], fill=(225, 225, 225))
-        draw.text((left - 10, py(t)), f"{t:g}", fill="black", font=small, anchor="rm")
-    for v in xs:
-        draw.line([(px(v), top), (px(v), height - bottom)], fill=(240, 240, 240))
-        draw.text((px(v), height - bottom + 10), f"{v:g}", fill="black", font=small, anchor="ma")
-    draw.rectangle([(left, top), (width - right, height - bottom)], outline="black")
-    draw.text(((left + width - right) / 2, height - 30), x.replace("_", " "), fill="black", font=normal, anchor="mm")
-    label = Image.new("RGBA", (height - top - bottom, 30), (255, 255, 255, 0))
-    ImageDraw.Draw(label).text((label.width / 2, 15), y, fill="black", font=normal, anchor="mm")
-    label = label.rotate(90, expand=True)
-    image.paste(label, (20, top), label)
-    draw.text((width / 2, 28), title, fill="black", font=big, anchor="mm")
-    for i, (name, pts) in enumerate(series.items()):
-        color = PALETTE[i % len(PALETTE)]
-        coords = [(px(p[0]), py(p[1])) for p in pts]
-        for p in pts:  # error bars (std over the point's trials)
-            if p[2] > 0:
-                draw.line([(px(p[0]), py(p[1] - p[2])), (px(p[0]), py(p[1] + p[2]))], fill=color, width=2)
-        if len(coords) > 1:
-            draw.line(coords, fill=color, width=3)
-        for cx, cy in coords:
-            if i % 2:
-                draw.rectangle([(cx - 5, cy - 5), (cx + 5, cy + 5)], fill=color)
-            else:
-                draw.ellipse([(cx - 5, cy - 5), (cx + 5, cy + 5)], fill=color)
-        ly = top + 14 + 26 * i  # legend
-        lx = width - right + 20
-        draw.line([(lx, ly), (lx + 30, ly)], fill=color, width=3)
-        (draw.rectangle if i % 2 else draw.ellipse)([(lx + 10, ly - 5), (lx + 20, ly + 5)], fill=color)
-        draw.text((lx + 40, ly), str(name), fill="black", font=normal, anchor="lm")
-    image.save(out)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("trials", help="trials.csv of a study (its output folder)")
@@ -210,7 +128,6 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None, help="PNG to write (default: <trials folder>/sweep.png)")
     parser.add_argument("--md", default=None, help="markdown table to write (default: <trials folder>/sweep.md)")
     parser.add_argument("--include_stopped", action="store_true", help="draw trials a scheduler stopped early too")
-    parser.add_argument("--backend", choices=("auto", "matplotlib", "pillow"), default="auto")
     args = parser.parse_args(argv)
 
     rows = read_trials(args.trials)
@@ -224,20 +141,12 @@ def main(argv=None) -> int:
     out = args.out or os.path.join(folder, "sweep.png")
     md = args.md or os.path.splitext(out)[0] + ".md"
     title = args.title or f"{y} vs {x.replace('_', ' ')}"
-    backend = args.backend
-    if backend == "auto":
-        try:
-            import matplotlib  # noqa: F401
-
-            backend = "matplotlib"
-        except ImportError:
-            backend = "pillow"
-    (plot_matplotlib if backend == "matplotlib" else plot_pillow)(series, x, y, title, out)
+    plot(series, x, y, title, out)
     table = markdown(series, x, y, skipped)
     with open(md, "w", encoding="utf-8") as f:
         f.write(f"# {title}\n\n{table}")
     print(table)
-    print(f"plot ({backend}): {out}\ntable: {md}")
+    print(f"plot: {out}\ntable: {md}")
     return 0
 
 

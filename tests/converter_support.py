@@ -61,13 +61,13 @@ def assert_refused(argv, convert, guarded, where: str, problem: str, kind: str, 
 
 
 def assert_fails_cleanly(source, convert, inp: Path, out: Path, name: str, fname, line, problem, kind, capsys,
-                         skip_bad_lines: bool = False):
-    """Bad input to ``source`` (CLI) and ``convert`` (Python) fails with file, line (None: the whole file) and
-    problem, exit code 2 and a ``ConversionError`` of ``kind``; even with ``--overwrite`` the previous data set
-    ``out/name``, the rest of ``out`` and the input stay byte-identical."""
+                         skip_bad_lines: bool = False, cli_flags=()):
+    """Bad input to ``source`` (CLI, with ``cli_flags``) and ``convert`` (Python) fails with file, line (None: the
+    whole file) and problem, exit code 2 and a ``ConversionError`` of ``kind``; even with ``--overwrite`` the
+    previous data set ``out/name``, the rest of ``out`` and the input stay byte-identical."""
     previous_dataset(out, name)
     (out / "other.txt").write_text("unrelated")
-    flags = ["--overwrite"] + (["--skip-bad-lines"] if skip_bad_lines else [])
+    flags = ["--overwrite", *cli_flags] + (["--skip-bad-lines"] if skip_bad_lines else [])
     where = f"{inp / fname}" + (f", line {line}" if line is not None else "")
     assert_refused([source, "--input", inp, "--output", out, *flags],
                    lambda: convert(inp, out, overwrite=True, skip_bad_lines=skip_bad_lines),

@@ -218,3 +218,88 @@ def test_graph_replay_is_bitwise_the_eager_step():
         results.append((losses, copy.deepcopy(model.state_dict())))
     assert results[0][0] == results[1][0]
     assert all(torch.equal(results[0][1][k], results[1][1][k]) for k in initial)
+
+
+# ------------------------------------------------------------------------------------------------ issue 23 settings
+def test_sparse_item_update_builds_row_sparse_adam_for_its_stage_only(tiny_config, tmp_path):
+    from recbole_adaptssr.row_sparse_adam import RowSparseAdam
+    from recbole_adaptssr.trainer import AdaptSSRTrainer
+
+    built = []
+    original = AdaptSSRTrainer._train_epoch
+
+    def spy(self, *args, **kwargs):
+        built.append((self.model.train_stage, type(self.optimizer)))
+        return original(self, *args, **kwargs)
+
+    AdaptSSRTrainer._train_epoch = spy
+    try:
+        results, states = _run(tiny_config, tmp_path, "sparse", ssr_sparse_item_update=True, ssr_epochs=1)
+        _, dense_states = _run(tiny_config, tmp_path, "dense", ssr_epochs=1)
+    finally:
+        AdaptSSRTrainer._train_epoch = original
+    assert [(stage, kind is RowSparseAdam) for stage, kind in built] == [("mlm", False), ("ssr", True),
+                                                                         ("mlm", False), ("ssr", False)]
+    assert np.isfinite(results["ssr"].history[-1]["train_loss"])
+    table = "user_model.item_embedding.weight"
+    assert torch.equal(states["mlm"][table], dense_states["mlm"][table])
+    assert not torch.equal(states["ssr"][table], dense_states["ssr"][table])  # lazy Adam: other numbers
+
+
+def test_precision_settings_reach_the_steps_and_bad_values_name_the_key(tiny_config, tmp_path):
+    from recbole_adaptssr.trainer import TaskTrainer
+
+    seen = []
+    original = TaskTrainer._train_step
+
+    def spy(self, *args, **kwargs):
+        seen.append((getattr(self.model, "train_stage", None), self.precision))
+        return original(self, *args, **kwargs)
+
+    TaskTrainer._train_step = spy
+    try:
+        results, states = _run(tiny_config, tmp_path, "bf16", ssr_precision="bf16", mlm_epochs=1, ssr_epochs=1,
+                               device_batches=False)
+        _, float32_states = _run(tiny_config, tmp_path, "f32", mlm_epochs=1, ssr_epochs=1, device_batches=False)
+    finally:
+        TaskTrainer._train_step = original
+    assert sorted(set(seen)) == [("mlm", "float32"), ("ssr", "bf16"), ("ssr", "float32")]
+    assert np.isfinite(results["ssr"].history[-1]["train_loss"])
+    key = "user_model.encoder.layer.0.feed_forward.dense_1.weight"
+    assert torch.equal(states["mlm"][key], float32_states["mlm"][key])
+    assert not torch.equal(states["ssr"][key], float32_states["ssr"][key])
+    with pytest.raises(ValueError, match=r"mlm_precision must be one of \['float32', 'tf32', 'bf16'\], got 'fp16'"):
+        _run(tiny_config, tmp_path, "bad", mlm_precision="fp16")
+
+
+def test_item_softmax_precision_follows_the_stage_precision_unless_set(tiny_config):
+    from recbole_adaptssr.model.adaptssr import AdaptSSR
+
+    config, train_set, _ = _loaders(tiny_config, n=0, mlm_precision="bf16")
+    assert AdaptSSR(config, train_set).pretext["mlm"].item_softmax_options["precision"] == "bf16"
+    config, train_set, _ = _loaders(tiny_config, n=0)
+    assert AdaptSSR(config, train_set).pretext["mlm"].item_softmax_options["precision"] == "tf32x3"
+    config, train_set, _ = _loaders(tiny_config, n=0, precision="tf32", item_softmax_precision="tf32x3")
+    assert AdaptSSR(config, train_set).pretext["mlm"].item_softmax_options["precision"] == "tf32x3"
+
+
+def test_finetune_precision_is_the_task_trainers(tiny_config):
+    from recbole_adaptssr.model.adaptssr import AdaptSSR
+    from recbole_adaptssr.trainer import TaskTrainer
+
+    for extra, expected in (({}, "float32"), ({"precision": "tf32"}, "tf32"),
+                            ({"precision": "tf32", "finetune_precision": "bf16"}, "bf16")):
+        config, train_set, _ = _loaders(tiny_config, n=0, **extra)
+        assert TaskTrainer(config, AdaptSSR(config, train_set)).precision == expected
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the lagged check copies to pinned memory (CUDA)")
+def test_lagged_nan_check_raises_one_step_later():
+    check = acceleration.LaggedNanCheck(torch.device("cuda"))
+    check.push(torch.tensor(1.0, device="cuda"))
+    check.push(torch.tensor(float("nan"), device="cuda"))  # read at the next push
+    with pytest.raises(ValueError, match="Training loss is nan"):
+        check.push(torch.tensor(1.0, device="cuda"))
+    check.push(torch.tensor(float("nan"), device="cuda"))
+    with pytest.raises(ValueError, match="Training loss is nan"):
+        check.flush()

@@ -5,6 +5,7 @@ reason; good files still load with ``torch.load(weights_only=True)`` and through
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import os
 import zipfile
@@ -164,17 +165,77 @@ def test_a_re_saved_edit_keeps_the_old_checksum_and_is_rejected(tmp_path):
         load_checkpoint(path)
 
 
-def test_missing_checksum_is_rejected_in_this_format_and_accepted_in_the_old_one(tmp_path):
+@pytest.mark.parametrize("version", [3, 2, 1])
+def test_a_checkpoint_of_our_format_without_its_checksum_is_refused_whatever_its_version(tmp_path, version):
+    """No downgrade path: removing the checksum and writing format_version 1 (before checksums) loads nothing."""
     path = tmp_path / "ssr.pth"
     state = torch.load(write_stage_checkpoint(path), weights_only=True)
     del state[CHECKSUM_KEY]
-    torch.save(state, path)
-    with pytest.raises(CheckpointError, match="has no checksum"):
+    state["state_dict"]["linear.bias"][0] += 1.0  # tampered weights
+    torch.save({**state, "format_version": version}, path)
+    with pytest.raises(CheckpointError, match=r"ssr\.pth: has no checksum.*format_version 1, before checksums, is "
+                                              r"not read"):
         load_checkpoint(path)
-    torch.save({**state, "format_version": 1}, path)  # written before checksums existed
-    assert load_checkpoint(path)["stage"] == "ssr"
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "missing.pth")
+
+
+def test_a_stage_checkpoint_records_its_data_and_vocabulary(tmp_path):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / "d.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\nu1\ti1\t1\n")
+    config = {**CONFIG, "data_path": str(folder), "dataset": "d"}
+    path = save_checkpoint(str(tmp_path / "ssr.pth"), Tiny(), "ssr", config, ["[PAD]", "i1"])
+    data = load_checkpoint(path)["data"]
+    content = (folder / "d.inter").read_bytes()
+    assert data["behaviour_log"] == {"file": "d.inter", "size": len(content),
+                                     "blake2b": hashlib.blake2b(content, digest_size=16).hexdigest()}
+    assert data["vocabulary"]["tokens"] == 2
+
+
+@pytest.fixture
+def signing(monkeypatch):
+    """The signing key of this process, as a Config or the environment sets it; reset afterwards."""
+    from recbole_adaptssr import checkpoint
+
+    monkeypatch.delenv(checkpoint.HMAC_KEY_ENV, raising=False)
+    yield checkpoint
+    checkpoint.set_signing_key(None)
+
+
+def test_a_signing_key_signs_what_is_written_and_refuses_unsigned_or_foreign_signatures(tmp_path, signing,
+                                                                                       monkeypatch):
+    unsigned = write_stage_checkpoint(tmp_path / "unsigned.pth")
+    monkeypatch.setenv(signing.HMAC_KEY_ENV, "shared-secret")
+    signed = write_stage_checkpoint(tmp_path / "signed.pth")
+    assert torch.load(signed, weights_only=True)["signature"]["algorithm"] == "hmac-sha256"
+    assert load_checkpoint(signed)["stage"] == "ssr"
+    with pytest.raises(CheckpointError, match=r"unsigned\.pth: is not signed, and a signing key is set"):
+        load_checkpoint(unsigned)
+    # an edit re-checksummed by someone without the key: the checksum matches, the signature does not
+    state = torch.load(signed, weights_only=True)
+    state["state_dict"]["linear.bias"][0] += 1.0
+    state[CHECKSUM_KEY]["digest"] = content_digest(state)
+    torch.save(state, signed)
+    with pytest.raises(CheckpointError, match=r"signed\.pth: its signature does not match the signing key"):
+        load_checkpoint(signed)
+    signing.set_signing_key("another-key")  # the setting checkpoint_hmac_key wins over the environment
+    with pytest.raises(CheckpointError, match="signature does not match"):
+        load_checkpoint(write_stage_checkpoint(tmp_path / "env-signed.pth") and signed)
+    monkeypatch.delenv(signing.HMAC_KEY_ENV)
+    signing.set_signing_key(None)
+    assert load_checkpoint(tmp_path / "env-signed.pth")["stage"] == "ssr"  # no key: the checksum alone
+
+
+def test_the_signing_key_setting_is_never_logged_recorded_or_saved(tiny_data_path, signing):
+    from recbole_adaptssr.compat import plain
+    from recbole_adaptssr.config import Config
+
+    config = Config(model="AdaptSSR", dataset="tiny", config_dict={"data_path": str(tiny_data_path),
+                                                                  "checkpoint_hmac_key": "s3cret", "state": "ERROR"})
+    assert signing.signing_key() == b"s3cret"
+    assert "s3cret" not in str(config) and "s3cret" not in repr(plain(config))
+    assert "checkpoint_hmac_key" not in config.user_config_dict and config["checkpoint_hmac_key"] is None
 
 
 # ------------------------------------------------------------------------------------------- failed writes

@@ -232,7 +232,8 @@ def test_a_method_file_of_ones_own_extends_and_replaces(task_data, tmp_path, mon
     ("[none,mine]", "mine: {stages: [nosuchtask]}",
      r"pre-training method 'mine' \(stages \['nosuchtask'\]\): unknown pretext task 'nosuchtask'"),
     ("[mine]", "mine: {stages: [mlm], settings: {mlm_mask_ratoi: 0.3}}",
-     r"pre-training method 'mine': unknown setting\(s\) mlm_mask_ratoi \(did you mean mlm_mask_ratio\?\)"),
+     r"pre-training method 'mine': unknown setting\(s\): 'mlm_mask_ratoi' \(method 'mine' of .*mine\.yaml; did you "
+     r"mean mlm_mask_ratio\b"),
     ("[mine]", "mine: {extends: adaptssr, settings: {ssr_lambda_mode: adaptiv}}",
      r"pre-training method 'mine': ssr_lambda_mode must be one of \['adaptive', 'fixed'\], got 'adaptiv'"),
     ("[mine]", "mine: {stages: [mlm], settings: {pretrain_stages: [ssr]}}", r"settings may not set \['pretrain_stages'\]"),

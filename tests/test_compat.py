@@ -38,8 +38,8 @@ def write_nan_dataset(root):
     return root
 
 
-# Runs with RecBole as installed, none of our shims: every break of SPEC-NOTES section 5 in one interpreter
-# (one start-up instead of four). Each step records its outcome; the tests below assert on them.
+# Runs with RecBole as installed, none of our shims: every break of README's "What breaks in RecBole 1.2.1 today"
+# in one interpreter (one start-up instead of four). Each step records its outcome; the tests below assert on them.
 NO_SHIM_SCRIPT = textwrap.dedent(
     """
     import json, sys, warnings

@@ -155,9 +155,10 @@ def test_one_contrastive_form_replaces_each_tasks_own(data, tmp_path, stage, own
 
 
 # ------------------------------------------------------------------------------------------- threads
-def test_pinned_threads_give_the_same_weights_whatever_the_process_had(tmp_path):
+def test_pinned_threads_give_the_same_weights_whatever_the_process_had(tmp_path, monkeypatch):
     """torch_threads pins the intra-op threads of every run: the process's own count (1 or 2 here) no longer
     changes a single weight. Without the pin the counts give different weights on this torch (else: skip)."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     sys.path.insert(0, str(Path(__file__).parent))
     from conftest import write_tiny_dataset
 
@@ -179,6 +180,19 @@ def test_pinned_threads_give_the_same_weights_whatever_the_process_had(tmp_path)
         pytest.skip("this torch gives the same weights on 1 and 2 threads here: nothing to pin")
     assert same(weights(1, 1), weights(2, 1))
     assert torch.get_num_threads() == 1
+
+
+def test_a_launchers_thread_count_is_left_as_it_is(monkeypatch):
+    """torchrun, --nproc, worker processes and Ray set OMP_NUM_THREADS: the process keeps the count they chose."""
+    from recbole_adaptssr.reproducibility import pin_threads
+
+    torch.set_num_threads(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    pin_threads({"torch_threads": 2})
+    assert torch.get_num_threads() == 1
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    pin_threads({"torch_threads": 2})
+    assert torch.get_num_threads() == 2
 
 
 # ------------------------------------------------------------------------------------------- bad settings

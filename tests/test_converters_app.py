@@ -197,3 +197,36 @@ def test_loads_in_recbole(task, cols, types, tmp_path, recbole_ready):
     assert set(feat["user_id"].tolist()) <= set(ds.field2token_id["user_id"])
     if task == "cvr":
         assert sorted(feat["label"].tolist()) == [0.0, 0.0, 1.0, 1.0]
+
+
+# ------------------------------------------------------------------------------------------- duplicate rows
+DUPLICATED = INSTALLS[:3] + ["u1,appA,300"] + INSTALLS[3:]  # line 5 repeats line 2 (u1,appA,300)
+
+
+def test_a_repeated_install_line_is_counted_and_kept_by_default(tmp_path):
+    out = tmp_path / "out"
+    stats = convert_app(write_layout(tmp_path / "in", installs=DUPLICATED), out)
+    _, rows = read_atomic(out / "app" / "app.inter")
+    assert rows.count(["u1", "appA", "300"]) == 2 and stats["sequences"]["num_behaviours"] == 9
+    f = stats["files"]["installs.csv"]
+    assert (f["read"], f["written"], f["skipped"], f["duplicate_rows"]) == (9, 9, 0, 1)
+    assert stats["options"]["duplicate_rows"] == "report"
+    assert "repeating an earlier one exactly: 1 (kept" in (out / "app" / "app.stats.md").read_text()
+
+
+def test_drop_keeps_the_first_of_a_repeated_install_line_and_counts_it_skipped(tmp_path, capsys):
+    out = tmp_path / "out"
+    rc, _, _ = run_cli(["app", "--input", write_layout(tmp_path / "in", installs=DUPLICATED), "--output", out,
+                        "--duplicate-rows", "drop"], capsys)
+    assert rc == 0
+    _, rows = read_atomic(out / "app" / "app.inter")
+    assert rows.count(["u1", "appA", "300"]) == 1 and len(rows) == 8
+    f = json.loads((out / "app" / "app.stats.json").read_text())["files"]["installs.csv"]
+    assert (f["read"], f["written"], f["skipped"], f["skipped_by_reason"]) == (9, 8, 1, {"duplicate_row": 1})
+
+
+def test_error_refuses_a_repeated_install_line_naming_both_lines(tmp_path, capsys):
+    inp = write_layout(tmp_path / "in", installs=DUPLICATED)
+    assert_fails_cleanly("app", lambda i, o, **kw: convert_app(i, o, duplicate_rows="error", **kw), inp,
+                         tmp_path / "out", "app", "installs.csv", 5, "repeats line 2 exactly", "duplicate_row",
+                         capsys, cli_flags=["--duplicate-rows", "error"])

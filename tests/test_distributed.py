@@ -272,6 +272,19 @@ def test_the_command_line_starts_processes_with_recboles_nproc_convention(task_d
     assert [run["task"] for run in results["runs"]] == ["cls"]
 
 
+def _threads(out_dir):
+    record = [torch.get_num_threads(), os.environ["OMP_NUM_THREADS"], os.environ["LOCAL_WORLD_SIZE"]]
+    (Path(out_dir) / f"rank{os.environ['RANK']}.json").write_text(json.dumps(record))
+
+
+def test_nproc_gives_each_process_one_thread_as_torchrun_does(tmp_path, monkeypatch):
+    """torchrun sets OMP_NUM_THREADS=1 for several processes (unless it is set): --nproc does too, so both launches
+    sum in the same order and give the same metrics (with the default threads, --nproc's fine-tuned AUC differed)."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    distributed.spawn(_threads, 2, str(tmp_path), port=free_port())
+    assert [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)] == [[1, "1", "2"]] * 2
+
+
 def _refused(settings):
     from recbole_adaptssr.quick_start import run
 

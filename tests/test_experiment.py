@@ -85,7 +85,7 @@ def test_plain_evaluation_settings_are_rejected_before_anything_runs(task_data, 
     ({"mlm_head": "bert"}, r"mlm_head must be one of \['transform', 'tied'\], got 'bert'"),
     ({"mlm_item_softmax_kernel": "triton"},
      r"mlm_item_softmax_kernel must be one of \['blocked', 'fused', 'auto'\], got 'triton'"),
-    ({"item_softmax_precision": "fp32"}, r"item_softmax_precision must be one of \['tf32x3', 'ieee', 'tf32'\]"),
+    ({"item_softmax_precision": "fp32"}, r"item_softmax_precision must be one of \['tf32x3', 'ieee', 'tf32', 'bf16'\]"),
     ({"augmentations": ["mask", "shuffle"]}, r"unknown augmentation operator 'shuffle'"),
     ({"recommendation_valid_metric": "NDCG@20"}, r"recommendation_valid_metric='NDCG@20' needs 20 in recommendation_topk"),
 ])

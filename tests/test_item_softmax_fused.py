@@ -123,7 +123,7 @@ def test_fused_refuses_what_it_cannot_run(monkeypatch):
         item_cross_entropy(hidden.float(), weight.float(), targets, b.float(), kernel="fused")
     with pytest.raises(ValueError, match=r"kernel must be one of \['blocked', 'fused', 'auto'\], got 'triton'"):
         item_cross_entropy(hidden, weight, targets, b, kernel="triton")
-    with pytest.raises(ValueError, match=r"precision must be one of \['tf32x3', 'ieee', 'tf32'\], got 'fp32'"):
+    with pytest.raises(ValueError, match=r"precision must be one of \['tf32x3', 'ieee', 'tf32', 'bf16'\], got 'fp32'"):
         item_cross_entropy(hidden, weight, targets, b, precision="fp32")
 
 
@@ -160,3 +160,87 @@ def test_fused_backward_computes_only_the_gradients_asked_for(monkeypatch, froze
     exact = [exact[0]] if frozen == "table" else list(exact[1:])
     for mine, theirs in zip(grads, exact):
         torch.testing.assert_close(mine.double(), theirs, rtol=1e-4, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------ padded rows
+@pytest.mark.parametrize("kernel", ["fused", "blocked"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_padded_rows_with_a_device_count_give_the_unpadded_loss_and_gradients(kernel, reduction):
+    """Rows past ``valid_rows`` are padding: the loss and the gradients of the valid rows are those of the valid
+    rows alone, the padding gets zero loss and zero gradient, whatever its contents (here repeated targets)."""
+    hidden, weight, b, targets = make_inputs(70, 1100, 64)
+    n = 45
+    targets[n:] = 3  # a long run of one repeated target among the padding
+    h, w, bias = (x.float().requires_grad_() for x in (hidden, weight, b))
+    options = dict(kernel=kernel, precision="tf32x3", reduction=reduction, block_rows=16, block_items=64)
+    padded = item_cross_entropy(h, w, targets, bias, valid_rows=torch.tensor([n]), expected_rows=40, **options)
+    alone = item_cross_entropy(h[:n], w, targets[:n], bias, **options)
+    upstream = torch.rand(padded.shape) if reduction == "none" else torch.tensor(1.3)
+    grads = torch.autograd.grad(padded, (h, w, bias), upstream)
+    alone_grads = torch.autograd.grad(alone, (h, w, bias), upstream[:n] if reduction == "none" else upstream)
+    if reduction == "none":
+        torch.testing.assert_close(padded[:n], alone, rtol=1e-6, atol=1e-6)
+        assert torch.equal(padded[n:], torch.zeros(70 - n))
+    else:
+        torch.testing.assert_close(padded, alone, rtol=1e-6, atol=1e-6)
+    assert torch.equal(grads[0][n:], torch.zeros(70 - n, 64))
+    for mine, theirs in zip(grads, alone_grads):
+        torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-7)
+
+
+def test_valid_rows_must_be_one_integer_on_the_inputs_device():
+    hidden, weight, b, targets = make_inputs(5, 40, 8)
+    for bad in (3, torch.tensor([1.0]), torch.tensor([1, 2])):
+        with pytest.raises(ValueError, match="valid_rows must be an integer tensor of one element on cpu"):
+            item_cross_entropy(hidden, weight, targets, b, valid_rows=bad)
+
+
+def test_mlm_loss_through_padded_rows_is_the_masked_rows_loss():
+    """MLM's graph-capturable loss (every position's row, the masked ones first, their count on the device) selects
+    exactly the masked rows of the eager selection, and gives its loss and gradients up to rounding."""
+    import recbole_adaptssr
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
+    from bench_pretrain import build_model
+
+    recbole_adaptssr.setup()
+    torch.manual_seed(0)
+    model = build_model(500, 20, "cpu", "mlm").eval()
+    task, encoder = model.pretext_task, model.user_model
+    seq = torch.randint(1, 500, (8, 20))
+    seq[:, 15:] = 0
+    seq[2, 3:] = 0
+    hidden, targets = task._predict_masked(encoder, seq, torch.Generator().manual_seed(1))
+    rows, padded_targets, count = task._predict_masked_padded(encoder, seq, torch.Generator().manual_seed(1))
+    n = int(count)
+    assert rows.shape == (8 * 20, 64) and n == len(targets) > 8
+    assert torch.equal(rows[:n], hidden) and torch.equal(padded_targets[:n], targets)
+    params = [p for p in model.parameters() if p.requires_grad]
+    losses = {}
+    for kernel in ("fused", "blocked"):  # fused: the padded path; blocked: the masked rows alone
+        task.item_softmax_options = {"kernel": kernel, "precision": "tf32x3"}
+        loss = task.loss(encoder, seq, (seq != 0).sum(1), torch.Generator().manual_seed(1))
+        losses[kernel] = (loss.detach(), torch.autograd.grad(loss, params, allow_unused=True))
+    torch.testing.assert_close(losses["fused"][0], losses["blocked"][0], rtol=1e-6, atol=1e-6)
+    for mine, theirs in zip(losses["fused"][1], losses["blocked"][1]):
+        assert (mine is None) == (theirs is None)
+        if mine is not None:
+            torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-7)
+    assert not task.cuda_graph_safe  # blocked: the masked rows' number is read on the host
+    task.item_softmax_options = {"kernel": "auto"}
+    assert task.cuda_graph_safe  # on CUDA the fused kernels take the loss: the trainer may capture the step
+
+
+def test_mlm_masked_positions_are_the_one_hot_selection():
+    """The masked positions, chosen without F.one_hot (a host synchronisation on a GPU), are the same booleans."""
+    from recbole_adaptssr.pretext.mlm import MLM
+
+    task = MLM.__new__(MLM)
+    task.mask_ratio = 0.3
+    seq = torch.randint(1, 50, (16, 12))
+    seq[:, 7:] = 0
+    chosen = MLM._masked_positions(task, seq, torch.Generator().manual_seed(3))
+    noise = torch.rand(seq.shape, generator=torch.Generator().manual_seed(3)).masked_fill(seq == 0, 2.0)
+    expected = (noise < 0.3) | F.one_hot(noise.argmin(dim=1), 12).bool()
+    assert torch.equal(chosen, expected)
+    assert chosen.any(dim=1).all() and not chosen[:, 7:].any()

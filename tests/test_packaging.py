@@ -40,6 +40,9 @@ def installed(tmp_path_factory):
 
 def test_the_wheel_carries_the_defaults(installed):
     wheel, _ = installed
+    import recbole_adaptssr
+
+    assert wheel.name.startswith(f"recbole_adaptssr-{recbole_adaptssr.__version__}-")  # one version: __version__
     names = {n.split("recbole_adaptssr/", 1)[1] for n in zipfile.ZipFile(wheel).namelist()
              if n.startswith("recbole_adaptssr/properties/")}
     assert EXPECTED <= names
@@ -74,3 +77,16 @@ def test_a_missing_defaults_file_is_an_error(installed, tmp_path):
                           timeout=120)
     assert proc.returncode != 0
     assert "ssr.yaml is missing: the recbole-adaptssr installation is incomplete" in proc.stderr
+
+
+@pytest.mark.parametrize("script,option", [("recbole-adaptssr", "--group_offset"),
+                                           ("recbole-adaptssr-hyper", "--params_file"),
+                                           ("recbole-adaptssr-convert", "{ttl,app,movielens}")])
+def test_the_wheel_installs_the_console_commands(installed, tmp_path, script, option):
+    _, target = installed
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(target)
+    proc = subprocess.run([str(target / "bin" / script), "--help"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.startswith(f"usage: {script} ") and option in proc.stdout

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -305,12 +306,113 @@ def test_plot_sweep_draws_one_line_per_method_with_the_mean_over_seeds(tmp_path)
     lines = ["trial,status,augmentation_proportion,seed,method,valid ndcg@10,error"]
     lines += [",".join(str(v) for v in r) + ("," if r[1] != "failed" else ",ValueError: bad") for r in rows]
     (tmp_path / "trials.csv").write_text("\n".join(lines) + "\n")
-    assert plot_sweep.main([str(tmp_path / "trials.csv"), "--out", str(tmp_path / "fig3.png"),
-                            "--backend", "pillow"]) == 0
+    assert plot_sweep.main([str(tmp_path / "trials.csv"), "--out", str(tmp_path / "fig3.png")]) == 0
     table = (tmp_path / "fig3.md").read_text()
     assert "| augmentation_proportion | AdaptSSR | CL4SRec |" in table
     assert "| 0.1 | 0.5500 ± 0.0707 (n=2) | 0.4000 |" in table and "| 0.5 | 0.7000 | - |" in table
     assert "t4 (failed: ValueError: bad)" in table
     from PIL import Image
 
-    assert Image.open(tmp_path / "fig3.png").size == (1060, 620)
+    assert Image.open(tmp_path / "fig3.png").size == (960, 630)  # matplotlib's 6.4 x 4.2 inches at 150 dpi
+
+
+# ------------------------------------------------------------------------------------------------- integrity
+class FakeResult:
+    def __init__(self, metrics, lr, error=None):
+        self.metrics, self.config, self.error, self.path = metrics, {"learning_rate": lr}, error, f"/r/{lr}"
+
+
+class FakeGrid(list):
+    """What trial_rows reads of a Ray ResultGrid: indexed results and the analysis' Trial objects."""
+
+    def __init__(self, results, statuses):
+        super().__init__(results)
+        trials = [type("Trial", (), {"status": s, "trial_id": f"t_{i}"})() for i, s in enumerate(statuses)]
+        self._experiment_analysis = type("Analysis", (), {"trials": trials})()
+
+
+def test_trials_are_labelled_by_how_they_ended_and_an_interrupted_one_is_not_completed():
+    from recbole_adaptssr.tuning.results import FINISHED, trial_rows
+
+    spec = StudySpec(model="AdaptSSR", dataset="tt", data_name="tt", settings={}, mode="finetune", task="cls",
+                     metric="acc", metric_mode="max", uses_pretext=True)
+    dims = parse_space("learning_rate grid [0.1, 0.2, 0.3, 0.4]\n")
+    last = {"best_objective": 0.5, "max_epochs": 3, "patience": 3}
+    grid = FakeGrid([FakeResult({**last, "done": True, "epoch": 3, "best_epoch": 3}, 0.1),  # ran to its end
+                     FakeResult({**last, "done": True, "epoch": 1, "best_epoch": 1}, 0.2),  # ASHA stopped it
+                     FakeResult({**last, "epoch": 2, "best_epoch": 2}, 0.3),  # Ctrl-C while it ran: no done
+                     FakeResult({}, 0.4, error=ValueError("bad"))],
+                    ["TERMINATED", "TERMINATED", "TERMINATED", "ERROR"])
+    rows = trial_rows(grid, spec, dims)
+    assert [r["status"] for r in rows] == ["completed", "stopped_early", "interrupted", "failed"]
+    assert "interrupted" not in FINISHED  # a study with one is interrupted: --resume runs that trial again
+
+
+def test_a_study_whose_every_trial_failed_exits_non_zero(local_ray, data, tmp_path, monkeypatch, capsys):
+    from recbole_adaptssr.tuning import cli
+
+    real = cli.main
+    monkeypatch.setattr(cli, "main", lambda argv: real(argv, config_dict=base_config(data, tmp_path,
+                                                                                     finetune_epochs=1)))
+    space = tmp_path / "bad.hyper"
+    space.write_text("head_dropout_prob grid [1.5]\n")  # no probability: the trial raises
+    rc = cli.console_main(["--dataset=tt", f"--params_file={space}", f"--storage_path={tmp_path / 'ray_results'}",
+                           f"--output_dir={tmp_path / 'bad'}", "--name=bad", "--verbose=0", "--finetune_from=none",
+                           "--tune_task=cls", "--scheduler=fifo"])
+    err = capsys.readouterr().err
+    assert rc == cli.EXIT_ALL_FAILED == 4
+    assert "every trial of study bad failed (1 trial(s); the first: ValueError: head_dropout_prob must be a " \
+           "probability" in err
+    assert not (tmp_path / "bad" / "best.yaml").exists() and (tmp_path / "bad" / "trials.md").exists()
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    """Fail if a study starts Ray (the checks below come first)."""
+    from recbole_adaptssr.tuning import study as study_module
+
+    monkeypatch.setattr(study_module, "start_ray", lambda *a, **k: pytest.fail("Ray was started"))
+
+
+@pytest.mark.parametrize("space,args,message", [
+    ("lerning_rate choice [0.1]\n", [], r"bad\.hyper:1: lerning_rate is not a setting; did you mean learning_rate\b"),
+    ("augmentations choice [{mask: 1}]\n", [],
+     r"augmentations must be a list \(e\.g\. \[a, b\]\), got a mapping \{'mask': 1\} \(.*bad\.hyper:1\)"),
+    ("learning_rate choice [0.1]\n", ["--num_sample=4"],
+     r"num_sample: did you mean the option --num_samples of run_hyper_adaptssr\.py\?"),
+    ("learning_rate choice [0.1]\n", ["--name=../x"], r"study name '\.\./x' \(--name\) is not a plain name"),
+])
+def test_a_bad_study_is_refused_before_ray_starts(data, tmp_path, no_ray, space, args, message):
+    with pytest.raises(ValueError, match=message):
+        study(tmp_path, data, space, "--finetune_from=none", "--tune_task=cls", *args, name="bad")
+    assert not (tmp_path / "ray_results").exists()
+
+
+def test_a_resume_with_another_space_settings_or_data_is_refused_before_ray_starts(tmp_path, no_ray):
+    from recbole_adaptssr.tuning.results import write_study_record
+
+    own = write_task_dataset(tmp_path / "data", "tt", tasks=("cls",), n_users=16)
+    space = tmp_path / "s.hyper"
+    space.write_text("learning_rate grid [0.01, 0.002]\n")
+    args = ["--dataset=tt", f"--params_file={space}", f"--output_dir={tmp_path / 's'}", "--name=s",
+            "--finetune_from=none", "--tune_task=cls", f"--storage_path={tmp_path / 'ray_results'}"]
+    options, rest = parse(args)
+    spec, _, output_dir, _ = prepare(options, rest, config_dict=base_config(own, tmp_path, finetune_epochs=2))
+    os.makedirs(output_dir)
+    write_study_record(output_dir, spec, options, "s", str(tmp_path / "ray_results" / "s"))  # as the first run did
+
+    def resumed(**settings):
+        with pytest.raises(ValueError) as error:
+            main([*args, "--resume"], config_dict=base_config(own, tmp_path, **{"finetune_epochs": 2, **settings}))
+        return str(error.value)
+
+    assert resumed(finetune_epochs=3).startswith("--resume: study s (") and "finetune_epochs" in resumed(
+        finetune_epochs=3)
+    space.write_text("learning_rate grid [0.01, 0.002, 0.0005]\n")
+    assert "space: then ['learning_rate grid [0.01, 0.002]'], now ['learning_rate grid [0.01, 0.002, 0.0005]']" in \
+        resumed()
+    space.write_text("learning_rate grid [0.01, 0.002]\n")
+    log = own.folder / "tt.inter"
+    log.write_text(log.read_text() + "u1\ti1\t99999\n")
+    assert re.search(r"behaviour log tt\.inter: then [\d,]+ bytes, blake2b \w+\.\.\., now", resumed())
+    assert not (tmp_path / "ray_results").exists()

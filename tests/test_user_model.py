@@ -235,5 +235,5 @@ def test_set_stage_switches_task(tiny_config):
     with pytest.raises(ValueError, match="train_stage"):
         model.set_stage("SSR")
     assert model.train_stage == "ssr"
-    with pytest.raises(ValueError, match="scores nothing"):
+    with pytest.raises(ValueError, match="scores behaviour items: predict needs them in field .item_id."):
         model.predict(train_set.inter_feat[torch.arange(2)])

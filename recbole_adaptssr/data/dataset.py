@@ -13,6 +13,16 @@ from recbole.utils import FeatureSource, FeatureType
 from recbole_adaptssr.data import sequence_cache
 
 
+def dropping_duplicates(config) -> bool:
+    """Whether ``duplicate_rows: drop`` applies to ``config``'s behaviour log: set, and the log not known (from
+    this process's data check) to hold none. The sequence cache keeps every row, so it is then not used."""
+    if config["duplicate_rows"] != "drop":
+        return False
+    from recbole_adaptssr.data.validation import known_duplicates
+
+    return known_duplicates(config) != 0
+
+
 def recent_behaviours(uids: np.ndarray, items: np.ndarray, max_len: int):
     """Each user's most recent ``max_len`` behaviours, from a log already sorted by (user, time).
 
@@ -32,7 +42,9 @@ class AdaptSSRDataset(SequentialDataset):
     """Each user becomes ONE row: ``item_id_list`` holds the user's most recent ``MAX_ITEM_LIST_LENGTH``
     behaviours in chronological order (left-aligned, 0-padded) and ``item_length`` their number.
 
-    The behaviour log (``.inter``) is sorted by user and ``TIME_FIELD``; ties keep file order.
+    The behaviour log (``.inter``) is sorted by user and ``TIME_FIELD`` (compared as float64, as the downstream
+    tasks do: never at RecBole's float32, whose 128-second steps at Unix-second scale reorder a user's behaviours);
+    ties keep file order. With ``duplicate_rows: drop`` the first of each exact duplicate row is kept.
 
     With ``sequence_cache`` (default on) the log comes from its cached, memory-mapped per-user copy
     (:mod:`recbole_adaptssr.data.sequence_cache`) instead of RecBole's parser, whenever that is exact: the
@@ -97,6 +109,8 @@ class AdaptSSRDataset(SequentialDataset):
         for key in ("user_inter_num_interval", "item_inter_num_interval"):
             if config[key] not in (None, "[0,inf)"):
                 return f"{key}={config[key]!r}"
+        if dropping_duplicates(config):
+            return "duplicate_rows=drop and the log may hold duplicate rows (the cache keeps every row)"
         fields = (sequence_cache.USER_FIELD, sequence_cache.ITEM_FIELD, sequence_cache.TIME_FIELD)
         if set(fields) & set(config["numerical_features"] or []):
             return "numerical_features names a field of the log"
@@ -135,13 +149,29 @@ class AdaptSSRDataset(SequentialDataset):
 
     def _change_feat_format(self):
         if self._pending_log is None:
+            self._order_behaviours()
             return super()._change_feat_format()
         data = self.__dict__.pop("_pending_log")  # back to the class's None: no trace of the cache
         self._check_field("uid_field", "iid_field", "time_field")
         self._sequence_fields(self.max_item_list_len)
-        matrix, lengths, counts = data.recent(self.max_item_list_len, order="f32")
+        matrix, lengths, counts = data.recent(self.max_item_list_len)
         users = np.arange(1, data.n_users + 1, dtype=np.int64)
         self._set_sequences(users, matrix, lengths, counts, data.n_behaviours)
+
+    def _order_behaviours(self):
+        """Sort the log by (user, timestamp as float64), ties in file order, while it is a DataFrame of float64
+        timestamps (RecBole's ``Interaction`` holds them as float32; its stable sort in :meth:`data_augmentation`
+        then keeps this order, float32 rounding being monotone); drop exact duplicates under
+        ``duplicate_rows: drop``."""
+        import pandas as pd
+
+        feat = self.inter_feat
+        if not isinstance(feat, pd.DataFrame) or self.time_field not in feat:
+            return
+        if self.config["duplicate_rows"] == "drop":
+            feat = feat.drop_duplicates(subset=[self.uid_field, self.iid_field, self.time_field], keep="first")
+        order = np.lexsort((feat[self.time_field].to_numpy(dtype=np.float64), feat[self.uid_field].to_numpy()))
+        self.inter_feat = feat.iloc[order].reset_index(drop=True)
 
     # the statistics RecBole prints before ``build`` count behaviours, which the cached log knows without rows
     @property

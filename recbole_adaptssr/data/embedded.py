@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 from logging import getLogger
+
+from filelock import FileLock
 
 EMBEDDED_DATASET = "ml-100k"
 EMBEDDED_TASKS_NAME = "ml-100k-tasks"
@@ -27,8 +28,7 @@ def prepare_embedded_default(dataset: str, data_path: str | None) -> tuple[str, 
     manifest = os.path.join(folder, f"{EMBEDDED_TASKS_NAME}.tasks.json")
     if not os.path.isfile(manifest):
         os.makedirs(root, exist_ok=True)
-        with open(os.path.join(root, f".{EMBEDDED_TASKS_NAME}.lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with FileLock(os.path.join(root, f".{EMBEDDED_TASKS_NAME}.lock")):
             if not os.path.isfile(manifest):  # another process may have converted it while we waited
                 source = os.path.join(os.path.dirname(recbole.__file__), "dataset_example", EMBEDDED_DATASET)
                 getLogger().info(f"converting RecBole's bundled {EMBEDDED_DATASET} into {folder}")

@@ -8,9 +8,9 @@ would, and writes a :class:`BehaviourLog` to one file that later runs map into m
 * ``users``: user tokens in order of first appearance in the file (= RecBole's remapped ids 1..n);
 * ``items``: item tokens in order of first appearance (= RecBole's remapped item ids 1..m);
 * ``indptr``, ``log``: CSR rows, user by user, of item ids (1-based into ``items``) sorted by
-  (user, timestamp as float64, file order): the order our downstream tasks sort in;
-* ``log_f32``: the same sorted by (user, timestamp as float32, file order), the order RecBole's ``Interaction.sort``
-  gives pre-training (RecBole holds float fields as float32); stored only when it differs from ``log``.
+  (user, timestamp, file order), the timestamp compared as float64: the order pre-training and the downstream
+  tasks both use (exact for integer timestamps below 2^53; :mod:`recbole_adaptssr.data.validation` refuses a log
+  where float64 would order a user's behaviours differently from their exact values).
 
 The most recent ``L`` behaviours of any user, for any ``L``, are a slice of these rows (:meth:`BehaviourLog.recent`).
 
@@ -52,7 +52,7 @@ from recbole_adaptssr.files import atomic_write
 log = logging.getLogger(__name__)
 
 MAGIC = b"ADSSRSEQ"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: one order (float64); 1 also held a float32 order
 CACHE_FOLDER = ".adaptssr-cache"
 SUFFIX = ".seqcache"
 USER_FIELD, ITEM_FIELD, TIME_FIELD = "user_id", "item_id", "timestamp"
@@ -63,7 +63,7 @@ _NA_STRINGS = frozenset(
     {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
      "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"}
 )
-_ARRAYS = ("users_blob", "items_blob", "indptr", "log", "log_f32")
+_ARRAYS = ("users_blob", "items_blob", "indptr", "log")
 
 
 class CacheUnavailable(Exception):
@@ -78,7 +78,6 @@ class BehaviourLog:
     items: list
     indptr: np.ndarray
     log: np.ndarray
-    log_f32: np.ndarray
     source: str = ""
 
     @property
@@ -92,10 +91,10 @@ class BehaviourLog:
     def counts(self) -> np.ndarray:
         return np.diff(self.indptr)
 
-    def recent(self, max_len: int, rows: np.ndarray | None = None, order: str = "f64"):
+    def recent(self, max_len: int, rows: np.ndarray | None = None):
         """``(matrix, lengths, counts)`` of ``rows`` (default: every user, in order): the most recent ``max_len``
         item ids (1-based into ``items``), chronological, left-aligned, 0-padded, as int64."""
-        data = self.log_f32 if order == "f32" else self.log
+        data = self.log
         ends = self.indptr[1:] if rows is None else self.indptr[1:][rows]
         counts = np.diff(self.indptr) if rows is None else ends - self.indptr[:-1][rows]
         lengths = np.minimum(counts, max_len)
@@ -217,21 +216,12 @@ def read_log(path: str) -> BehaviourLog:
         order = None  # already sorted by (user, time): the converters' layout
     else:
         order = _stable_order(user, t64)
-    t32 = t64.astype(np.float32)
-    sorted_user = user if order is None else user[order]
-    sorted_t32 = t32 if order is None else t32[order]
-    ties = (sorted_user[1:] == sorted_user[:-1]) & (sorted_t32[1:] == sorted_t32[:-1])
-    if order is None or bool(np.all(order[1:][ties] > order[:-1][ties])):
-        order32 = order  # float32 ties keep the float64 order: one array serves both
-    else:
-        order32 = _stable_order(user, t32)
     ids = (item + 1).astype(np.int32)
     logged = ids if order is None else ids[order]
-    logged32 = logged if order32 is order else ids[order32]
     indptr = np.zeros(len(uniques[USER_FIELD]) + 1, dtype=np.int64)
     np.cumsum(np.bincount(user, minlength=len(uniques[USER_FIELD])), out=indptr[1:])
     assert indptr[-1] == n
-    return BehaviourLog(uniques[USER_FIELD], uniques[ITEM_FIELD], indptr, logged, logged32, source=path)
+    return BehaviourLog(uniques[USER_FIELD], uniques[ITEM_FIELD], indptr, logged, source=path)
 
 
 def _field_type(entry: str) -> str:
@@ -245,14 +235,15 @@ def _stable_order(user: np.ndarray, time_key: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------------- cache file
-def cache_path(inter_path: str, cache_dir: str | None = None) -> str:
+def cache_path(inter_path: str, cache_dir: str | None = None, suffix: str = SUFFIX) -> str:
     """Where the cache of ``inter_path`` (``DATA/NAME/NAME.inter``) lives: ``DATA/.adaptssr-cache/``, beside the
     data set folder (not inside it: the converters' folder keeps only their own files), or ``cache_dir``; the file
-    name carries a digest of the log's real path, so data sets never share a cache file."""
+    name carries a digest of the log's real path, so data sets never share a cache file (``suffix``: the kind of
+    file kept there for the log, e.g. :mod:`~recbole_adaptssr.data.fingerprint`'s digest records)."""
     inter_path = os.path.abspath(inter_path)
     folder = cache_dir or os.path.join(os.path.dirname(os.path.dirname(inter_path)), CACHE_FOLDER)
     tag = hashlib.blake2b(os.path.realpath(inter_path).encode(), digest_size=6).hexdigest()
-    return os.path.join(os.path.abspath(folder), f"{os.path.basename(inter_path)}-{tag}{SUFFIX}")
+    return os.path.join(os.path.abspath(folder), f"{os.path.basename(inter_path)}-{tag}{suffix}")
 
 
 def _blob(tokens: list) -> np.ndarray:
@@ -264,8 +255,6 @@ def write_cache(path: str, data: BehaviourLog, source_stat: dict, source_digest:
     arrays = {"users_blob": _blob(data.users), "items_blob": _blob(data.items),
               "indptr": np.ascontiguousarray(data.indptr, dtype=np.int64),
               "log": np.ascontiguousarray(data.log, dtype=np.int32)}
-    if data.log_f32 is not data.log:
-        arrays["log_f32"] = np.ascontiguousarray(data.log_f32, dtype=np.int32)
     specs, offset = {}, 0
     digest = hashlib.blake2b(digest_size=16)  # of the payload as written: each array, then its zero padding
     for name, array in arrays.items():
@@ -302,6 +291,10 @@ class CorruptCache(Exception):
     """The cache file is truncated, altered or not ours (the message says which)."""
 
 
+class StaleCache(CorruptCache):
+    """The cache file was written by another format version of this module."""
+
+
 def _read_header(f) -> tuple[dict, int]:
     lead = f.read(len(MAGIC) + 8)
     if len(lead) < len(MAGIC) + 8 or lead[:len(MAGIC)] != MAGIC:
@@ -314,9 +307,10 @@ def _read_header(f) -> tuple[dict, int]:
         header = json.loads(raw.decode("utf-8"))
     except ValueError:
         raise CorruptCache("unreadable header") from None
-    if not isinstance(header, dict) or header.get("format_version") != FORMAT_VERSION:
-        raise CorruptCache(f"format version {header.get('format_version') if isinstance(header, dict) else '?'}, "
-                           f"this code reads {FORMAT_VERSION}")
+    if not isinstance(header, dict):
+        raise CorruptCache("unreadable header")
+    if header.get("format_version") != FORMAT_VERSION:
+        raise StaleCache(f"format version {header.get('format_version')}, this code reads {FORMAT_VERSION}")
     return header, len(MAGIC) + 8 + size
 
 
@@ -343,9 +337,7 @@ def read_cache(path: str, verify: bool = True) -> tuple[BehaviourLog, dict]:
     if len(users) != header["n_users"] or len(items) != header["n_items"] \
             or arrays["indptr"][-1] != header["n_behaviours"]:
         raise CorruptCache("the arrays disagree with the header")
-    logged = arrays["log"]
-    data = BehaviourLog(users, items, arrays["indptr"], logged, arrays.get("log_f32", logged),
-                        source=header["source"]["path"])
+    data = BehaviourLog(users, items, arrays["indptr"], arrays["log"], source=header["source"]["path"])
     return data, header
 
 
@@ -396,6 +388,8 @@ def _load_or_build(inter_path: str, cache_dir: str | None, stat: dict) -> Behavi
                 _write(path, data, _stat(inter_path), digest)
                 return data
             log.info(f"sequence cache: {inter_path} changed since {path} was built; rebuilding it")
+        except StaleCache as error:
+            log.info(f"sequence cache: {path} was written by another version ({error}); rebuilding it")
         except (CorruptCache, OSError, ValueError, KeyError, TypeError) as error:
             log.warning(f"sequence cache: {path} is damaged ({error}); rebuilding it")
     if digest is None:

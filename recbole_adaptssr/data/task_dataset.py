@@ -25,7 +25,8 @@ from recbole.data.interaction import Interaction
 from recbole.utils import FeatureSource, FeatureType
 
 from recbole_adaptssr.data import sequence_cache
-from recbole_adaptssr.data.dataset import recent_behaviours
+from recbole_adaptssr.data.dataset import dropping_duplicates, recent_behaviours
+from recbole_adaptssr.names import check_plain_name
 from recbole_adaptssr.downstream.base import get_task_kind
 
 PAD = "[PAD]"
@@ -47,6 +48,7 @@ def read_task_manifest(folder: str, name: str) -> dict:
         raise ValueError(f"{path}: \"tasks\" must map each task name to its description ({{\"kind\": ...}})")
     for task, info in tasks.items():
         try:
+            check_plain_name(task, "task")  # it names a file beside the manifest, and the runs' files
             get_task_kind(info.get("kind"))
         except ValueError as error:
             raise ValueError(f"{path}: task {task!r}: {error}") from None
@@ -89,7 +91,11 @@ class TaskData:
 
 def read_behaviour_log(path: str, user_field: str = "user_id", item_field: str = "item_id",
                        time_field: str = "timestamp") -> pd.DataFrame:
-    """Read a behaviour ``.inter`` file as strings (user, item) and float time, in file order."""
+    """Read a behaviour ``.inter`` file as strings (user, item) and float time, in file order. A row whose user or
+    item is empty or a word pandas reads as missing is left out, as RecBole's loader leaves it out of pre-training
+    (the data check refuses such a log before a pipeline runs)."""
+    from recbole_adaptssr.data.validation import MISSING
+
     if not os.path.isfile(path):
         raise FileNotFoundError(f"behaviour log not found: {path}")
     frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, engine="c")
@@ -97,6 +103,8 @@ def read_behaviour_log(path: str, user_field: str = "user_id", item_field: str =
     missing = [f for f in (user_field, item_field, time_field) if f not in columns]
     if missing:
         raise ValueError(f"{path}: header lacks field(s) {missing}; found {list(frame.columns)}")
+    ids = frame[[columns[user_field], columns[item_field]]]
+    frame = frame[~ids.isin(MISSING).any(axis=1).to_numpy()]
     return pd.DataFrame(
         {
             "user": frame[columns[user_field]].to_numpy(),
@@ -136,6 +144,8 @@ class AdaptSSRTaskDataset(Dataset):
         self.user_feat = None
         self.item_feat = None
         self._check_task_fields(path)
+        if self.config["duplicate_rows"] == "drop":
+            self.inter_feat = self.inter_feat.drop_duplicates(ignore_index=True)
         if self.task_kind.class_labels:
             self._encode_class_labels(path)
         if not self.task_kind.has_targets():
@@ -154,7 +164,14 @@ class AdaptSSRTaskDataset(Dataset):
             raise ValueError(f"{path}: the task file holds no sample")
 
     def _encode_class_labels(self, path):
-        """Label tokens -> class index 0..C-1 in sorted order (numeric when all tokens are numbers)."""
+        """Label tokens -> class index 0..C-1 in sorted order (numeric when all tokens are numbers); a missing
+        label is an error naming its line, never a class ``'nan'``."""
+        missing = np.flatnonzero(self.inter_feat[self.label_field].isna().to_numpy())
+        if len(missing):
+            from recbole_adaptssr.data.validation import DataError, line_numbers
+
+            raise DataError(path, line_numbers(path, missing[:1]).get(int(missing[0])),
+                            f"empty or missing label ({len(missing)} row(s)): every sample needs one")
         labels = self.inter_feat[self.label_field].astype(str)
         tokens = sorted(labels.unique(), key=lambda t: (0, float(t), t) if _is_number(t) else (1, 0.0, t))
         expected = self.task_kind.num_classes
@@ -210,12 +227,15 @@ class AdaptSSRTaskDataset(Dataset):
         max_len = self.config["MAX_ITEM_LIST_LENGTH"]
         list_field = self.iid_field + self.config["LIST_SUFFIX"]
         length_field = self.config["ITEM_LIST_LENGTH_FIELD"]
-        cached = self.task_data.sequence_log(self.config["sequence_cache_dir"]) if self.config["sequence_cache"] else None
+        use_cache = self.config["sequence_cache"] and not dropping_duplicates(self.config)
+        cached = self.task_data.sequence_log(self.config["sequence_cache_dir"]) if use_cache else None
         if cached is not None:  # the same sequences, vocabulary and OOV count from the cache (sequence_cache.py)
             users, recent, lengths, _, self.oov_behaviours = sequence_cache.task_behaviours(
                 cached, self.field2id_token[self.uid_field], max_len, self._resolve_vocabulary)
             return self._behaviour_feat(users, recent, lengths, max_len, list_field, length_field)
         log = self.task_data.behaviours
+        if self.config["duplicate_rows"] == "drop":
+            log = log.drop_duplicates(["user", "item", "time"])
         token2uid = self.field2token_id[self.uid_field]
         uids = log["user"].map(token2uid)
         log = log.assign(uid=uids).dropna(subset=["uid"])

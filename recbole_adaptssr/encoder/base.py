@@ -43,7 +43,7 @@ _REGISTRY: dict = {}
 DEFAULT_USER_MODEL = "transformer"
 DEFAULT_POOLING = "attention"
 EXTRA_STATE_KEY = "_extra_state"
-_NOT_BACKBONES = ("base", "pooling", "user_model")
+_NOT_BACKBONES = ("base", "fused_transformer", "pooling", "user_model")
 
 
 class SequenceEncoder(nn.Module):

@@ -12,18 +12,26 @@ from __future__ import annotations
 from torch import nn
 
 from recbole_adaptssr.encoder.base import SequenceEncoder
+from recbole_adaptssr.encoder.fused_transformer import check_encoder_kernel
 from recbole_adaptssr.encoder.user_model import UserModel
 
 
 class Transformer(UserModel, SequenceEncoder):
     """The paper's user model (Eq. 2-4) as the ``transformer`` backbone. Settings: ``n_layers``, ``n_heads``,
-    ``inner_size``, ``hidden_act``, ``layer_norm_eps``, ``initializer_range`` (``transformer_<key>`` overrides)."""
+    ``inner_size``, ``hidden_act``, ``layer_norm_eps``, ``initializer_range``, ``encoder_kernel``
+    (``transformer_<key>`` overrides)."""
 
     name = "transformer"
     poolings = ("attention",)
     # the default records no identity: its state dict stays exactly UserModel's
     get_extra_state = nn.Module.get_extra_state
     set_extra_state = nn.Module.set_extra_state
+
+    @classmethod
+    def check_settings(cls, config) -> None:
+        super().check_settings(config)
+        settings = cls.settings(config)
+        check_encoder_kernel(settings.get("encoder_kernel", "eager"), settings.key("encoder_kernel"))
 
     @classmethod
     def from_config(cls, config, n_items: int, max_seq_length: int) -> "Transformer":
@@ -40,4 +48,5 @@ class Transformer(UserModel, SequenceEncoder):
             hidden_act=settings["hidden_act"],
             layer_norm_eps=settings["layer_norm_eps"],
             initializer_range=settings["initializer_range"],
+            encoder_kernel=settings.get("encoder_kernel", "eager"),
         )

@@ -13,6 +13,10 @@ import torch
 from recbole.model.layers import TransformerEncoder
 from torch import nn
 
+from recbole_adaptssr.encoder.fused_transformer import (check_encoder_kernel, fused_encoder_forward, layer_norm,
+                                                       use_fused)
+from recbole_adaptssr.precision import layers_autocast
+
 
 class AttentionPooling(nn.Module):
     """u = sum_i alpha_i h_i with alpha = softmax(q . h_i) over non-padding positions (Eq. 3-4)."""
@@ -61,8 +65,10 @@ class UserModel(nn.Module):
         hidden_act: str = "gelu",
         layer_norm_eps: float = 1e-12,
         initializer_range: float = 0.02,
+        encoder_kernel: str = "eager",
     ):
         super().__init__()
+        self.encoder_kernel = check_encoder_kernel(encoder_kernel)
         self.n_items = n_items
         self.mask_token_id = n_items
         self.max_seq_length = max_seq_length
@@ -102,10 +108,15 @@ class UserModel(nn.Module):
         valid = item_seq != 0
         positions = torch.arange(item_seq.size(1), device=item_seq.device)
         x = self.item_embedding(item_seq) + self.position_embedding(positions).unsqueeze(0)
-        x = self.dropout(self.layer_norm(x))
-        attention_mask = torch.where(valid[:, None, None, :], 0.0, -10000.0).to(x.dtype)
-        hidden = self.encoder(x, attention_mask, output_all_encoded_layers=False)[-1]
-        return hidden, valid
+        fused = use_fused(self.encoder_kernel, x)  # encoder_kernel: the same layers in fused kernels
+        x = self.dropout(layer_norm(x, self.layer_norm) if fused else self.layer_norm(x))
+        with layers_autocast(x.device):  # precision: bf16 (float32 otherwise)
+            if fused:
+                hidden = fused_encoder_forward(self.encoder, x, valid[:, None, None, :])
+            else:
+                attention_mask = torch.where(valid[:, None, None, :], 0.0, -10000.0).to(x.dtype)
+                hidden = self.encoder(x, attention_mask, output_all_encoded_layers=False)[-1]
+        return hidden.to(x.dtype), valid
 
     def forward(self, item_seq: torch.Tensor) -> torch.Tensor:
         """(B, L) item ids -> (B, d) user representations."""

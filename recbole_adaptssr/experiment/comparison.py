@@ -38,10 +38,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from logging import getLogger
 
+from recbole_adaptssr import setting_keys
 from recbole_adaptssr.compat import plain
 from recbole_adaptssr.config import as_list
 from recbole_adaptssr.experiment import tables
 from recbole_adaptssr.experiment.results import SPLITS, atomic_write_text
+from recbole_adaptssr.names import check_plain_name
 from recbole_adaptssr.stopping import RULE_KEYS, StoppingRule
 from recbole_adaptssr.utils import properties_file
 
@@ -56,6 +58,8 @@ RESERVED = ("pretrain_stages", "finetune_from", "pretrain_methods", "pretrain_me
             "downstream_task", "downstream_tasks", "model", "dataset", "data_path", "train_stage", "baseline_warmup",
             "pretrain_budget_steps", "pretrain_budget_seconds", "similarity_users")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# files the comparison writes into its run folder, beside one folder per method: no method may be named so
+OUTPUT_FILES = ("comparison.md", "comparison.json", "comparison.csv", "pretrain_time.csv", "data.json", "similarity")
 
 
 @dataclass
@@ -92,6 +96,7 @@ def read_methods_file(path: str) -> dict:
         name = str(name)
         if not NAME.match(name):
             raise ValueError(f"{path}: method name {name!r} may only use letters, digits, '_', '.' and '-'")
+        check_plain_name(name, "method", reserved=OUTPUT_FILES, where=path)
         if entry is None:
             entry = {}
         if not isinstance(entry, dict):
@@ -203,21 +208,12 @@ def _lookup_tasks(method: Method, modules) -> None:
 
 
 def _check_setting_names(method: Method, stage_config) -> None:
-    """Every setting of a method is a defined key, or ``<stage>_<key>`` of one of its stages."""
-    known = set(stage_config.final_config_dict)
-    unknown = []
-    for key in method.settings:
-        if key in known:
-            continue
-        if any(key.startswith(f"{stage}_") and key[len(stage) + 1:] in known for stage in method.stages):
-            continue
-        unknown.append(key)
-    if unknown:
-        hints = []
-        for key in unknown:
-            close = difflib.get_close_matches(key, sorted(known), n=1)
-            hints.append(f"{key} (did you mean {close[0]}?)" if close else key)
-        raise ValueError(f"pre-training method {method.name!r}: unknown setting(s) {', '.join(hints)}")
+    """Every setting of a method is a known key (:mod:`recbole_adaptssr.setting_keys`), of its declared shape."""
+    where = f"method {method.name!r} of {method.source}"
+    setting_keys.check_known({where: method.settings}, method.stages, stage_config.internal_config_dict)
+    problems = setting_keys.shape_errors(method.settings, where, method.stages)
+    if problems:
+        raise ValueError(f"pre-training method {method.name!r}: {'; '.join(problems)}")
 
 
 def method_config(config, method: Method):
@@ -322,8 +318,9 @@ def run_comparison(config) -> dict:
     Table 2 and Table 3 into one run folder (see the module docstring). Returns what was done."""
     from recbole.utils import set_color
 
+    from recbole_adaptssr.data.validation import validate_data
     from recbole_adaptssr.experiment.finetuning import finetune, resolve_start_point
-    from recbole_adaptssr.experiment.pipeline import load_task_data
+    from recbole_adaptssr.experiment.pipeline import load_task_data, run_data, write_data_record
     from recbole_adaptssr.experiment.pretraining import pretrain
     from recbole_adaptssr.experiment.run_dir import new_run_dir
     from recbole_adaptssr.experiment.run_logger import init_run_logger
@@ -338,6 +335,7 @@ def run_comparison(config) -> dict:
     task_data = load_task_data(config, required=True)
     tasks = selected_tasks(config, task_data)
     configs = check_methods(config, methods, task_data, tasks)
+    checks, data = validate_data(config, task_data, tasks), run_data(config, tasks)  # before the run folder
     repeat_pretraining = config["pretrain_repeat"]
     compare_method = str(config["compare_method"])
     tests = ("ttest", "wilcoxon") if config["significance_wilcoxon"] else ("ttest",)
@@ -346,6 +344,7 @@ def run_comparison(config) -> dict:
 
     user_settings = plain(getattr(config, "user_config_dict", {}))
     run_dir = new_run_dir(config["checkpoint_dir"], config["model"], config["dataset"], user_settings)
+    write_data_record(run_dir, data, checks)
     log_file = init_run_logger(config, run_dir)
     logger = getLogger()
     logger.info(sys.argv)

@@ -7,7 +7,7 @@ from logging import getLogger
 
 from recbole.data import data_preparation
 from recbole.trainer import Trainer
-from recbole.utils import init_seed, set_color
+from recbole.utils import ModelType, init_seed, set_color
 
 from recbole_adaptssr import distributed
 from recbole_adaptssr.checkpoint import load_checkpoint
@@ -26,8 +26,21 @@ def run_overrides(config, task: str, kind, seed: int, task_data: TaskData, run_d
     """The settings a downstream run fixes, applied above the command line (see :meth:`Config.derive`):
     :func:`task_overrides` (task, seed, evaluation, split, where it writes) with the fine-tune stage's settings
     (``finetune_epochs`` -> ``epochs``, ``finetune_<key>`` -> ``<key>``)."""
-    return task_overrides(config, task, kind, seed, task_data, run_dir, FINETUNE + "_",
-                          train_stage=FINETUNE, train_neg_sample_args=None)
+    negatives = {"train_neg_sample_args": None} if without_sampled_negatives(config) else {}
+    return task_overrides(config, task, kind, seed, task_data, run_dir, FINETUNE + "_", train_stage=FINETUNE,
+                          **negatives)
+
+
+def without_sampled_negatives(config) -> bool:
+    """Whether runs of ``config``'s model on a task train without RecBole's sampled negatives: our models (labels,
+    or a softmax over every target) and RecBole's sequential models with ``loss_type: CE`` (a softmax over the item
+    table) unless ``train_neg_sample_args`` is set; RecBole's other recommenders (BPR, NeuMF, LightGCN, a sequential
+    model with ``loss_type: BPR``) keep their sampling."""
+    model_class = config.model_class
+    if model_class.__module__.startswith("recbole_adaptssr."):
+        return True
+    return (model_class.type == ModelType.SEQUENTIAL and config["loss_type"] == "CE"
+            and "train_neg_sample_args" not in (config.user_config_dict or {}))
 
 
 def task_overrides(config, task: str, kind, seed: int, task_data: TaskData, run_dir: str, prefix: str,

@@ -3,7 +3,6 @@ that share the data set's manifest and behaviour log, and aggregate them into a 
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -12,12 +11,15 @@ import time
 from contextlib import contextmanager, nullcontext
 from logging import getLogger
 
+from filelock import FileLock, Timeout
 from recbole.utils import set_color
 
 from recbole_adaptssr import distributed
 from recbole_adaptssr.checkpoint import verify_checkpoint
 from recbole_adaptssr.compat import plain
+from recbole_adaptssr.data import fingerprint
 from recbole_adaptssr.data.task_dataset import TaskData
+from recbole_adaptssr.data.validation import validate_data
 from recbole_adaptssr.experiment.finetuning import finetune, resolve_start_point
 from recbole_adaptssr.experiment.pretraining import pretrain
 from recbole_adaptssr.experiment.results import RunResult, atomic_write_json, markdown_table, summarize, write_results
@@ -25,6 +27,7 @@ from recbole_adaptssr.experiment.run_dir import new_run_dir
 from recbole_adaptssr.experiment.run_logger import init_run_logger
 from recbole_adaptssr.experiment.validation import (check_dataset, check_finetuning, check_pretraining,
                                                     check_settings, selected_tasks)
+from recbole_adaptssr.names import distinct_labels
 from recbole_adaptssr.pretext.base import StageSettings
 
 
@@ -41,7 +44,8 @@ def load_task_data(config, required: bool):
 
 def run_grid(config, task_data: TaskData, tasks: list, start_points: dict, run_dir: str, resume: bool = False) -> list:
     """Fine-tune every (start point, task, seed): seeds ``seed, seed+1, ...`` (``repeat`` of them); each start
-    point's checkpoint is loaded (and verified) once. ``start_points`` maps a label to ``None`` or a checkpoint path.
+    point's checkpoint is loaded (and verified) once. ``start_points`` maps a label to ``None``, a checkpoint path
+    or a checkpoint already loaded.
 
     Each finished run's :class:`RunResult` is written (atomically, after it was logged) as JSON beside its
     checkpoint: ``<run_dir>/finetune/<model>-<label>-<task>-seed<seed>.json``. With ``resume``, a run whose JSON
@@ -98,8 +102,9 @@ def read_run_result(path: str, checkpoint: str, folder: str):
 # ----------------------------------------------------------------------------------------------------- run folders
 RUN_RECORD = "run.json"
 LOCK_FILE = ".lock"
-# settings that may differ between an interrupted run and its resumption (where it writes, how it reports)
-RESUME_FREE = ("resume", "checkpoint_dir", "show_progress", "state")
+# settings that may differ between an interrupted run and its resumption (where it writes, how it reports, and the
+# permission to resume on changed data)
+RESUME_FREE = ("resume", "checkpoint_dir", "show_progress", "state", "allow_data_change")
 
 
 def run_settings(config) -> dict:
@@ -145,8 +150,20 @@ def _differences(then: dict, now: dict) -> list:
             for k in sorted(set(a) | set(b)) if a.get(k, "<unset>") != b.get(k, "<unset>")]
 
 
-def resolve_resume(config, settings: dict) -> str | None:
-    """The run folder to continue (see :func:`run_pipeline`), or None for a new run. Errors name the setting."""
+def data_changes(config, record: dict, data: dict | None) -> list:
+    """What changed in the data since the run of ``record`` (its ``"data"`` fingerprint) was started; nothing when
+    ``allow_data_change`` (then each change is logged as a warning)."""
+    changes = fingerprint.differences(record.get("data"), data) if data is not None else []
+    if changes and config["allow_data_change"]:
+        getLogger().warning("the data changed since the run started (allow_data_change: True): " + "; ".join(changes))
+        return []
+    return changes
+
+
+def resolve_resume(config, settings: dict, data: dict | None = None) -> str | None:
+    """The run folder to continue (see :func:`run_pipeline`), or None for a new run. Errors name the setting; a run
+    whose data (``data``: the fingerprint of this run's files) changed is refused with what changed, unless
+    ``allow_data_change``."""
     value = _resume_value(config)
     if value is None:
         return None
@@ -159,10 +176,15 @@ def resolve_resume(config, settings: dict) -> str | None:
             record = read_run_record(folder)
             if (record and record.get("status") != "complete" and all(record.get(k) == v for k, v in identity.items())
                     and not _differences(record.get("settings", {}), settings) and not _locked(folder)):
+                changes = data_changes(config, record, data)
+                if changes:
+                    getLogger().warning(f"resume={config['resume']!r}: not continuing {folder}, its data changed: "
+                                        + "; ".join(changes))
+                    continue
                 candidates.append((str(record.get("started", "")), folder))
         if not candidates:
-            getLogger().warning(f"resume={config['resume']!r}: no unfinished run of these settings under {root}; "
-                                "starting a new run")
+            getLogger().warning(f"resume={config['resume']!r}: no unfinished run of these settings and data under "
+                                f"{root}; starting a new run")
             return None
         return max(candidates)[1]
     tried = [value] if os.path.isabs(value) else [value, os.path.join(root, value)]
@@ -177,18 +199,23 @@ def resolve_resume(config, settings: dict) -> str | None:
     if differences:
         raise ValueError(f"resume={value!r}: the settings differ from those of the run in {folder} ("
                          + "; ".join(differences) + "); resume with the same settings, or start a new run")
+    changes = data_changes(config, record, data)
+    if changes:
+        raise ValueError(f"resume={value!r}: the data changed since the run in {folder} started ("
+                         + "; ".join(changes) + "); resume with its data, start a new run, or set "
+                         "allow_data_change=True to continue on the new data")
     return os.path.abspath(folder)
 
 
 def _locked(folder: str) -> bool:
+    lock = FileLock(os.path.join(folder, LOCK_FILE))
     try:
-        with open(os.path.join(folder, LOCK_FILE), "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            fcntl.flock(handle, fcntl.LOCK_UN)
-    except BlockingIOError:
+        lock.acquire(timeout=0)
+    except Timeout:
         return True
     except OSError:
         return False
+    lock.release()
     return False
 
 
@@ -197,22 +224,20 @@ def run_folder_lock(folder: str):
     """Hold an exclusive lock on ``folder`` for this process (released when it ends, even by SIGKILL): two
     processes never write one run folder (a resumption while the run is still going is refused)."""
     path = os.path.join(folder, LOCK_FILE)
-    handle = open(path, "a+")
+    lock = FileLock(path)
     try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
+        lock.acquire(timeout=0)
+    except Timeout:
+        with open(path, encoding="utf-8") as handle:
             holder = handle.read().strip() or "?"
-            raise RuntimeError(f"run folder {folder} is in use by another process (pid {holder}): wait for it to "
-                               "end, or stop it, before resuming") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
+        raise RuntimeError(f"run folder {folder} is in use by another process (pid {holder}): wait for it to "
+                           "end, or stop it, before resuming") from None
+    try:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(str(os.getpid()))
         yield
     finally:
-        handle.close()
+        lock.release()
 
 
 _STALE_TEMP = re.compile(r"^\..+\.tmp-\d+-[0-9a-f]{8}$")
@@ -250,25 +275,52 @@ def run_pipeline(config) -> dict:
     if stages:
         check_pretraining(config)
     check_finetuning(config, task_data, tasks, start_labels)
+    checks = validate_data(config, task_data, tasks)  # every data file, before a run folder is made
+    data = run_data(config, tasks)
 
     settings = run_settings(config)
     run_dir = resuming = None
     if distributed.is_main_process():  # under torch.distributed rank 0 chooses the folder and holds its lock
-        resume_dir = resolve_resume(config, settings)
+        resume_dir = resolve_resume(config, settings, data)
         resuming = resume_dir is not None
         run_dir = resume_dir if resuming else new_run_dir(config["checkpoint_dir"], config["model"],
                                                           config["dataset"], settings)
     run_dir, resuming = distributed.broadcast_object((run_dir, resuming))
     with run_folder_lock(run_dir) if distributed.is_main_process() else nullcontext():
-        return _run(config, run_dir, resuming, settings, task_data, tasks, stages, start_labels)
+        return _run(config, run_dir, resuming, settings, task_data, tasks, stages, start_labels, data, checks)
 
 
-def _run(config, run_dir, resuming, settings, task_data, tasks, stages, start_labels) -> dict:
+def run_data(config, tasks) -> dict:
+    """The fingerprint of the files this run reads (:mod:`recbole_adaptssr.data.fingerprint`)."""
+    return fingerprint.data_fingerprint(str(config["data_path"]), str(config["dataset"]), tasks,
+                                        config["sequence_cache_dir"])
+
+
+DATA_RECORD = "data.json"
+
+
+def write_data_record(run_dir: str, data: dict, checks: dict | None = None) -> None:
+    """``<run>/data.json``: the fingerprint of the data a run read and what its check found (the commands other
+    than the pipeline, whose ``run.json`` holds them)."""
+    atomic_write_json(os.path.join(run_dir, DATA_RECORD), {"data": data, "data_checks": checks})
+
+
+def start_point_labels(start_labels: list, checkpoints: dict) -> dict:
+    """``{row label: None | checkpoint path}``: ``none``, a stage (its checkpoint) or a checkpoint file, labelled
+    by its file name, or by as much of its path as tells two files of one name apart (``a-ssr.pth``)."""
+    paths = [label for label in start_labels if label.lower() != "none" and label not in checkpoints]
+    names = dict(zip(paths, distinct_labels(paths, taken=[*checkpoints, "none"])))
+    return {names.get(label, label): None if label.lower() == "none" else checkpoints.get(label, label)
+            for label in start_labels}
+
+
+def _run(config, run_dir, resuming, settings, task_data, tasks, stages, start_labels, data, checks) -> dict:
     record = read_run_record(run_dir) if resuming else None
     if record is None:
         record = {"model": str(config["model"]), "dataset": str(config["dataset"]), "settings": settings,
                   "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "resumed": []}
-    record.update(status="running", pid=os.getpid(), argv=list(sys.argv), world_size=distributed.world_size())
+    record.update(status="running", pid=os.getpid(), argv=list(sys.argv), world_size=distributed.world_size(),
+                  data=data, data_checks=checks)
     main = distributed.is_main_process()  # the one writer of the run folder's records under torch.distributed
     removed = []
     if resuming:
@@ -302,11 +354,16 @@ def _run(config, run_dir, resuming, settings, task_data, tasks, stages, start_la
         if main:
             write_run_record(run_dir, {**record, "status": "complete"})
         return out
+    changes = data_changes(config, {"data": data}, run_data(config, tasks))
+    if changes:  # replaced while pre-training ran: fine-tuning would read other data than pre-training did
+        raise ValueError("the data changed while the run was pre-training (" + "; ".join(changes) + "); resume "
+                         f"it ({run_dir}) with its data, or set allow_data_change=True to fine-tune on the new data")
     checkpoints = {stage: result.checkpoint for stage, result in pretrained.items()}
-    start_points = {label: (None if label.lower() == "none" else checkpoints.get(label, label)) for label in start_labels}
-    start_points = {(os.path.basename(k) if k not in checkpoints and k.lower() != "none" else k): v
-                    for k, v in start_points.items()}
-    runs = run_grid(config, task_data, tasks, start_points, run_dir, resume=resuming)
+    states = {label: resolve_start_point(point)  # each verified and read once
+              for label, point in start_point_labels(start_labels, checkpoints).items()}
+    record["data"] = {**data, "vocabulary": {label: (state.get("data") or {}).get("vocabulary")
+                                             for label, state in states.items() if state is not None}}
+    runs = run_grid(config, task_data, tasks, states, run_dir, resume=resuming)
     rows = summarize(runs, config["report_split"] or "test")
     table = markdown_table(rows)
     logger.info(set_color("results", "yellow") + f" ({run_dir}):\n{table}")  # logged before any write that can fail

@@ -46,8 +46,11 @@ from recbole_adaptssr.data.baseline_dataset import (BaselineTaskDataset, Behavio
                                                    behaviour_interactions, item_domains, log_vocabulary,
                                                    task_pair_keys, with_behaviours)
 from recbole_adaptssr.data.task_dataset import TaskData
-from recbole_adaptssr.experiment.finetuning import prefixed_overrides, run_stop_record, task_overrides, warn_if_capped
-from recbole_adaptssr.experiment.pipeline import run_settings, save_run_result
+from recbole_adaptssr.data.validation import validate_data
+from recbole_adaptssr.experiment.finetuning import (prefixed_overrides, run_stop_record, task_overrides,
+                                                    warn_if_capped, without_sampled_negatives)
+from recbole_adaptssr.experiment.pipeline import run_data, run_settings, save_run_result, write_data_record
+from recbole_adaptssr.experiment.recbole_support import unsupported_reason
 from recbole_adaptssr.experiment.results import RunResult, markdown_table, summarize, write_results
 from recbole_adaptssr.experiment.run_dir import new_run_dir
 from recbole_adaptssr.experiment.run_logger import init_run_logger
@@ -58,8 +61,6 @@ from recbole_adaptssr.utils import get_model, get_trainer
 
 VARIANTS = ("behaviours", "none")
 RUN_PREFIX, PRETRAIN_PREFIX = "baseline_", "baseline_pretrain_"
-SUPPORTED_TYPES = (ModelType.GENERAL, ModelType.SEQUENTIAL, ModelType.TRADITIONAL)
-UNSUPPORTED = {"S3Rec": "it needs its own pre-training stage and item attributes"}
 # settings every row of the table records besides the model's own YAML keys
 RECORDED_KEYS = ("epochs", "stopping_step", "learning_rate", "train_batch_size", "weight_decay",
                  "MAX_ITEM_LIST_LENGTH", "train_neg_sample_args", "valid_metric")
@@ -92,18 +93,17 @@ def baseline_variants(config) -> list:
 
 
 def check_models(models: list) -> dict:
-    """``{name: model class}``; each a RecBole recommender that can rank a task's targets, else an error naming it."""
+    """``{name: model class}``; each a RecBole recommender that can rank a task's targets
+    (:mod:`~recbole_adaptssr.experiment.recbole_support`), else an error naming it."""
     classes = {}
     for name in models:
-        if name in UNSUPPORTED:
-            raise ValueError(f"recbole_baselines: {name} is not supported on our tasks: {UNSUPPORTED[name]}")
         model_class = get_model(name)  # unknown names: an error with close matches
         if getattr(model_class, "uses_pretext_tasks", False) or model_class.__module__.startswith("recbole_adaptssr."):
             raise ValueError(f"recbole_baselines lists {name}, which is ours: run it with --model={name}, then merge "
                              "the results files (scripts/merge_results.py)")
-        if model_class.type not in SUPPORTED_TYPES:
-            raise ValueError(f"recbole_baselines: {name} is a {model_class.type.name.lower()} recommender; only "
-                             "general, traditional and sequential recommenders rank a task's target items")
+        reason = unsupported_reason(name, model_class)
+        if reason:
+            raise ValueError(f"recbole_baselines: {name} is not supported on our tasks: {reason}")
         classes[name] = model_class
     return classes
 
@@ -132,15 +132,17 @@ def _model_config(config, model: str, overrides: dict):
                   overrides={**config.run_config_dict, **overrides})
 
 
-def task_run_config(config, model: str, task: str, kind, seed: int, run_dir: str, task_data: TaskData):
+def task_run_config(config, model: str, task: str, kind, seed: int, run_dir: str, task_data: TaskData,
+                    variant: str | None = None):
     """The Config of one baseline run on ``task``: the task's evaluation and split exactly as AdaptSSR's runs
-    (``<kind>_*``, ``task_split``), the seed, the shared vocabulary, then ``baseline_<key>`` settings."""
+    (``<kind>_*``, ``task_split``), the seed, the shared vocabulary, then ``baseline_<key>`` settings; its
+    ``baseline_variant`` tells :func:`recbole_adaptssr.quick_start.load_data_and_model` which data the checkpoint was trained on."""
     # baseline_pretrain_<key> belongs to the behaviour pre-training, not to baseline_<pretrain_key>
     overrides = task_overrides(config, task, kind, seed, task_data, run_dir, RUN_PREFIX,
-                               exclude=(PRETRAIN_PREFIX[len(RUN_PREFIX):],), behaviour_vocabulary="targets")
+                               exclude=(PRETRAIN_PREFIX[len(RUN_PREFIX):],), behaviour_vocabulary="targets",
+                               baseline_variant=variant)
     cfg = _model_config(config, model, overrides)
-    if cfg["loss_type"] == "CE" and cfg.model_class.type == ModelType.SEQUENTIAL and \
-            "train_neg_sample_args" not in (cfg.user_config_dict or {}):
+    if without_sampled_negatives(cfg):
         # a task record is a (sequence, target) sample: RecBole's CE objective takes no sampled negatives
         cfg = _model_config(config, model, {**overrides, "train_neg_sample_args": None})
     return cfg
@@ -150,7 +152,7 @@ def pretrain_run_config(config, model: str, seed: int, run_dir: str):
     """The Config of a sequential recommender's next-item training on the behaviour log: RecBole's sequential
     protocol (time order, each user's last behaviour held out for validation), then ``baseline_pretrain_<key>``."""
     overrides = {
-        "downstream_task": None, "seed": int(seed), "checkpoint_dir": run_dir,
+        "downstream_task": None, "seed": int(seed), "checkpoint_dir": run_dir, "baseline_variant": "behaviours",
         "ITEM_ID_FIELD": "item_id", "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
         "eval_args": {"split": {"LS": "valid_only"}, "order": "TO", "group_by": "user", "mode": "full"},
         **prefixed_overrides(config, PRETRAIN_PREFIX),
@@ -246,7 +248,7 @@ def train_baseline(config, model: str, task: str, variant: str, seed: int, *, ta
     training data, keep the best validation epoch, test it. Validation and test loaders are AdaptSSR's."""
     logger = getLogger()
     kind = task_data.kind(task)
-    cfg = task_run_config(config, model, task, kind, seed, run_dir, task_data)
+    cfg = task_run_config(config, model, task, kind, seed, run_dir, task_data, variant)
     pin_threads(cfg)
     model_class = cfg.model_class
     label = f"{model} ({variant})"
@@ -319,9 +321,11 @@ def run_recbole_baselines(config) -> dict:
     variants = baseline_variants(config)
     item_domains(config)
     check_finetuning(config, task_data, tasks, [])  # the kinds' settings, the task files, task_split, repeat
+    checks, data = validate_data(config, task_data, tasks), run_data(config, tasks)  # before the run folder
     seeds = [int(config["seed"]) + r for r in range(config["repeat"])]
 
     run_dir = new_run_dir(config["checkpoint_dir"], "RecBoleBaselines", config["dataset"], run_settings(config))
+    write_data_record(run_dir, data, checks)
     log_file = init_run_logger(config, run_dir)
     logger = getLogger()
     logger.info(sys.argv)

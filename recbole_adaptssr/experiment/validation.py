@@ -1,19 +1,20 @@
 """Every setting of a pipeline checked before pre-training starts, with a message naming the key, the value and
 what is allowed: :func:`check_dataset` (the data set is on disk: nothing is ever downloaded), :func:`check_settings`
 (settings every run uses), :func:`check_pretraining` (the stages), :func:`check_finetuning` (tasks, split, repeats,
-start points, verified checkpoints) and :func:`selected_tasks`."""
+start points, verified checkpoints and the data they were pre-trained on) and :func:`selected_tasks`. The data
+files themselves are checked by :func:`recbole_adaptssr.data.validation.validate_data`."""
 
 from __future__ import annotations
 
 import os
 from numbers import Integral, Real
 
+from recbole_adaptssr.names import check_plain_name, check_unique
 from recbole_adaptssr.pretext.base import StageSettings, builtin_pretext_tasks, get_pretext_task
 from recbole_adaptssr.reproducibility import check_threads
 from recbole_adaptssr.stopping import check_run_settings
 
 EMBEDDED_DATASET = "ml-100k"  # recbole_adaptssr.data.embedded converts RecBole's bundled copy
-DEVICES = ("cpu", "cuda", "cuda:N")
 REPORT_SPLITS = ("test", "valid")
 # settings of the user model (our models only): integer sizes >= 1 and dropout probabilities in [0, 1)
 MODEL_SIZES = ("hidden_size", "n_layers", "n_heads", "inner_size", "head_hidden_size")
@@ -91,7 +92,7 @@ def check_settings(config) -> None:
     split = config["report_split"]
     if split is not None and split not in REPORT_SPLITS:
         raise ValueError(f"report_split must be one of {list(REPORT_SPLITS)}, got {split!r}")
-    check_device(config)
+    check_data_settings(config)
     check_run_settings(config)  # stopping_steps, max_steps, max_seconds of every run kind; the pre-training budget
     check_threads(config)
     switches = ["sequence_cache", "full_sort_fast_batches"]
@@ -117,24 +118,17 @@ def check_settings(config) -> None:
                              f"n_heads={config['n_heads']}")
 
 
-def check_device(config) -> None:
-    """A ``device`` the user asked for exists here: RecBole 1.2.1 ignores the setting (it picks cuda whenever
-    CUDA is available), so ``device=cuda`` on a machine without CUDA would silently run on the CPU."""
-    import torch
+def check_data_settings(config) -> None:
+    """``duplicate_rows``, ``allow_data_change`` and ``min_vocabulary_overlap`` (recbole_adaptssr.data)."""
+    from recbole_adaptssr.data.validation import duplicate_policy
 
-    requested = (getattr(config, "user_config_dict", None) or {}).get("device")
-    if requested is None:
-        return
-    text = str(requested).strip().lower()
-    if text == "cpu":
-        return
-    if text != "cuda" and not (text.startswith("cuda:") and text[5:].isdigit()):
-        raise ValueError(f"device must be one of {list(DEVICES)}, got {requested!r}")
-    if not torch.cuda.is_available():
-        raise ValueError(f"device={requested!r}, but CUDA is not available on this machine "
-                         "(torch.cuda.is_available() is False): set device=cpu, or run where a GPU is visible")
-    if ":" in text and int(text[5:]) >= torch.cuda.device_count():
-        raise ValueError(f"device={requested!r}, but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    duplicate_policy(config)
+    if config["allow_data_change"] is not None and not isinstance(config["allow_data_change"], bool):
+        raise ValueError(f"allow_data_change must be True or False, got {config['allow_data_change']!r}")
+    overlap = config["min_vocabulary_overlap"]
+    if overlap is not None and (not _is_number(overlap) or not 0 <= overlap <= 1):
+        raise ValueError(f"min_vocabulary_overlap must be a number in [0, 1] (a share of the behaviours), "
+                         f"got {overlap!r}")
 
 
 def check_pretraining(config) -> None:
@@ -174,6 +168,8 @@ def check_finetuning(config, task_data, tasks: list, start_points: list) -> None
     if not tasks:
         return
     uses_pretext = getattr(config.model_class, "uses_pretext_tasks", False)
+    if not uses_pretext:
+        check_recbole_model(config)
     for task in tasks:
         kind = task_data.kind(task)
         if not uses_pretext and kind.name != "recommendation":
@@ -193,6 +189,7 @@ def check_finetuning(config, task_data, tasks: list, start_points: list) -> None
         if config[f"finetune_{key}"] is not None:
             _check_value(f"finetune_{key}", config[f"finetune_{key}"], kind)
     stages = [str(s) for s in config["pretrain_stages"] or []]
+    check_unique([_start_identity(str(s)) for s in start_points], "finetune_from")
     for start in start_points:
         name = str(start)
         if name.lower() == "none" or name in stages:
@@ -209,6 +206,66 @@ def check_finetuning(config, task_data, tasks: list, start_points: list) -> None
         state = load_checkpoint(name)  # empty, truncated or altered: an error naming the file, before anything trains
         if uses_pretext:  # pre-trained with another user model or pooling: an error naming both
             check_checkpoint(config, state, f"finetune_from entry {name!r}")
+        check_checkpoint_data(config, state, name, task_data)
+
+
+def _start_identity(entry: str) -> str:
+    """What a ``finetune_from`` entry starts from: ``none``, a stage, or a checkpoint file (by its real path)."""
+    if entry.lower() == "none":
+        return "none"
+    return os.path.realpath(entry) if os.path.isfile(entry) else entry
+
+
+def check_checkpoint_data(config, state: dict, path: str, task_data) -> None:
+    """A checkpoint fine-tunes on the data it was pre-trained on: another behaviour log is refused with what
+    changed unless ``allow_data_change``; then (or when the checkpoint records no data) its vocabulary must cover
+    ``min_vocabulary_overlap`` of the log's behaviours (every other behaviour becomes the mask token)."""
+    from recbole_adaptssr.data import fingerprint
+
+    recorded = (state.get("data") or {}).get("behaviour_log")
+    log = fingerprint.behaviour_log_path(config)
+    now = fingerprint.fingerprint(log, config["sequence_cache_dir"])
+    if recorded is not None and recorded.get("blake2b") == now["blake2b"]:
+        return
+    counts = _item_counts(config, task_data)
+    shares = fingerprint.vocabulary_overlap(state.get("item_vocabulary") or {}, counts)
+    figure = (f"its vocabulary covers {shares[0]:.1%} of this log's behaviours ({shares[1]:.1%} of its "
+              f"{len(counts):,} items)")
+    if recorded is not None and not config["allow_data_change"]:
+        change = fingerprint.differences({"behaviour_log": recorded}, {"behaviour_log": now})
+        raise ValueError(f"finetune_from entry {path!r} was pre-trained on other data ({'; '.join(change)}); "
+                         f"{figure}. Set allow_data_change=True to fine-tune it on this data anyway")
+    minimum = config["min_vocabulary_overlap"] or 0.0
+    if shares[0] < minimum or shares[0] == 0:
+        raise ValueError(f"finetune_from entry {path!r}: {figure}, below min_vocabulary_overlap={minimum} (every "
+                         "behaviour outside it becomes the mask token): it was pre-trained on another data set")
+    from logging import getLogger
+
+    getLogger().warning(f"finetune_from entry {path!r} was pre-trained on other data "
+                        f"({'recorded' if recorded else 'not recorded in the checkpoint'}); {figure}")
+
+
+def _item_counts(config, task_data) -> dict:
+    """``{item token: behaviours}`` of the data set's behaviour log: from its sequence cache where there is one,
+    else from the log as the task loader reads it."""
+    import numpy as np
+
+    cached = task_data.sequence_log(config["sequence_cache_dir"]) if config["sequence_cache"] else None
+    if cached is not None:
+        counts = np.bincount(np.asarray(cached.log), minlength=len(cached.items) + 1)[1:]
+        return dict(zip(cached.items, counts.tolist()))
+    return task_data.behaviours["item"].value_counts(sort=False).to_dict()
+
+
+def check_recbole_model(config) -> None:
+    """A RecBole model given downstream tasks can run on them (:mod:`~recbole_adaptssr.experiment.recbole_support`)."""
+    from recbole_adaptssr.experiment.recbole_support import unsupported_reason
+
+    reason = unsupported_reason(str(config["model"]), config.model_class)
+    if reason:
+        raise ValueError(f"{config['model']} cannot run on our tasks: {reason}. RecBole's general, traditional and "
+                         "sequential recommenders can (--model=BPR --downstream_task=rec); --recbole_baselines="
+                         "[SASRec,BPR,...] also trains them on the behaviour log (docs/recbole-baselines.md)")
 
 
 FINETUNE_KEYS = {"learning_rate": "number>0", "stopping_step": "int>=1", "train_batch_size": "int>=1",
@@ -226,7 +283,8 @@ def selected_tasks(config, task_data) -> list:
             raise ValueError(f"{path} lists no task (downstream_tasks is unset, i.e. every task of the manifest): "
                              "convert the data set again, or set downstream_tasks=[] to pre-train only")
     else:
-        names = [str(t) for t in config["downstream_tasks"]]
+        names = check_unique([str(t) for t in config["downstream_tasks"]], "downstream_tasks")
     for name in names:
+        check_plain_name(name, "downstream task")
         task_data.kind(name)  # unknown names fail here, naming the manifest's tasks
     return names

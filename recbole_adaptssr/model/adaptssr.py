@@ -42,6 +42,10 @@ class AdaptSSR(SequentialRecommender):
         self.task_head = None
         task_kind = getattr(dataset, "task_kind", None)
         if task_kind is not None:
+            # the behaviour ids of the run (the pre-training checkpoint's): a fine-tune checkpoint carries them in
+            # RecBole's other_parameter, so recbole_adaptssr.quick_start.load_data_and_model rebuilds the same data
+            self.other_parameter_name = ["behaviour_tokens"]
+            self.behaviour_tokens = join_tokens(dataset.item_vocabulary)
             self.task_head = task_kind.build_head(
                 config["hidden_size"], config["head_hidden_size"], config["head_dropout_prob"], dataset
             )
@@ -111,21 +115,37 @@ class AdaptSSR(SequentialRecommender):
         return task.loss(self.user_model, item_seq, interaction[self.ITEM_SEQ_LEN])
 
     # ------------------------------------------------------------------ RecBole's prediction API
-    def _check_finetune(self):
-        if self.train_stage != FINETUNE:
-            raise ValueError(
-                f"AdaptSSR in train_stage={self.train_stage!r} is a pre-training task and scores nothing; "
-                "fine-tune it on a downstream task (train_stage=finetune) to predict."
-            )
-
     def predict(self, interaction):
-        """Class probabilities (B, C), P(label=1) (B,), or (user, target) scores (B,), by task kind."""
-        self._check_finetune()
+        """Class probabilities (B, C), P(label=1) (B,), or (user, target) scores (B,), by task kind. In a pre-training
+        stage: the score of ``interaction[ITEM_ID]``, as :meth:`full_sort_predict`."""
         u = self.user_model(interaction[self.ITEM_SEQ])
         target = interaction[self.ITEM_ID] if self.ITEM_ID in interaction else None
-        return self.task_head.predict(u, target)
+        if self.train_stage == FINETUNE:
+            return self.task_head.predict(u, target)
+        if target is None:
+            raise ValueError(f"AdaptSSR in train_stage={self.train_stage!r} scores behaviour items: predict needs "
+                             f"them in field {self.ITEM_ID!r} (full_sort_predict scores all of them)")
+        return (u * self.user_model.item_embedding(target)).sum(dim=-1)
 
     def full_sort_predict(self, interaction):
-        """Scores of every target item for each user (all-ranking), flattened as RecBole expects."""
-        self._check_finetune()
-        return self.task_head.full_sort(self.user_model(interaction[self.ITEM_SEQ])).reshape(-1)
+        """Scores of every target item for each user (all-ranking), flattened as RecBole expects. In a pre-training
+        stage: the user representation's dot product with every behaviour item's embedding (RecBole's sequential
+        recommenders' scoring; the pretext tasks do not train it, fine-tuning on a task does)."""
+        u = self.user_model(interaction[self.ITEM_SEQ])
+        if self.train_stage == FINETUNE:
+            return self.task_head.full_sort(u).reshape(-1)
+        return (u @ self.user_model.item_embedding.weight[: self.n_items].T).reshape(-1)
+
+
+def join_tokens(vocabulary: dict) -> str:
+    """``{token: id}`` (ids 0..n-1) as one string, the tokens in id order (one line each: an atomic file's tokens
+    hold no line break); :func:`split_tokens` inverts it."""
+    tokens = [""] * len(vocabulary)
+    for token, index in vocabulary.items():
+        tokens[index] = str(token)
+    return "\n".join(tokens)
+
+
+def split_tokens(text: str) -> dict:
+    """The ``{token: id}`` vocabulary :func:`join_tokens` wrote."""
+    return {token: index for index, token in enumerate(text.split("\n"))}

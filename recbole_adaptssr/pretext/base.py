@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from recbole_adaptssr import distributed
+from recbole_adaptssr import precision as step_precision
 from recbole_adaptssr.item_softmax import KERNELS, PRECISIONS
 from recbole_adaptssr.stopping import check_stopping_settings
 from recbole_adaptssr.utils import check_plugin_namespace, import_plugin, plugin_defaults_file
@@ -108,7 +109,10 @@ class PretextTask(nn.Module):
         self.hidden_size = hidden_size
         self.check_settings(settings)
         self.global_negatives = settings.get("ddp_negatives", "global") == "global"
-        values = {"kernel": settings.get("item_softmax_kernel"), "precision": settings.get("item_softmax_precision")}
+        # the softmax's products: item_softmax_precision, else the stage's precision's (recbole_adaptssr/precision.py)
+        values = {"kernel": settings.get("item_softmax_kernel"),
+                  "precision": settings.get("item_softmax_precision")
+                  or step_precision.ITEM_SOFTMAX_PRECISION[step_precision.setting(settings)]}
         #: keyword arguments of item_cross_entropy from this stage's settings (the function's defaults if unset)
         self.item_softmax_options = {name: value for name, value in values.items() if value is not None}
 
@@ -127,6 +131,7 @@ class PretextTask(nn.Module):
     @classmethod
     def check_settings(cls, settings: StageSettings) -> None:
         """Raise ``ValueError`` naming the key for a bad setting. Called before pre-training starts."""
+        step_precision.setting(settings)  # precision: one of float32, tf32, bf16
         negatives = settings.get("ddp_negatives", "global")
         if negatives not in NEGATIVES:
             raise ValueError(f"{settings.key('ddp_negatives')} must be one of {list(NEGATIVES)}, got {negatives!r}")

@@ -17,10 +17,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from recbole_adaptssr.item_softmax import item_cross_entropy, item_ranking_statistics
+from recbole_adaptssr.item_softmax import fused_applies, item_cross_entropy, item_ranking_statistics
+from recbole_adaptssr.item_softmax_fused import triton_installed
 from recbole_adaptssr.pretext.base import PretextTask, StageSettings
 
 HEADS = ("transform", "tied")
@@ -50,6 +50,7 @@ class MLM(PretextTask):
         self.register_buffer("popularity_log_prob", torch.zeros(n_items), persistent=False)
         self.register_buffer("popularity_rank", torch.zeros(n_items, dtype=torch.long), persistent=False)
         self.popularity_fitted = False
+        self.mean_length = None  # of the training sequences: the fused softmax's expected number of masked rows
 
     @classmethod
     def check_settings(cls, settings):
@@ -74,14 +75,17 @@ class MLM(PretextTask):
         self.popularity_log_prob.copy_(log_prob)
         self.popularity_rank.copy_(rank)
         self.popularity_fitted = True
+        self.mean_length = float((seq != 0).sum()) / max(seq.size(0), 1)
 
     def _masked_positions(self, item_seq, generator):
         valid = item_seq != 0
         noise = torch.rand(item_seq.shape, generator=generator, device=item_seq.device)
         noise = noise.masked_fill(~valid, 2.0)
         chosen = noise < self.mask_ratio
-        # every sequence predicts at least one behaviour: its position with the smallest noise
-        return chosen | F.one_hot(noise.argmin(dim=1), item_seq.size(1)).bool()
+        # every sequence predicts at least one behaviour: its position with the smallest noise (a comparison, not
+        # F.one_hot, which checks its indices on the host: a synchronisation on a GPU)
+        positions = torch.arange(item_seq.size(1), device=item_seq.device)
+        return chosen | (positions == noise.argmin(dim=1, keepdim=True))
 
     def _predict_masked(self, encoder, item_seq, generator):
         """(transformed hidden states at the masked positions (N, d), their original items (N,))."""
@@ -89,13 +93,39 @@ class MLM(PretextTask):
         hidden, _ = encoder.encode(item_seq.masked_fill(chosen, encoder.mask_token_id))
         return self.head.transform(hidden[chosen]), item_seq[chosen]
 
+    def _predict_masked_padded(self, encoder, item_seq, generator):
+        """As :meth:`_predict_masked` with shapes that do not depend on the data: every position's row, the masked
+        ones first in :meth:`_predict_masked`'s order, their count as a device tensor (B * L rows, (1,) count)."""
+        chosen = self._masked_positions(item_seq, generator)
+        hidden, _ = encoder.encode(item_seq.masked_fill(chosen, encoder.mask_token_id))
+        flat = chosen.flatten()
+        # a stable sort of "not chosen" puts the chosen positions first, in row-major order (as hidden[chosen])
+        order = torch.argsort(flat.logical_not().to(torch.int8), stable=True)
+        rows = hidden.reshape(-1, hidden.size(-1)).index_select(0, order)
+        return self.head.transform(rows), item_seq.flatten().index_select(0, order), flat.sum().reshape(1)
+
     def _item_table(self, encoder):
         return encoder.item_embedding.weight[: self.n_items]
 
+    @property
+    def cuda_graph_safe(self) -> bool:
+        """The training loss runs without host synchronisation on CUDA (:meth:`loss`) when the fused softmax
+        kernels take it; the trainer then captures the step in a CUDA graph (``cuda_graphs``)."""
+        return self.item_softmax_options.get("kernel", "blocked") != "blocked" and triton_installed()
+
     def loss(self, encoder, item_seq, item_seq_len, generator=None):
+        """Mean cross-entropy over the masked positions. Where the fused kernels run (CUDA), every position's row
+        goes to them with the count of masked ones, so nothing waits for the GPU and the step can be replayed from a
+        CUDA graph; elsewhere the masked rows alone go to the blocked kernel (their number read on the host)."""
+        table = self._item_table(encoder)
+        if fused_applies(self.item_softmax_options.get("kernel", "blocked"), table):
+            hidden, targets, count = self._predict_masked_padded(encoder, item_seq, generator)
+            length = item_seq.size(1) if self.mean_length is None else min(self.mean_length, item_seq.size(1))
+            return item_cross_entropy(hidden, table, targets, self.head.bias, valid_rows=count,
+                                      expected_rows=math.ceil(self.mask_ratio * item_seq.size(0) * length),
+                                      check_targets=False, **self.item_softmax_options)
         hidden, targets = self._predict_masked(encoder, item_seq, generator)
-        return item_cross_entropy(hidden, self._item_table(encoder), targets, self.head.bias,
-                                  **self.item_softmax_options)
+        return item_cross_entropy(hidden, table, targets, self.head.bias, **self.item_softmax_options)
 
     def validation_step(self, encoder, item_seq, item_seq_len, generator=None):
         hidden, targets = self._predict_masked(encoder, item_seq, generator)

@@ -1,7 +1,7 @@
 """``run_hyper_adaptssr.py``: hyper-parameter search and sweeps with Ray Tune (docs/tuning.md).
 
-    python run_hyper_adaptssr.py --model=AdaptSSR --dataset=ml-100k --params_file=hyper/finetune_lr.hyper \\
-        --num_samples=4 --finetune_epochs=10
+    recbole-adaptssr-hyper --model=AdaptSSR --dataset=ml-100k --params_file=hyper/finetune.hyper \\
+        --num_samples=4 --finetune_epochs=10      (or: python run_hyper_adaptssr.py ...)
 
 Settings of the runs are given as for run_recbole_adaptssr.py: --config_files="a.yaml b.yaml" and any
 --key=value (one token each); the searched keys of the space file are drawn per trial above them. The options
@@ -30,10 +30,11 @@ import sys
 from recbole_adaptssr.tuning.study import SCHEDULERS, SEARCH_MODES, StudyOptions
 
 EXIT_INTERRUPTED = 3
+EXIT_ALL_FAILED = 4
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="run_hyper_adaptssr.py", description=__doc__, allow_abbrev=False,
+    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     what = parser.add_argument_group("what to search")
     what.add_argument("--model", "-m", default="AdaptSSR", help="model name, ours or RecBole's (default AdaptSSR)")
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--search", choices=SEARCH_MODES, default="auto",
                       help="finetune: fine-tuning settings over one start point; pretrain: each trial pre-trains "
                            "then fine-tunes; auto (default): pretrain iff the space has a pre-training setting")
-    what.add_argument("--finetune_from", default=None,
+    what.add_argument("--finetune_from", default=None, type=one_start_point,
                       help="the start point of a fine-tune search: a checkpoint PATH, a STAGE of pretrain_stages "
                            "(pre-trained once before the search) or none (default: the finetune_from setting)")
     what.add_argument("--tune_task", default=None,
@@ -99,6 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_start_point(value: str) -> str:
+    """``--finetune_from`` in the forms the main command takes (``ssr``, ``[ssr]``, ``'[none]'``): one start point."""
+    from recbole_adaptssr.config import as_list
+
+    points = as_list(value)
+    if len(points) != 1:
+        raise argparse.ArgumentTypeError(f"a fine-tune search has one start point, got {value!r}")
+    return str(points[0])
+
+
 def parse(argv=None) -> tuple:
     """``(StudyOptions, settings_args)``: the study's options, and the ``--key=value`` settings of the runs."""
     parser = build_parser()
@@ -134,12 +145,18 @@ def main(argv=None, config_dict=None, callbacks=None):
 
 
 def console_main(argv=None) -> int:
-    """The script's exit status: 0 done, 1 error (printed), 3 interrupted (resume with --resume)."""
+    """The script's exit status: 0 done, 1 error (printed), 3 interrupted (resume with --resume), 4 every trial
+    failed (the first error is printed; the trials table has each)."""
     from recbole_adaptssr.tuning.space import SpaceError
 
     try:
         outcome = main(argv)
     except (SpaceError, ValueError, FileNotFoundError) as error:
-        print(f"run_hyper_adaptssr.py: error: {error}", file=sys.stderr)
+        print(f"{os.path.basename(sys.argv[0])}: error: {error}", file=sys.stderr)
         return 1
+    if outcome.all_failed:
+        print(f"run_hyper_adaptssr.py: error: every trial of study {outcome.name} failed "
+              f"({len(outcome.rows)} trial(s); the first: {outcome.rows[0]['error']}); see "
+              f"{outcome.files.get('trials_md', outcome.output_dir)}", file=sys.stderr)
+        return EXIT_ALL_FAILED
     return EXIT_INTERRUPTED if outcome.interrupted else 0

@@ -1,8 +1,9 @@
 """What a study writes into its output folder:
 
 * ``trials.csv`` / ``trials.md``: one row per trial: its searched values, status (completed, stopped_early by the
-  scheduler, failed with its error, unfinished), best validation metric, the epoch it was reached, epochs run,
-  pre-training epochs per stage (pre-training searches), seconds;
+  scheduler, failed with its error, interrupted by Ctrl-C or a lost driver while it ran, unfinished), best
+  validation metric, the epoch it was reached, epochs run, pre-training epochs per stage (pre-training searches),
+  seconds;
 * ``best.yaml``: the best trial's settings, which ``run_recbole_adaptssr.py --config_files=best.yaml`` reruns;
 * ``summary.md`` / ``summary.json``: the study (space, objective, counts, best trial, the one test evaluation);
 * ``study.json``: what ``--resume`` needs (the spec, e.g. the shared pre-trained checkpoint).
@@ -68,6 +69,10 @@ def trial_rows(grid, spec, dims) -> list:
         status = _RAY_STATUS.get(getattr(trial, "status", None), None)
         if status is None:  # no Trial object (another Ray version): judge by the result
             status = "failed" if result.error else ("completed" if metrics.get("done") else "unfinished")
+        elif status == "completed" and not metrics.get("done"):
+            # Tune marks the trials it stops at the end of an interrupted run TERMINATED too; only a trial whose
+            # function returned, or that the scheduler stopped, has a last result with done=True
+            status = "interrupted"
         error = error_text(result.error) if status == "failed" else ""  # a pending trial has a "no metrics" error
         epochs = int(metrics.get("epoch") or 0)
         best_epoch = int(metrics.get("best_epoch") or 0)

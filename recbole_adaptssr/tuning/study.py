@@ -24,6 +24,8 @@ checks that the YAML reproduces the trial's validation metric and gives the one 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import difflib
 import json
 import math
 import os
@@ -33,6 +35,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+from recbole_adaptssr.names import check_plain_name
 from recbole_adaptssr.tuning import ray_compat
 from recbole_adaptssr.tuning.space import grid_size, merge_space, parse_line, read_space, space_text, \
     to_param_space, upper_bound
@@ -156,6 +159,7 @@ class StudySpec:
     keep_trial_dirs: bool = False
     space: list = field(default_factory=list)  # the space's lines, as parsed
     methods_files: list = field(default_factory=list)
+    data: dict = field(default_factory=dict)  # the fingerprint of the data (recbole_adaptssr.data.fingerprint)
 
     def as_dict(self) -> dict:
         from dataclasses import asdict
@@ -256,7 +260,7 @@ def execute_trial(spec, params: dict, start_state, report, work_dir: str) -> dic
     settings, info = trial_settings(spec, params)
     settings["checkpoint_dir"] = work_dir
     settings["show_progress"] = False  # progress bars of parallel workers only garble the driver's console
-    # RecBole sets CUDA_VISIBLE_DEVICES=gpu_id: keep the GPU Ray assigned to this trial (or none)
+    # the GPU Ray assigned to this trial (or none), found again in the CUDA_VISIBLE_DEVICES Ray set (Config._init_device)
     settings["gpu_id"] = os.environ.get("CUDA_VISIBLE_DEVICES", "") if spec.gpus_per_trial > 0 else ""
     config = Config(model=spec.model, dataset=spec.data_name, config_dict=dict(settings))
     task_data = TaskData(config["data_path"], config["dataset"])
@@ -349,6 +353,10 @@ class StudyOptions:
     verbose: int = 1
 
 
+#: StudyOptions fields whose command-line option has another name
+OPTION_NAMES = {"space_lines": "space"}
+
+
 @dataclass
 class StudyOutcome:
     """What a study did: the rows of its trials table, the best trial, the final rerun, the files written."""
@@ -359,6 +367,7 @@ class StudyOutcome:
     spec: StudySpec
     rows: list
     interrupted: bool = False
+    all_failed: bool = False
     best: dict | None = None
     rerun: dict | None = None
     files: dict = field(default_factory=dict)
@@ -402,6 +411,23 @@ def user_settings(config) -> dict:
         settings["finetune_from"] = [_absolute(v) if os.path.isfile(str(v)) else v
                                      for v in _as_list(settings["finetune_from"])]
     return settings
+
+
+def check_space_settings(dims: list, stages, loaded=()) -> None:
+    """Every searched key is a setting (or a pseudo-setting of :data:`PSEUDO_KEYS`), and every value of a choice or
+    grid has the shape its key declares; errors name the file and line (:mod:`recbole_adaptssr.setting_keys`)."""
+    from recbole_adaptssr import setting_keys
+
+    for d in dims:
+        if d.name in PSEUDO_KEYS:
+            continue
+        if setting_keys.unknown_keys([d.name], stages, loaded):
+            close = setting_keys.suggestions(d.name, stages, loaded)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            raise ValueError(f"{d.where}: {d.name} is not a setting{hint}")
+        problems = [p for v in d.values() or [] for p in setting_keys.shape_errors({d.name: v}, d.where, stages)]
+        if problems:
+            raise ValueError(problems[0])
 
 
 def check_space_keys(dims: list, mode: str, uses_pretext: bool, start_point, stages, methods_files=()) -> None:
@@ -457,8 +483,7 @@ def prepare(options: StudyOptions, settings_args=(), config_dict=None, log=print
     dims = load_space(options)
     files = [_absolute(f) for f in options.config_files or []]
     with command_line(settings_args), cuda_visible_devices_kept():
-        config = Config(model=options.model, dataset=options.dataset, config_file_list=files or None,
-                        config_dict=dict(config_dict or {}))
+        config = study_config(options, files, config_dict)
         name, root = prepare_embedded_default(config.dataset, config.user_config_dict.get("data_path"))
         if name != config.dataset:
             config = Config(model=options.model, dataset=name, config_file_list=files or None,
@@ -513,7 +538,13 @@ def prepare(options: StudyOptions, settings_args=(), config_dict=None, log=print
                 raise ValueError(f"--finetune_from={start!r} is neither none, a stage of pretrain_stages {stages}, "
                                  "nor a checkpoint file")
         fixed = None if start is None or start.lower() == "none" else start
+        check_space_settings(dims, stages, config.internal_config_dict)
         check_space_keys(dims, mode, uses_pretext, fixed, stages, spec.methods_files)
+        from recbole_adaptssr.data.validation import validate_data
+        from recbole_adaptssr.experiment.pipeline import run_data
+
+        validate_data(config, task_data, [task])  # the data files, before Ray starts
+        spec.data = run_data(config, [task])
 
     def resolve_start():
         """Resolve the start point of a fine-tune search (pre-training it once if it is a stage): call it when the
@@ -524,6 +555,63 @@ def prepare(options: StudyOptions, settings_args=(), config_dict=None, log=print
                                                                         options.resume, log)
 
     return spec, dims, output_dir, resolve_start
+
+
+def study_config(options: StudyOptions, files: list, config_dict=None):
+    """The driver's Config; an unknown setting close to one of the study's own options says so
+    (``--num_sample=4``: did you mean the option --num_samples?)."""
+    from recbole_adaptssr import setting_keys
+    from recbole_adaptssr.config import Config
+
+    try:
+        return Config(model=options.model, dataset=options.dataset, config_file_list=files or None,
+                      config_dict=dict(config_dict or {}))
+    except setting_keys.SettingError as error:
+        if not error.unknown:
+            raise
+        options_names = [OPTION_NAMES.get(f.name, f.name) for f in dataclasses.fields(StudyOptions)]
+        hints = {k: c for k in error.unknown for c in difflib.get_close_matches(k, options_names, n=1, cutoff=0.75)}
+        if not hints:
+            raise
+        raise setting_keys.SettingError(str(error) + "; " + ", ".join(
+            f"{k}: did you mean the option --{c} of run_hyper_adaptssr.py?" for k, c in hints.items())) from None
+
+
+#: what a resumed study must repeat: the spec's (the space, the settings, the task and objective, the data) and
+#: the options that decide which trials exist and how they are scheduled
+RESUME_SPEC = ("model", "dataset", "data_name", "settings", "mode", "task", "metric", "metric_mode", "uses_pretext",
+               "stages", "space", "methods_files", "data")
+RESUME_OPTIONS = ("search", "finetune_from", "tune_task", "num_samples", "scheduler", "grace_period",
+                  "reduction_factor", "search_seed")
+RESUME_FREE = ("show_progress", "state", "allow_data_change")
+
+
+def study_changes(record: dict | None, spec: StudySpec, options: StudyOptions) -> list:
+    """What differs between the study recorded in ``study.json`` and this command (``key: then X, now Y``; the data
+    as :func:`recbole_adaptssr.data.fingerprint.differences` says); empty when nothing does."""
+    from dataclasses import asdict
+
+    from recbole_adaptssr.data.fingerprint import differences
+
+    if not record:
+        return []
+    then_spec, then_options = record.get("spec") or {}, record.get("options") or {}
+    now_spec, now_options = json_plain(spec.as_dict()), json_plain(asdict(options))
+    for values in (then_spec, now_spec):  # how a run reports, and the permission below, may differ
+        values["settings"] = {k: v for k, v in (values.get("settings") or {}).items() if k not in RESUME_FREE}
+    changes = differences(then_spec.get("data"), now_spec.get("data")) if then_spec.get("data") else []
+    if changes and spec.settings.get("allow_data_change"):
+        changes = []
+    changes += [f"{key}: then {then_spec.get(key)!r}, now {now_spec.get(key)!r}" for key in RESUME_SPEC
+                if key != "data" and json_plain(then_spec.get(key)) != now_spec.get(key)]
+    changes += [f"--{key}: then {then_options.get(key)!r}, now {now_options.get(key)!r}" for key in RESUME_OPTIONS
+                if json_plain(then_options.get(key)) != now_options.get(key)]
+    return changes
+
+
+def json_plain(value):
+    """``value`` as it reads back from JSON (so a recorded spec compares equal to the same spec now)."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def resolve_study_start(config, start: str, stages: list, output_dir: str, resume: bool, log) -> tuple:
@@ -631,9 +719,15 @@ def run_study(options: StudyOptions, settings_args=(), config_dict=None, callbac
 
     started = time.time()
     spec, dims, output_dir, resolve_start = prepare(options, settings_args, config_dict, log)
-    name = study_name(options, spec)
+    name = check_plain_name(study_name(options, spec), "study name", where="--name")
     storage = _absolute(options.storage_path or os.path.join(default_root(spec), "ray_results"))
     path = _join(storage, name)
+    if options.resume:
+        changes = study_changes(read_study_record(output_dir), spec, options)
+        if changes:
+            raise ValueError(f"--resume: study {name} ({output_dir}) was started with other settings, space or data ("
+                             + "; ".join(changes) + "); resume it with the same command, or start a new study "
+                             "with another --name")
     os.makedirs(output_dir, exist_ok=True)
     log(f"study {name}: {spec.mode} search of {spec.model} on {spec.data_name}/{spec.task}, objective "
         f"{spec.metric} ({spec.metric_mode}, validation, every epoch), {options.scheduler} scheduler\n"
@@ -671,8 +765,9 @@ def run_study(options: StudyOptions, settings_args=(), config_dict=None, callbac
     expected = int(options.num_samples) * grid_size(dims)
     finished = [r for r in rows if r["status"] in out.FINISHED]
     interrupted = len(finished) < max(expected, len(rows))
+    all_failed = bool(rows) and all(r["status"] == "failed" for r in rows)
     outcome = StudyOutcome(name=name, experiment_path=path, output_dir=output_dir, spec=spec, rows=rows,
-                           interrupted=interrupted)
+                           interrupted=interrupted, all_failed=all_failed)
     outcome.files.update(out.write_trials(rows, spec, dims, output_dir))
     if interrupted:
         log(f"study interrupted: {len(finished)} of {max(expected, len(rows))} trials finished; continue it with "
