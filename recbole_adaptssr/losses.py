@@ -9,6 +9,8 @@ negatives of sample i are U-_i = {u^_j, u^+_j, u~_j, u~+_j : j != i} (4(B-1) vec
 - Eq. 7: augmentation-adaptive fusion lambda_i = 1 - mean of the 4 clamped cross-view similarities; or the
   authors' release estimate (one scalar per batch and anchor view, unclamped); or a fixed lambda. Always detached.
 - Eq. 9: symmetric InfoNCE on the two explicit views (the "w/o SSR" ablation, ``ranking=False``).
+- Diagnostics: :func:`ranking_accuracies` (pairwise shares over all candidates) and
+  :func:`hard_ranking_constraints` (per anchor, whether Eq. 6's two rankings hold against the hardest candidates).
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ import numbers
 import torch
 import torch.nn.functional as F
 
-__all__ = ["LAMBDA_MODES", "LAMBDA_ESTIMATES", "adaptssr_loss", "adaptssr_lambda", "ranking_accuracies"]
+__all__ = ["LAMBDA_MODES", "LAMBDA_ESTIMATES", "INFONCE_SIMILARITIES", "adaptssr_loss", "adaptssr_lambda", "ranking_accuracies",
+           "hard_ranking_constraints"]
 
 LAMBDA_MODES = ("adaptive", "fixed")
 LAMBDA_ESTIMATES = ("sample", "batch")
+#: the InfoNCE ablation's similarity: cos (Eq. 9, on L2-normalised views) | dot (inner product)
+INFONCE_SIMILARITIES = ("cos", "dot")
 
 
 # --------------------------------------------------------------------------------------------- validation
@@ -148,9 +153,12 @@ def adaptssr_lambda(u_hat, u_hat_pos, u_tilde, u_tilde_pos, *, lambda_mode="adap
 
 
 def adaptssr_loss(u_hat, u_hat_pos, u_tilde, u_tilde_pos, *, lambda_mode="adaptive", fixed_lambda=0.5,
-                  lambda_estimate="sample", hard_negative=True, ranking=True, infonce_temperature=1.0):
-    """Scalar AdaptSSR pre-training loss (Eq. 5/6 with Eq. 7 fusion), or symmetric InfoNCE (Eq. 9) if not ranking."""
+                  lambda_estimate="sample", hard_negative=True, ranking=True, infonce_temperature=1.0,
+                  infonce_similarity="cos"):
+    """Scalar AdaptSSR pre-training loss (Eq. 5/6 with Eq. 7 fusion), or symmetric InfoNCE (Eq. 9) if not ranking
+    (on cosine similarities, or on inner products with ``infonce_similarity="dot"``)."""
     _check_lambda_options(lambda_mode, fixed_lambda, lambda_estimate)
+    _check_choice("infonce_similarity", infonce_similarity, INFONCE_SIMILARITIES)
     _check_bool("hard_negative", hard_negative)
     _check_bool("ranking", ranking)
     if isinstance(infonce_temperature, bool) or not isinstance(infonce_temperature, numbers.Real) or not (
@@ -160,7 +168,7 @@ def adaptssr_loss(u_hat, u_hat_pos, u_tilde, u_tilde_pos, *, lambda_mode="adapti
 
     if not ranking:
         _check_views(u_hat=u_hat, u_tilde=u_tilde)
-        h, t = _normalize(u_hat, u_tilde)
+        h, t = _normalize(u_hat, u_tilde) if infonce_similarity == "cos" else (u_hat, u_tilde)
         return _symmetric_infonce(h, t, float(infonce_temperature))
 
     batch = _check_views(u_hat=u_hat, u_hat_pos=u_hat_pos, u_tilde=u_tilde, u_tilde_pos=u_tilde_pos)
@@ -188,3 +196,24 @@ def ranking_accuracies(u_hat, u_hat_pos, u_tilde, u_tilde_pos):
     n_implicit = 2 * batch * 2
     n_explicit = 2 * batch * 2 * 4 * (batch - 1)
     return implicit_hits / n_implicit, explicit_hits / n_explicit
+
+
+@torch.no_grad()
+def hard_ranking_constraints(u_hat, u_hat_pos, u_tilde, u_tilde_pos):
+    """Per anchor, whether the two rankings of Eq. 6 hold against the hardest candidates: ``(implicit, explicit)``,
+    each a (2B,) bool tensor, the u^ anchors of samples 0..B-1 first, then the u~ anchors.
+
+    * implicit: ``sim(a, a+) > max_{v in the other view's pair} sim(a, v)``;
+    * explicit: ``min_v sim(a, v) > max_{w in U-_i} sim(a, w)``: the anchor's farther explicit view still beats its
+      hardest in-batch negative (what the hard-negative term of Eq. 6 asks; :func:`ranking_accuracies` averages
+      the pairwise orders over all negatives instead)."""
+    batch = _check_views(u_hat=u_hat, u_hat_pos=u_hat_pos, u_tilde=u_tilde, u_tilde_pos=u_tilde_pos)
+    h, hp, t, tp = _normalize(u_hat, u_hat_pos, u_tilde, u_tilde_pos)
+    stacked = torch.cat((h, hp, t, tp), dim=0)
+    same = _same_sample_mask(batch, h.device)
+    implicit, explicit = [], []
+    for anchor, partner, v1, v2 in ((h, hp, t, tp), (t, tp, h, hp)):
+        sim_pos, sim_v, sim_all = _anchor_sims(anchor, partner, v1, v2, stacked)
+        implicit.append(sim_pos > sim_v.amax(dim=1))
+        explicit.append(sim_v.amin(dim=1) > sim_all.masked_fill(same, float("-inf")).amax(dim=1))
+    return torch.cat(implicit), torch.cat(explicit)

@@ -1,7 +1,9 @@
 """Trainers of recbole-adaptssr, subclasses of RecBole's ``Trainer`` (no patching of RecBole's classes):
 
 * :class:`TaskTrainer`: a downstream task (RecBole's fit/evaluate), ranking only the task's target items, keeping
-  the best epoch, and writing checkpoints that load with ``weights_only=True``;
+  the best epoch, stopping by the rule of :mod:`recbole_adaptssr.stopping` (patience in epochs and steps, epoch,
+  step and time caps) and recording how it stopped (:attr:`TaskTrainer.stop_record`), and writing checkpoints
+  that load with ``weights_only=True``;
 * :class:`AdaptSSRTrainer`: one pre-training stage (a pretext task) with its own optimizer, epochs, patience and
   validation statistics; the experiment layer runs the stages in order. After every epoch it can write a resume
   checkpoint (model, optimizer, early-stopping state, RNG states of torch/CUDA/numpy/random and of the data
@@ -19,8 +21,8 @@ from time import time
 
 import numpy as np
 import torch
-from recbole.trainer import Trainer
-from recbole.utils import set_color
+from recbole.trainer import TraditionalTrainer, Trainer
+from recbole.utils import dict2str, set_color
 from torch.nn.utils import clip_grad_norm_
 from tqdm import tqdm
 
@@ -31,8 +33,9 @@ from recbole_adaptssr.checkpoint import FORMAT_VERSION, save_checkpoint, save_pa
 from recbole_adaptssr.compat import plain, save_trainer_checkpoint
 from recbole_adaptssr.data.fingerprint import checkpoint_record
 from recbole_adaptssr.evaluation.full_sort import fast_full_sort
-from recbole_adaptssr.pretext.base import StageSettings
+from recbole_adaptssr.pretext.base import SAMPLES, StageSettings
 from recbole_adaptssr.row_sparse_adam import build_row_sparse_adam
+from recbole_adaptssr.stopping import EarlyStopping, StoppingRule
 
 RESUME_KIND = "pretrain-resume"
 #: what RecBole's Collector gathers per evaluation batch (the rest of its data struct describes the whole split)
@@ -47,9 +50,14 @@ class TaskTrainer(Trainer):
       (``candidate_item_num``); they can never be a positive, so their scores are set to -inf, keeping the
       candidate set identical to the one AdaptSSR ranks.
     * ``best_epoch`` is the epoch of the kept (best validation) model.
+    * :meth:`fit` stops by :class:`~recbole_adaptssr.stopping.StoppingRule` (``epochs``, ``stopping_step``,
+      ``stopping_steps``, ``max_steps``, ``max_seconds``; the earliest of equal scores is kept) and leaves its
+      :class:`~recbole_adaptssr.stopping.StopRecord` in ``stop_record``.
     """
 
     best_epoch = -1
+    stopper = None  # the EarlyStopping of the run in progress (its step and time caps limit each epoch)
+    stop_record = None
 
     def __init__(self, config, model):
         # RecBole's AbstractTrainer wraps the model in DistributedDataParallel (CUDA only, and its forward is never
@@ -70,16 +78,20 @@ class TaskTrainer(Trainer):
         sampler = getattr(train_data, "sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch_idx)
-        batches = self._epoch_batches(train_data)
+        source = batches = self._epoch_batches(train_data)
         if show_progress:
             batches = tqdm(batches, total=len(train_data), ncols=100, desc=set_color(f"Train {epoch_idx:>5}", "pink"))
+        if self.stopper is not None:  # the step and time caps may end the epoch early
+            batches = self.stopper.limit(batches)
         scaler = torch.amp.GradScaler(enabled=self.enable_scaler)
         total_loss = None
         for interaction in batches:
             losses = self._train_step(interaction, loss_func, scaler)
             # summed on the device in float64 (no wait per step): the same value as summing Python floats
             total_loss = acceleration.accumulate_losses(total_loss, losses)
-        return acceleration.losses_to_float(total_loss)
+        if hasattr(source, "close"):  # an epoch a cap cut short still runs the end of its batches' generator
+            source.close()
+        return acceleration.losses_to_float(total_loss) if total_loss is not None else 0.0
 
     def _epoch_batches(self, train_data):
         """The epoch's batches on the training device (AdaptSSRTrainer: gathered on the device, same batches)."""
@@ -117,6 +129,68 @@ class TaskTrainer(Trainer):
     def sync_gradients(self) -> None:
         """Average the gradients over the ranks of a distributed run (nothing in a single process)."""
         distributed.all_reduce_gradients(self.model.parameters())
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        """RecBole's ``fit`` (logs, tensorboard, ``eval_step``, ``callback_fn(epoch, valid_score)``, the best epoch's
+        checkpoint) with the stopping rule of :mod:`recbole_adaptssr.stopping`; returns ``(best valid score, best
+        valid result)`` and leaves the run's :class:`StopRecord` in :attr:`stop_record`."""
+        single_pass = isinstance(self, TraditionalTrainer)  # Pop, ItemKNN, EASE, ...: one exact pass
+        rule = StoppingRule.from_settings(self.config, epochs=int(self.epochs), stopping_step=int(self.stopping_step))
+        self.stopper = stopper = EarlyStopping(rule, self.valid_metric_bigger,
+                                               check_time_per_step=not distributed.is_distributed())
+        if saved and self.start_epoch >= self.epochs:
+            self._save_checkpoint(-1, verbose=verbose)
+        self.eval_collector.data_collect(train_data)
+        if self.config["train_neg_sample_args"].get("dynamic", False):
+            train_data.get_model(self.model)
+        for epoch_idx in range(self.start_epoch, self.epochs):
+            began = time()
+            train_loss = self._train_epoch(train_data, epoch_idx, show_progress=show_progress)
+            self.train_loss_dict[epoch_idx] = sum(train_loss) if isinstance(train_loss, tuple) else train_loss
+            if verbose:
+                self.logger.info(self._generate_train_loss_output(epoch_idx, began, time(), train_loss))
+            self._add_train_loss_to_tensorboard(epoch_idx, train_loss)
+            self.wandblogger.log_metrics({"epoch": epoch_idx, "train_loss": train_loss, "train_step": epoch_idx},
+                                         head="train")
+            if self.eval_step <= 0 or not valid_data or (epoch_idx + 1) % self.eval_step:
+                if saved and (self.eval_step <= 0 or not valid_data):  # no validation: the last epoch is kept
+                    self._save_checkpoint(epoch_idx, verbose=verbose)
+                stopper.end_epoch(epoch_idx, None, may_stop=False)  # only the caps, without a validation
+            else:
+                valid_score = self._validate_epoch(epoch_idx, valid_data, verbose, saved, show_progress)
+                if callback_fn:
+                    callback_fn(epoch_idx, valid_score)
+            stopper.stopped_by = distributed.broadcast_object(stopper.stopped_by)  # rank 0's time decides
+            if stopper.stopped_by is not None:
+                break
+        self.stopper = None
+        self.stop_record = stopper.record()
+        if single_pass:
+            self.stop_record.still_improving = False
+        if verbose:
+            self.logger.info(f"stopped by {self.stop_record.stopped_by} after {self.stop_record.epochs_run} epoch(s), "
+                             f"{self.stop_record.steps_run} steps ({rule.describe()}); best epoch "
+                             f"{self.stop_record.best_epoch}")
+        self._add_hparam_to_tensorboard(self.best_valid_score)
+        return self.best_valid_score, self.best_valid_result
+
+    def _validate_epoch(self, epoch_idx, valid_data, verbose, saved, show_progress) -> float:
+        """Validate, tell the stopping rule, keep (and save) a new best epoch, log as RecBole does; the score."""
+        began = time()
+        valid_score, valid_result = self._valid_epoch(valid_data, show_progress=show_progress)
+        if self.stopper.end_epoch(epoch_idx, valid_score):
+            self.best_valid_score, self.best_valid_result = valid_score, valid_result
+            if saved:
+                self._save_checkpoint(epoch_idx, verbose=verbose)
+        self.cur_step = self.stopper.epochs_run - 1 - self.stopper.best_epoch  # RecBole's count of epochs since
+        if verbose:
+            self.logger.info(set_color(f"epoch {epoch_idx} evaluating", "green")
+                             + f" [{set_color('time', 'blue')}: {time() - began:.2f}s, "
+                             + f"{set_color('valid_score', 'blue')}: {valid_score:f}]")
+            self.logger.info(set_color("valid result", "blue") + ": \n" + dict2str(valid_result))
+        self.tensorboard.add_scalar("Vaild_score", valid_score, epoch_idx)
+        self.wandblogger.log_metrics(valid_result, head="valid")
+        return valid_score
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         self.best_epoch = epoch
@@ -196,19 +270,23 @@ class AdaptSSRTrainer(TaskTrainer):
     """Trains one pre-training stage of :class:`~recbole_adaptssr.model.adaptssr.AdaptSSR` (:meth:`train_stage`).
 
     The stage's settings come from its :class:`StageSettings` view: ``<stage>_epochs``, ``<stage>_learning_rate``,
-    ``<stage>_weight_decay``, ``<stage>_stopping_step``, ``<stage>_valid_metric`` (each falling back to the general
-    key). Each stage gets a fresh optimizer, trains with RecBole's ``_train_epoch`` (progress bars, NaN check, grad
-    clipping), validates after every epoch, stops early after ``stopping_step`` epochs without improvement (not
-    before ``<stage>_min_epochs``), restores the best epoch, writes a ``weights_only``-loadable checkpoint of it and
-    reports the task's ``check_end`` warning on the kept epoch's statistics.
+    ``<stage>_weight_decay``, ``<stage>_valid_metric`` and the stopping rule's keys (each falling back to the
+    general key). Each stage gets a fresh optimizer, trains with RecBole's ``_train_epoch`` (progress bars, NaN
+    check, grad clipping), validates after every epoch, stops by :class:`~recbole_adaptssr.stopping.StoppingRule`,
+    restores the best epoch, writes a ``weights_only``-loadable checkpoint of it (with the stage's history and
+    :class:`~recbole_adaptssr.stopping.StopRecord`) and reports the task's ``check_end`` warning on the kept
+    epoch's statistics.
     """
 
     def train_stage(self, stage, train_data, valid_data, item_vocabulary, checkpoint_path, show_progress=False,
-                    epoch_callback=None, resume_path=None, resume_state=None, stage_index=0) -> dict:
-        """Train ``stage`` and write its best epoch to ``checkpoint_path``; return the stage's summary.
+                    epoch_callback=None, resume_path=None, resume_state=None, stage_index=0, rule=None) -> dict:
+        """Train ``stage`` and write its best epoch to ``checkpoint_path``; return the stage's summary (with its
+        ``stopping`` record, :class:`~recbole_adaptssr.stopping.StopRecord` as a dict).
 
-        ``resume_path``: where to write, after every epoch, the resume checkpoint (atomic) that
-        ``resume_state`` (that file, loaded) continues from: the next epoch then runs exactly as it would have
+        ``rule``: the stage's :class:`StoppingRule` (default: from its settings, ``<stage>_epochs``,
+        ``<stage>_stopping_step``, ``<stage>_stopping_steps``, ``<stage>_max_steps``, ``<stage>_max_seconds``,
+        ``<stage>_min_epochs``). ``resume_path``: where to write, after every epoch, the resume checkpoint (atomic)
+        that ``resume_state`` (that file, loaded) continues from: the next epoch then runs exactly as it would have
         without the interruption. ``epoch_callback(stage, epoch, valid_result)`` runs after an epoch's resume
         checkpoint is written."""
         self.model.set_stage(stage)
@@ -218,20 +296,21 @@ class AdaptSSRTrainer(TaskTrainer):
         self.optimizer = self._build_stage_optimizer(settings)
         self.close_accelerator()
         self.accelerator = acceleration.StageAccelerator(self, settings)  # device batches, CUDA graph, TF32
-        epochs, patience_limit = int(settings["epochs"]), int(settings["stopping_step"])
-        min_epochs = int(settings.get("min_epochs", 0) or 0)  # no early stop before this many epochs
         metric = settings.get("valid_metric", "loss")
         bigger = type(task).valid_metrics(settings)[metric]
+        rule = rule or StoppingRule.from_settings(settings)
+        stopper = EarlyStopping(rule, bigger, check_time_per_step=not distributed.is_distributed())
         loaders = (train_data, valid_data)
+        self.logger.info(set_color(f"[{stage}] stopping", "green") + f": valid {metric}, {rule.describe()}")
 
         if resume_state is None:
             initial = self.evaluate_pretrain(valid_data, show_progress=False)
-            self.logger.info(set_color(f"[{stage}] before training", "green") + f": {_fmt(initial)}")
+            self._log_statistics(f"[{stage}] before training", "green", initial)
+            initial = _scalars(initial)  # the groups (by_pair) are logged, and kept in each epoch's history
             warning = task.check_start(initial)
             if warning:
                 self.logger.warning(warning)
-            best_score, best_epoch, best_state, best_result = None, -1, None, initial
-            history, patience, last_epoch, stopped = [], 0, -1, False
+            best_state, best_result, history, last_epoch = None, initial, [], -1
         else:
             self.model.load_state_dict(resume_state["model_state"])
             self.optimizer.load_state_dict(resume_state["optimizer"])
@@ -239,10 +318,9 @@ class AdaptSSRTrainer(TaskTrainer):
             # distributed: the file holds rank 0's random states; each rank continues on a stream of its own
             distributed.seed_rank(self.config["seed"] + 1000 * (resume_state["epoch"] + 1))
             initial = resume_state["initial"]
-            best_score, best_epoch = resume_state["best_score"], resume_state["best_epoch"]
             best_state, best_result = resume_state["best_state"], resume_state["best_result"]
-            history, patience = list(resume_state["history"]), resume_state["patience"]
-            last_epoch, stopped = resume_state["epoch"], resume_state["stopped"]
+            history, last_epoch = list(resume_state["history"]), resume_state["epoch"]
+            stopper.load_state_dict(resume_stopping_state(resume_state, len(train_data)))
             self.logger.info(set_color(f"[{stage}] resumed", "green") + f" after epoch {last_epoch}")
 
         data = checkpoint_record(self.config, item_vocabulary)  # the data this stage trains on
@@ -251,67 +329,80 @@ class AdaptSSRTrainer(TaskTrainer):
             return {
                 "format_version": FORMAT_VERSION, "kind": RESUME_KIND, "stage": stage, "stage_index": stage_index,
                 "data": data,
-                "epoch": epoch, "finished": finished, "stopped": stopped,
+                "epoch": epoch, "finished": finished, "stopped": stopper.stopped_by is not None,
                 "model_state": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
                 "optimizer": None if finished else self.optimizer.state_dict(),
-                "best_score": None if best_score is None else float(best_score), "best_epoch": best_epoch,
+                "best_score": None if stopper.best_score is None else float(stopper.best_score),
+                "best_epoch": stopper.best_epoch, "patience": max(stopper.epochs_run - 1 - stopper.best_epoch, 0),
                 "best_state": None if finished else best_state, "best_result": plain(best_result),
-                "initial": plain(initial), "history": plain(history), "patience": patience,
+                "initial": plain(initial), "history": plain(history), "stopping": stopper.state_dict(),
                 "valid_metric": metric, "rng": rng_state(loaders),
             }
 
-        for epoch in range(last_epoch + 1, epochs if not stopped else 0):
-            start = time()
+        self.stopper = stopper  # its step and time caps limit each epoch (_train_epoch)
+        epoch = last_epoch
+        while stopper.stopped_by is None and epoch + 1 < rule.epochs:
+            epoch += 1
+            start, steps_before = time(), stopper.steps_run
             train_loss = self._train_epoch(train_data, epoch, show_progress=show_progress)
             train_loss = sum(train_loss) if isinstance(train_loss, tuple) else train_loss
-            train_loss /= max(len(train_data), 1)
+            train_loss /= max(stopper.steps_run - steps_before, 1)
             trained = time()
             result = self.evaluate_pretrain(valid_data, show_progress=show_progress)
-            history.append({"epoch": epoch, "train_loss": train_loss, **result})
+            history.append({"epoch": epoch, "steps": stopper.steps_run, "train_loss": train_loss, **result})
             self.logger.info(
                 set_color(f"[{stage}] epoch {epoch} training", "green")
-                + f" [time: {trained - start:.2f}s, train loss: {train_loss:.4f}]"
+                + f" [time: {trained - start:.2f}s, steps: {stopper.steps_run}, train loss: {train_loss:.4f}]"
             )
-            self.logger.info(
-                set_color(f"[{stage}] epoch {epoch} valid", "blue") + f" [time: {time() - trained:.2f}s]: {_fmt(result)}"
-            )
+            self._log_statistics(f"[{stage}] epoch {epoch} valid", "blue", result,
+                                 f" [time: {time() - trained:.2f}s]")
             self.logger.debug(f"[{stage}] epoch {epoch} memory: {_memory(self.device)}")
             self.tensorboard.add_scalar(f"{stage}/train_loss", train_loss, epoch)
-            for key, value in result.items():
+            for key, value in _scalars(result).items():
                 self.tensorboard.add_scalar(f"{stage}/valid_{key}", value, epoch)
-            score = result[metric]
-            if best_score is None or (score > best_score if bigger else score < best_score):
-                best_score, best_epoch, best_result, patience = score, epoch, result, 0
-                best_state = copy.deepcopy(self.model.state_dict())
-            else:
-                patience += 1
-                stopped = patience >= patience_limit and epoch + 1 >= min_epochs and task.may_stop(result)
-            stopped = distributed.broadcast_object(stopped)  # rank 0's decision, whatever a rank's floats say
+            if stopper.end_epoch(epoch, result[metric], may_stop=task.may_stop(result)):
+                best_result, best_state = _scalars(result), copy.deepcopy(self.model.state_dict())
+            # rank 0's decision, whatever a rank's floats or clock say
+            stopper.stopped_by = distributed.broadcast_object(stopper.stopped_by)
             if resume_path is not None and distributed.is_main_process():
                 save_payload(progress(epoch, finished=False), resume_path)
             if epoch_callback is not None:
                 epoch_callback(stage, epoch, result)
-            if stopped:
-                self.logger.info(f"[{stage}] early stop: no better valid {metric} for {patience} epochs")
-                break
+        self.stopper = None
         self.close_accelerator()
+        record = stopper.record()
+        if record.stopped_by == "patience":
+            self.logger.info(f"[{stage}] early stop: no better valid {metric} for "
+                             f"{record.epochs_run - 1 - record.best_epoch} epochs "
+                             f"({record.steps_run - stopper.best_steps} steps)")
         if best_state is not None:
             self.model.load_state_dict(best_state)
+        summary = {"valid_metric": metric, "initial_valid_result": initial, "history": history,
+                   "stopping": record.as_dict(), "stopping_rule": rule.describe()}
         if distributed.is_main_process():  # one writer; the others wait until the files are complete
-            save_checkpoint(checkpoint_path, self.model, stage, self.config, item_vocabulary, best_result, best_epoch,
-                            summary={"valid_metric": metric, "initial_valid_result": initial, "history": history})
+            save_checkpoint(checkpoint_path, self.model, stage, self.config, item_vocabulary, best_result,
+                            record.best_epoch, summary=summary)
             if resume_path is not None:  # the stage's end: its kept epoch, and the RNG states the next stage finds
-                save_payload(progress(max(last_epoch, len(history) - 1), finished=True), resume_path)
+                save_payload(progress(max(last_epoch, epoch), finished=True), resume_path)
         distributed.barrier()
         warning = task.check_end(best_result) if hasattr(task, "check_end") else None
         if warning:
             self.logger.warning(warning)
-        self.logger.info(
-            set_color(f"[{stage}] best epoch {best_epoch}", "yellow")
-            + f" (valid {metric}): {_fmt(best_result)}; saved {checkpoint_path}"
-        )
-        return {"best_epoch": best_epoch, "valid_metric": metric, "best_valid_result": best_result,
-                "initial_valid_result": initial, "history": history, "checkpoint": checkpoint_path}
+        self._log_statistics(f"[{stage}] best epoch {record.best_epoch}", "yellow", best_result,
+                             f" (valid {metric}; stopped by {record.stopped_by} after {record.epochs_run} epochs, "
+                             f"{record.steps_run} steps)")
+        self.logger.info(f"[{stage}] saved {checkpoint_path}")
+        return {"best_epoch": record.best_epoch, "valid_metric": metric, "best_valid_result": best_result,
+                "initial_valid_result": initial, "history": history, "checkpoint": checkpoint_path,
+                "stopping": record.as_dict(), "stopping_rule": rule.describe()}
+
+    def _log_statistics(self, title: str, color: str, result: dict, detail: str = "") -> None:
+        """``title detail: key: value ...`` and, for grouped statistics (``by_pair``), one line per group."""
+        self.logger.info(set_color(title, color) + f"{detail}: {_fmt(result)}")
+        for key, groups in result.items():
+            if isinstance(groups, dict):
+                self.logger.info(f"{title.split(']')[0]}] {key}: " + "; ".join(
+                    f"{name} {_fmt(values)}" for name, values in groups.items()))
 
     # ------------------------------------------------------------------ accelerated steps (acceleration.py)
     accelerator = None
@@ -339,9 +430,11 @@ class AdaptSSRTrainer(TaskTrainer):
 
     def _epoch_batches(self, train_data):
         batches = self.accelerator.batches(train_data) if self.accelerator is not None else None
-        yield from super()._epoch_batches(train_data) if batches is None else batches
-        if self.accelerator is not None and self.accelerator.nan_check is not None:
-            self.accelerator.nan_check.flush()  # the last replayed step's NaN check
+        try:
+            yield from super()._epoch_batches(train_data) if batches is None else batches
+        finally:  # also when a step or time cap closes the generator mid-epoch
+            if self.accelerator is not None and self.accelerator.nan_check is not None:
+                self.accelerator.nan_check.flush()  # the last replayed step's NaN check
 
     def _train_step(self, interaction, loss_func, scaler):
         """The eager step, or, for a full batch of a graph-safe task on CUDA (``cuda_graphs``), the replay of its
@@ -374,7 +467,7 @@ class AdaptSSRTrainer(TaskTrainer):
         was_training = model.training
         model.train()
         devices = [self.device] if self.device.type == "cuda" else []
-        totals, count = {}, 0
+        totals, count, samples = {}, 0, {}
         ranks, me = distributed.world_size(), distributed.rank()
         seed = self.config["seed"]
         with torch.random.fork_rng(devices=devices), distributed.local_batches():
@@ -395,17 +488,24 @@ class AdaptSSRTrainer(TaskTrainer):
                     continue
                 stats = task.validation_step(model.user_model, seq, interaction[model.ITEM_SEQ_LEN], generator=generator)
                 n = seq.size(0)
+                for key, values in stats.pop(SAMPLES, {}).items():
+                    samples.setdefault(key, []).append(values.detach().cpu())
                 for key, value in stats.items():
                     totals[key] = totals.get(key, 0.0) + float(value) * n
                 count += n
         model.train(was_training)
+        samples = {key: torch.cat(parts) for key, parts in samples.items()}
         if ranks > 1:  # every rank gets the same averages, so every rank takes the same decisions
-            parts = distributed.all_gather_object((totals, count))  # a rank may have had no batch at all
-            count = sum(n for _, n in parts)
-            totals = {key: sum(t.get(key, 0.0) for t, _ in parts) for key in dict.fromkeys(k for t, _ in parts for k in t)}
+            parts = distributed.all_gather_object((totals, count, samples))  # a rank may have had no batch at all
+            count = sum(n for _, n, _ in parts)
+            totals = {key: sum(t.get(key, 0.0) for t, _, _ in parts)
+                      for key in dict.fromkeys(k for t, _, _ in parts for k in t)}
+            samples = {key: torch.cat([p[key] for _, _, p in parts if key in p])
+                       for key in dict.fromkeys(k for _, _, p in parts for k in p)}
         if count == 0:
             raise ValueError(f"the validation split holds no batch of at least {task.min_batch_size} sequences")
-        return {key: value / count for key, value in totals.items()}
+        result = {key: value / count for key, value in totals.items()}
+        return {**result, **(task.summarize_samples(samples) if samples else {})}
 
 
 def _memory(device) -> str:
@@ -419,8 +519,25 @@ def _memory(device) -> str:
     return text
 
 
+def _scalars(result: dict) -> dict:
+    """The numeric statistics of a validation result (not its groups, which only the history keeps)."""
+    return {key: value for key, value in result.items() if isinstance(value, (int, float))}
+
+
 def _fmt(result: dict) -> str:
-    return "  ".join(f"{key}: {value:.4f}" for key, value in result.items())
+    return "  ".join(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}"
+                     for key, value in _scalars(result).items())
+
+
+def resume_stopping_state(state: dict, steps_per_epoch: int) -> dict:
+    """The :class:`EarlyStopping` state of a resume checkpoint; one written without it (before step counting)
+    is rebuilt from its best score, best epoch and last epoch, counting ``steps_per_epoch`` steps an epoch."""
+    if state.get("stopping") is not None:
+        return state["stopping"]
+    epochs_run, best_epoch = state["epoch"] + 1, state["best_epoch"]
+    return {"best_score": state["best_score"], "best_epoch": best_epoch,
+            "best_steps": (best_epoch + 1) * steps_per_epoch, "epochs_run": epochs_run, "steps_run": epochs_run * steps_per_epoch,
+            "stopped_by": "patience" if state.get("stopped") else None, "seconds": 0.0}
 
 
 # ----------------------------------------------------------------------------------------------------- RNG states

@@ -66,6 +66,7 @@ def build_model(n_items, max_len, device, stage):
         "augmentations": ["mask", "crop", "reorder"], "mask_ratio": 0.6, "crop_ratio": 0.4, "reorder_ratio": 0.6,
         "ssr_lambda_mode": "adaptive", "ssr_fixed_lambda": 0.5, "ssr_lambda_estimate": "sample",
         "ssr_hard_negative": True, "ssr_ranking": True, "ssr_infonce_temperature": 1.0,
+        "ssr_infonce_similarity": "cos",
         "head_hidden_size": 64, "head_dropout_prob": 0.1, "item_softmax_kernel": "auto",
         "item_softmax_precision": "tf32x3", "encoder_kernel": "auto", "precision": "float32",
     })

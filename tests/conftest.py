@@ -72,6 +72,8 @@ def tiny_config(tiny_data_path, tmp_path):
         "ssr_epochs": 2,
         "seed": 2023,
         "state": "WARNING",
+        "torch_threads": 1,
+        "stopping_steps": 0,  # patience in epochs only on this tiny data (a few steps an epoch)
     }
 
 

@@ -160,6 +160,11 @@ def base_config(data: TaskData, tmp_path, **extra) -> dict:
         "learning_rate": 0.005,
         "seed": 2023,
         "reproducibility": True,
+        "torch_threads": 1,
+        # short fine-tuning on 2-step epochs (the package's 200-epoch cap and 100 steps of patience are for real data)
+        "finetune_epochs": 20,
+        "finetune_stopping_step": 3,
+        "stopping_steps": 0,
     }
     config.update(extra)
     return config

@@ -134,11 +134,56 @@ def test_table3_and_csv():
     assert [r["method"] for r in rows] == ["mlm", "adaptssr"]
     assert rows[0]["mean_s"] == 12.0 and rows[0]["std_s"] == pytest.approx(statistics.stdev([10.0, 14.0]))
     md = tables.pretrain_time_markdown(rows)
-    assert "| adaptssr | mlm, ssr | 2.000 ± 0.000 | 7200.0 ± 0.0 | 1 |" in md
+    assert "| adaptssr | mlm, ssr | 2.000 ± 0.000 | 7200.0 ± 0.0 | 1 | - |" in md
     lines = list(csv.DictReader(tables.comparison_csv(hand_made()).splitlines()))
     assert len(lines) == 2 * len(VALUES) and {line["split"] for line in lines} == {"valid", "test"}
     best = [line for line in lines if line["split"] == "test" and line["best"] == "1"]
     assert [(line["method"], line["task"]) for line in best] == [("mlm", "t2"), ("adaptssr", "t1")]
+
+
+def test_a_run_stopped_on_a_cap_while_improving_marks_its_cell_and_the_csv():
+    runs = hand_made()
+    capped = next(r for r in runs if (r.start_point, r.task, r.seed) == ("mlm", "t2", 2))
+    capped.stopped_by, capped.epochs_run, capped.steps_run, capped.still_improving = "epoch_cap", 20, 100, True
+    for r in runs:
+        if r is not capped:
+            r.stopped_by, r.epochs_run, r.steps_run, r.best_epoch = "patience", 14, 70, 4
+    table = tables.comparison_markdown(runs, percent=False)
+    mlm_row = next(line for line in table.splitlines() if line.startswith("| mlm"))
+    assert mlm_row.count("†") == 1 and "0.1467 ± 0.0153†" in mlm_row
+    assert "† 1 cell(s) hold a fine-tune run that stopped on a cap" in table
+    assert "†" not in tables.comparison_markdown(hand_made(), percent=False)  # no capped run, no mark, no note
+    lines = list(csv.DictReader(tables.comparison_csv(runs).splitlines()))
+    marked = [(line["method"], line["task"], line["split"]) for line in lines if line["still_improving_runs"] != "0"]
+    assert sorted(marked) == [("mlm", "t2", "test"), ("mlm", "t2", "valid")]
+    cell = next(line for line in lines if (line["method"], line["task"], line["split"]) == ("mlm", "t2", "test"))
+    # per seed, in the cell's seed order (3, 1, 2)
+    assert (cell["stopped_by"], cell["epochs_run"], cell["best_epochs"]) == ("patience patience epoch_cap",
+                                                                             "14 14 20", "4 4 0")
+
+
+def test_table3_says_how_each_stage_stopped():
+    stage = {"stopped_by": "patience", "epochs_run": 30, "steps_run": 210, "best_epoch": 19, "still_improving": False}
+    capped = {**stage, "stopped_by": "epoch_cap", "epochs_run": 10, "steps_run": 70, "best_epoch": 9,
+              "still_improving": True}
+    pretrained = {"adaptssr": [{"stages": {"mlm": stage, "ssr": capped}}]}
+    rows = tables.pretrain_time_rows({"adaptssr": [60.0]}, {"adaptssr": ["mlm", "ssr"]}, pretrained)
+    md = tables.pretrain_time_markdown(rows)
+    assert ("| adaptssr† | mlm, ssr | 0.017 ± 0.000 | 60.0 ± 0.0 | 1 | mlm: patience, 30 epochs, 210 steps, best 19; "
+            "ssr†: epoch_cap, 10 epochs, 70 steps, best 9 |") in md
+    assert "† a pre-training stage of this method stopped on a cap" in md
+    lines = list(csv.DictReader(tables.pretrain_time_csv(rows).splitlines()))
+    assert [(line["stage"], line["stopped_by"], line["still_improving_runs"]) for line in lines] == [
+        ("mlm", "patience", "0"), ("ssr", "epoch_cap", "1")]
+
+
+def test_older_run_records_read_back_with_default_stopping_fields():
+    old = result("mlm", "t1", 1, 0.5).as_dict()
+    for key in ("stopped_by", "epochs_run", "steps_run", "still_improving"):
+        del old[key]
+    again = RunResult(**old)
+    assert (again.stopped_by, again.epochs_run, again.still_improving) == ("", -1, False)
+    assert tables.comparison_rows([again])[0]["still_improving_runs"] == 0
 
 
 # ------------------------------------------------------------------------------------------- methods
@@ -246,7 +291,9 @@ def test_the_comparison_table_has_a_row_per_method_and_a_column_per_task(compari
             if expected == expected:  # nan when the two differences are equal
                 assert entry["ttest"]["pvalue"] == pytest.approx(expected)
     assert any(e["ttest"]["pvalue"] is not None for e in out["significance"])
-    assert "| adaptssr | mlm, ssr |" in out["time_table"]
+    # one epoch per stage: both stopped on their epoch cap while improving, which Table 3 marks
+    assert "| adaptssr† | mlm, ssr |" in out["time_table"]
+    assert "mlm†: epoch_cap, 1 epochs" in out["time_table"] and "ssr†: epoch_cap, 1 epochs" in out["time_table"]
     assert "| none |" not in out["time_table"]  # nothing pre-trained for none
 
 
@@ -266,6 +313,15 @@ def test_one_run_folder_with_a_subfolder_per_method_and_atomic_files(comparison)
     assert saved["pretrain"]["adaptssr"][0]["seconds"] > 0 and not saved["pretrain"]["none"]
     lines = list(csv.DictReader(Path(out["files"]["csv"]).read_text(encoding="utf-8").splitlines()))
     assert len(lines) == 2 * 2 * 2  # methods x tasks x splits
+    assert all(run["stopped_by"] in ("patience", "epoch_cap") and run["epochs_run"] >= 1 for run in saved["runs"])
+    # how each stage and cell stopped, and Fig. 5's numbers from the comparison's own checkpoint
+    assert "## Convergence" in md and out["convergence_table"] in md
+    assert [(r["kind"], r["method"], r["name"]) for r in saved["convergence"]][:2] == [
+        ("pretrain", "adaptssr", "mlm"), ("pretrain", "adaptssr", "ssr")]
+    summary = list(csv.DictReader((run_dir / "similarity" / "similarity_summary.csv").read_text("utf-8").splitlines()))
+    assert [(row["method"], row["kind"]) for row in summary] == [("adaptssr", "augmented"), ("adaptssr", "other_user")]
+    assert int(summary[0]["n"]) == 40 and saved["similarity"]["summary"].endswith("similarity_summary.csv")
+    assert "Like for like: warm-up: each method's own (paper)" in md
     assert not list(run_dir.rglob("*.tmp-*"))
     log = Path(out["log"]).read_text(encoding="utf-8")
     assert log.index("Table 2") < log.index("comparison written")  # logged before writing
@@ -279,5 +335,6 @@ def test_pretrain_repeat_pre_trains_once_per_seed(tmp_path, task_data):
     assert [p["seed"] for p in out["pretrain"]["mlm"]] == [2023, 2024]
     assert (run_dir / "mlm" / "seed2023" / "pretrain" / "mlm.pth").is_file()
     assert (run_dir / "mlm" / "seed2024" / "pretrain" / "mlm.pth").is_file()
-    assert "| mlm (PeterRec) | mlm |" in out["time_table"] and "| 2 |" in out["time_table"]
+    assert "| mlm (PeterRec)† | mlm |" in out["time_table"] and "| 2 |" in out["time_table"]
+    assert "mlm†: epoch_cap/epoch_cap, 1/1 epochs" in out["time_table"]
     assert "| cls (acc) | - | 0 | - | - (adaptssr did not run cls) |" in out["table"]  # compare_method absent

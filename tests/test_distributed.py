@@ -175,7 +175,8 @@ def _stage_with_disagreeing_validation(data_root, saved):
         "data_path": str(data_root), "checkpoint_dir": str(saved), "device": "cpu", "use_gpu": False,
         "show_progress": False, "state": "ERROR", "MAX_ITEM_LIST_LENGTH": 20, "hidden_size": 16, "inner_size": 32,
         "n_layers": 1, "train_batch_size": 16, "pretrain_stages": ["ssr"], "ssr_epochs": 8, "ssr_stopping_step": 2,
-        "pretrain_valid_ratio": 0.5, "seed": 2023})
+        "ssr_stopping_steps": 0, "ssr_valid_metric": "loss", "pretrain_valid_ratio": 0.5, "seed": 2023,
+        "torch_threads": 1})
     result = pretrain(config, str(saved))["ssr"]
     files = sorted(str(p.relative_to(saved)) for p in Path(saved).rglob("*") if p.is_file())
     return {"epochs": [h["epoch"] for h in result.history], "best_epoch": result.best_epoch,

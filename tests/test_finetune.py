@@ -209,7 +209,7 @@ def test_acc_on_a_multiclass_task_matches_hand_computation(tmp_path):
 # --------------------------------------------------------------------------------------- end-to-end pipeline
 class _Recorder:
     """Trainer mix-in: after each validation keep (valid score, model state); at evaluate(load_best_model)
-    keep whether the model then holds the state of the best validation epoch (the last of equal scores)."""
+    keep whether the model then holds the state of the best validation epoch (the first of equal scores)."""
 
     runs = []
 
@@ -224,7 +224,7 @@ class _Recorder:
         if load_best_model:
             history = self.valid_history
             scores = [s for s, _ in history]
-            best = len(scores) - 1 - scores[::-1].index(max(scores))  # RecBole's early_stopping: ties update
+            best = scores.index(max(scores))  # a tie is no improvement (recbole_adaptssr.stopping)
             state = self.model.state_dict()
             checkpoint = torch.load(self.saved_model_file, weights_only=True)
             _Recorder.runs.append({
@@ -297,7 +297,9 @@ def test_results_files_match_the_returned_summary(pipeline):
     out, _, _, _ = pipeline
     files = out["files"]
     with open(files["md"], encoding="utf-8") as f:
-        assert f.read() == out["table"] + "\n"
+        markdown = f.read()
+    assert markdown.startswith(out["table"] + "\n")  # then how each pre-training stage stopped
+    assert "\nPre-training stages (stopped by, epochs, steps, best epoch):\n" in markdown
     with open(files["json"], encoding="utf-8") as f:
         saved = json.load(f)
     assert saved["summary"] == out["results"] == saved["summaries"]["test"]

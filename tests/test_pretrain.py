@@ -136,6 +136,7 @@ E2E_USERS = 300
 E2E_SETTINGS = {
     "mlm_epochs": 6,
     "ssr_epochs": 12,
+    "ssr_valid_metric": "loss",  # this test selects the kept epochs by loss; the default has its own test
     "learning_rate": 0.005,
     "train_batch_size": 24,
     "mlm_mask_ratio": 0.4,
@@ -162,7 +163,7 @@ def tiny_settings(data_path, work):
         "data_path": str(data_path), "checkpoint_dir": str(work / "saved"), "device": "cpu", "use_gpu": False,
         "show_progress": False, "MAX_ITEM_LIST_LENGTH": MAX_LEN, "hidden_size": 32, "inner_size": 64,
         "train_batch_size": 32, "eval_batch_size": 64, "learning_rate": 0.001, "mlm_epochs": 2, "ssr_epochs": 2,
-        "seed": 2023, "state": "WARNING",
+        "seed": 2023, "state": "WARNING", "torch_threads": 1, "stopping_steps": 0,
     }
 
 

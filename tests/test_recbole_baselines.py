@@ -73,7 +73,7 @@ def test_a_sequential_model_pretrained_on_the_behaviour_log_beats_the_task_only_
                    "embedding_size": 32, "hidden_size": 32, "train_batch_size": 32, "learning_rate": 0.01,
                    "seed": 2023, "repeat": 1, "recbole_baselines": ["GRU4Rec"],
                    "baseline_pretrain": ["behaviours", "none"], "baseline_epochs": 15,
-                   "baseline_pretrain_epochs": 15, "dropout_prob": 0.0}
+                   "baseline_pretrain_epochs": 15, "dropout_prob": 0.0, "torch_threads": 1}
     out = run("AdaptSSR", "chain", config_dict=config_dict)
     test = {r.start_point: r.test["ndcg@10"] for r in out["runs"]}
     assert set(test) == {"GRU4Rec (behaviours)", "GRU4Rec (none)"}
@@ -169,6 +169,8 @@ def test_pop_bpr_lightgcn_rank_adaptssrs_candidates_with_adaptssrs_masks(tmp_pat
         leaked = sum((u, i) in set(data.rec) for u, i, _ in data.inter_rows)
         assert result.settings["left_out_rows"] == leaked > 0
         assert result.settings["training_rows"] == log_rows - leaked + train_pairs
+        # one epoch (baseline_epochs: 1): a cap for BPR and LightGCN, Pop's one exact pass is no unfinished run
+        assert (result.stopped_by, result.epochs_run, result.still_improving) == ("epoch_cap", 1, model != "Pop")
     users, positives, ranked = expected[1]
     targets = {f"t{j}" for j in range(1, 17)}
     assert {item for _, item in ranked} == targets  # only the task's targets are ranked, never t17..t32

@@ -16,12 +16,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from recbole.trainer import Trainer
 
 from recbole_adaptssr.checkpoint import CheckpointError, load_checkpoint
 from recbole_adaptssr.experiment import pipeline
 from recbole_adaptssr.quick_start import run
-from recbole_adaptssr.trainer import AdaptSSRTrainer
+from recbole_adaptssr.trainer import AdaptSSRTrainer, TaskTrainer
 from task_data import base_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -144,7 +143,7 @@ def test_killed_then_interrupted_twice_then_resumed_gives_the_uninterrupted_resu
 
     # 4. resumed: nothing pre-trained again, only the 3 unfinished fine-tune runs train
     stages = count_calls(monkeypatch, AdaptSSRTrainer, "train_stage")
-    fits = count_calls(monkeypatch, Trainer, "fit")
+    fits = count_calls(monkeypatch, TaskTrainer, "fit")
     out = run("AdaptSSR", "tt", config_dict=resumed)
     assert stages == [] and len(fits) == 3
     assert out["run_dir"] == str(run_dir)
@@ -172,9 +171,9 @@ def test_a_failing_results_write_is_logged_first_names_the_path_and_resume_only_
                            downstream_tasks=["cls"], state="INFO")
     real = pipeline.write_results
 
-    def blocked(rows, runs, folder, stem="results"):
+    def blocked(rows, runs, folder, stem="results", **kwargs):
         os.mkdir(os.path.join(folder, f"{stem}.md"))
-        return real(rows, runs, folder, stem)
+        return real(rows, runs, folder, stem, **kwargs)
 
     monkeypatch.setattr(pipeline, "write_results", blocked)
     with caplog.at_level("INFO"), pytest.raises(OSError, match=r"could not write .*/results\.md") as caught:
@@ -187,7 +186,7 @@ def test_a_failing_results_write_is_logged_first_names_the_path_and_resume_only_
 
     monkeypatch.setattr(pipeline, "write_results", real)
     os.rmdir(run_dir / "results.md")
-    fits = count_calls(monkeypatch, Trainer, "fit")
+    fits = count_calls(monkeypatch, TaskTrainer, "fit")
     stages = count_calls(monkeypatch, AdaptSSRTrainer, "train_stage")
     out = run("AdaptSSR", "tt", config_dict={**config_dict, "resume": True})
     assert out["run_dir"] == str(run_dir) and fits == [] and stages == []
@@ -259,7 +258,7 @@ def test_a_finished_run_whose_checkpoint_is_damaged_is_repeated(task_data, tmp_p
     first = run("AdaptSSR", "tt", config_dict=config_dict)
     damaged = Path(first["runs"][1].checkpoint)
     damaged.write_bytes(b"")
-    fits = count_calls(monkeypatch, Trainer, "fit")
+    fits = count_calls(monkeypatch, TaskTrainer, "fit")
     with caplog.at_level("WARNING"):
         again = run("AdaptSSR", "tt", config_dict={**config_dict, "resume": first["run_dir"]})
     assert len(fits) == 1 and metrics(again)["runs"] == metrics(first)["runs"]

@@ -181,6 +181,7 @@ def test_config_options_reach_model(tiny_config):
         ssr_lambda_mode="fixed",
         ssr_fixed_lambda=0.3,
         ssr_infonce_temperature=0.5,
+        ssr_infonce_similarity="dot",
         augmentations=["crop", "reorder"],
         mask_ratio=0.2,
         crop_ratio=0.7,
@@ -194,7 +195,7 @@ def test_config_options_reach_model(tiny_config):
     ssr = model.pretext["ssr"]
     assert ssr.loss_options == dict(
         lambda_mode="fixed", fixed_lambda=0.3, lambda_estimate="batch", hard_negative=False, ranking=False,
-        infonce_temperature=0.5,
+        infonce_temperature=0.5, infonce_similarity="dot",
     )
     aug = ssr.augmenter
     assert aug.operators == ("crop", "reorder")
@@ -215,7 +216,7 @@ def test_defaults_reach_model(tiny_config):
     ssr = model.pretext["ssr"]
     assert ssr.loss_options == dict(
         lambda_mode="adaptive", fixed_lambda=0.5, lambda_estimate="sample", hard_negative=True, ranking=True,
-        infonce_temperature=1.0,
+        infonce_temperature=1.0, infonce_similarity="cos",
     )
     assert ssr.augmenter.operators == ("mask", "crop", "reorder")
     assert (ssr.augmenter.mask_ratio, ssr.augmenter.crop_ratio, ssr.augmenter.reorder_ratio) == (0.6, 0.4, 0.6)

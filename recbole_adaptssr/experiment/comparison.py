@@ -15,15 +15,20 @@ A pre-training *method* is a named recipe: a list of pretext-task stages plus se
 4. fine-tunes every selected task from each method's checkpoint with the seeds ``seed, ..., seed+repeat-1``
    (the same seeds, hence the same task splits, for every method: the runs are paired), sharing one TaskData;
 5. logs Table 2 and Table 3, then writes ``comparison.md``, ``comparison.json``, ``comparison.csv`` and
-   ``pretrain_time.csv`` atomically into the run folder.
+   ``pretrain_time.csv`` atomically into the run folder, and Fig. 5's similarity numbers of every method's
+   checkpoint (``similarity/``, :mod:`recbole_adaptssr.analysis.similarity`).
 
-Settings (defaults here, as the package YAMLs do not define them): ``pretrain_methods`` (list),
-``pretrain_methods_file`` (path or list of paths), ``pretrain_repeat`` (False), ``compare_method`` (adaptssr),
-``significance_wilcoxon`` (False: the paired t-test only), ``report_split`` (test).
+Settings (``properties/overall.yaml``): ``pretrain_methods`` (list), ``pretrain_methods_file`` (path or list of
+paths), ``pretrain_repeat``, ``compare_method``, ``significance_wilcoxon``, ``report_split``,
+``similarity_users``; the like-for-like options ``baseline_warmup`` (every method without an ``mlm`` stage gets
+the MLM warm-up first, unless it sets ``warmup: False``), ``contrastive_similarity`` / ``contrastive_temperature``
+(one contrastive form for the InfoNCE family, read by the pretext tasks) and ``pretrain_budget_steps`` /
+``pretrain_budget_seconds`` (the same pre-training budget for every method, read by :func:`pretrain`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import os
@@ -39,17 +44,22 @@ from recbole_adaptssr.config import as_list
 from recbole_adaptssr.experiment import tables
 from recbole_adaptssr.experiment.results import SPLITS, atomic_write_text
 from recbole_adaptssr.names import check_plain_name
+from recbole_adaptssr.stopping import RULE_KEYS, StoppingRule
 from recbole_adaptssr.utils import properties_file
 
 METHODS_FILE = "methods.yaml"
-METHOD_FIELDS = ("stages", "settings", "finetune_from", "extends", "label", "description")
+METHOD_FIELDS = ("stages", "settings", "finetune_from", "extends", "label", "description", "warmup")
+#: baseline_warmup: none (each method as its paper) | mlm (the MLM warm-up of AdaptSSR before every other method)
+WARMUPS = ("none", "mlm")
+WARMUP_STAGE = "mlm"
 # settings a method may not set: the comparison itself decides them (or they are the method's own fields)
 RESERVED = ("pretrain_stages", "finetune_from", "pretrain_methods", "pretrain_methods_file", "pretrain_repeat",
             "compare_method", "significance_wilcoxon", "report_split", "checkpoint_dir", "seed", "repeat",
-            "downstream_task", "downstream_tasks", "model", "dataset", "data_path", "train_stage")
+            "downstream_task", "downstream_tasks", "model", "dataset", "data_path", "train_stage", "baseline_warmup",
+            "pretrain_budget_steps", "pretrain_budget_seconds", "similarity_users")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # files the comparison writes into its run folder, beside one folder per method: no method may be named so
-OUTPUT_FILES = ("comparison.md", "comparison.json", "comparison.csv", "pretrain_time.csv", "data.json")
+OUTPUT_FILES = ("comparison.md", "comparison.json", "comparison.csv", "pretrain_time.csv", "data.json", "similarity")
 
 
 @dataclass
@@ -63,6 +73,7 @@ class Method:
     label: str = ""
     description: str = ""
     source: str = ""
+    warmup: bool = True  # takes the MLM warm-up under baseline_warmup: mlm (adaptssr_no_mlm: False)
 
 
 # ---------------------------------------------------------------------------------------------- method files
@@ -128,7 +139,7 @@ def resolve_method(name: str, table: dict) -> Method:
         if not isinstance(settings, dict):
             raise ValueError(f"method {entry_name!r}: settings must be a mapping of setting -> value, got {settings!r}")
         merged["settings"] = {**merged["settings"], **settings}
-        for key in ("stages", "finetune_from"):
+        for key in ("stages", "finetune_from", "warmup"):
             if key in entry:
                 merged[key] = entry[key]
     entry = table[name]
@@ -150,9 +161,24 @@ def resolve_method(name: str, table: dict) -> Method:
     if reserved:
         raise ValueError(f"method {name!r}: settings may not set {reserved} (the comparison sets them; stages are "
                          "the method's 'stages' key)")
+    warmup = merged.get("warmup", True)
+    if not isinstance(warmup, bool):
+        raise ValueError(f"method {name!r}: warmup must be True or False, got {warmup!r}")
     return Method(name=name, stages=list(stages), settings=dict(merged["settings"]),
                   finetune_from=None if start is None else str(start), label=str(entry.get("label") or name),
-                  description=str(entry.get("description") or ""), source=entry["_source"])
+                  description=str(entry.get("description") or ""), source=entry["_source"], warmup=warmup)
+
+
+def with_warmup(method: Method, warmup: str) -> Method:
+    """``method`` under ``baseline_warmup``: with ``mlm``, a method that pre-trains without an ``mlm`` stage (and
+    does not refuse one: ``warmup: False``) runs the MLM warm-up first, as AdaptSSR does; fine-tuning still starts
+    from its own last stage."""
+    if warmup not in WARMUPS:
+        raise ValueError(f"baseline_warmup must be one of {list(WARMUPS)}, got {warmup!r}")
+    if warmup == "none" or not method.stages or WARMUP_STAGE in method.stages or not method.warmup:
+        return method
+    return dataclasses.replace(method, stages=[WARMUP_STAGE, *method.stages],
+                               finetune_from=method.finetune_from or method.stages[-1])
 
 
 def selected_methods(config) -> list:
@@ -166,7 +192,8 @@ def selected_methods(config) -> list:
         raise ValueError(f"pretrain_methods lists {duplicates} more than once")
     files = as_list(config["pretrain_methods_file"]) or []
     table = methods_table([str(f) for f in files])
-    return [resolve_method(name, table) for name in names]
+    warmup = str(config["baseline_warmup"] or "none")
+    return [with_warmup(resolve_method(name, table), warmup) for name in names]
 
 
 # ---------------------------------------------------------------------------------------------- validation
@@ -219,6 +246,9 @@ def check_methods(config, methods: list, task_data, tasks: list) -> dict:
                 raise
             raise ValueError(f"pre-training method {method.name!r}: {error}") from error
         configs[method.name] = cfg
+    users = config["similarity_users"]
+    if isinstance(users, bool) or not isinstance(users, int) or users < 0:
+        raise ValueError(f"similarity_users must be an integer >= 0 (0: no Fig. 5 numbers), got {users!r}")
     repeat_pretraining = config["pretrain_repeat"]
     if not isinstance(repeat_pretraining, bool):
         raise ValueError(f"pretrain_repeat must be True or False, got {repeat_pretraining!r}")
@@ -232,6 +262,49 @@ def check_methods(config, methods: list, task_data, tasks: list) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- the command
+def like_for_like(config) -> dict:
+    """What the rows share beyond the encoder, the data and the seeds (docs/comparison.md, "Like for like")."""
+    steps, seconds = config["pretrain_budget_steps"], config["pretrain_budget_seconds"]
+    similarity, temperature = config["contrastive_similarity"], config["contrastive_temperature"]
+    return {
+        "warm-up": "MLM before every method" if config["baseline_warmup"] == "mlm" else "each method's own (paper)",
+        "contrastive form": (f"similarity {similarity or 'per task'}, temperature {temperature or 'per task'}"
+                             if similarity or temperature else "each task's own (paper)"),
+        "budget": (f"{steps} steps" if steps is not None else f"{seconds} s" if seconds is not None
+                   else "each stage until converged"),
+    }
+
+
+def finetune_rule(config) -> StoppingRule:
+    """The stopping rule of the fine-tune runs (``finetune_<key>`` over ``<key>``)."""
+    from recbole_adaptssr.experiment.finetuning import FINETUNE, prefixed_overrides
+
+    general = {key: config[key] for key in RULE_KEYS}
+    return StoppingRule.from_settings({**general, **prefixed_overrides(config, FINETUNE + "_")})
+
+
+def similarity_numbers(config, methods: list, pretrained: dict, run_dir: str) -> dict:
+    """Fig. 5's numbers from the comparison's own checkpoints (each method's fine-tuning start point, first
+    pre-training run): ``similarity_users`` users of the data set, their augmented views and a random other user
+    (:func:`recbole_adaptssr.analysis.similarity.analyse`), written as CSV into ``<run_dir>/similarity/`` (the
+    figure: ``scripts/plot_similarity.py``). Returns the files written ({} when off or no method pre-trains)."""
+    from recbole_adaptssr.analysis import similarity
+
+    users = int(config["similarity_users"])
+    checkpoints = {m.name: pretrained[m.name][0]["stages"][m.finetune_from]["checkpoint"]
+                   for m in methods if m.stages and pretrained.get(m.name)}
+    if not users or not checkpoints:
+        return {}
+    folder = str(config["data_path"]).rstrip(os.sep)
+    results = similarity.analyse(checkpoints, os.path.dirname(folder), os.path.basename(folder), users=users,
+                                 seed=int(config["seed"]), device=config["device"])
+    files = similarity.write_outputs(results, os.path.join(run_dir, "similarity"), figure=False)
+    getLogger().info("Fig. 5 (similarity of a user to its augmented view / to another user, mean): " + "; ".join(
+        f"{name} {values['augmented'].mean():.4f} / {values['other_user'].mean():.4f}"
+        for name, values in results.items()) + f" ({files['summary']})")
+    return files
+
+
 def _smaller_metrics() -> tuple:
     try:
         from recbole.evaluator.register import smaller_metrics
@@ -289,6 +362,7 @@ def run_comparison(config) -> dict:
                 logger.warning(f"method {method.name} sets {key}={value!r} above your {key}={user_settings[key]!r}")
     if compare_method not in {m.name for m in methods}:
         logger.warning(f"compare_method {compare_method!r} is not among pretrain_methods: no significance test")
+    logger.info("like for like: " + "; ".join(f"{k}: {v}" for k, v in like_for_like(config).items()))
 
     pretrained, times, runs, reported = {}, {}, [], set()
     for method in methods:
@@ -325,15 +399,23 @@ def run_comparison(config) -> dict:
                                        f"{key}={run!r} (see README, 'Which settings apply where')")
                 runs.append(result)
 
+    similarity_files = similarity_numbers(config, methods, pretrained, run_dir)
     labels = {m.name: m.label for m in methods}
     smaller = _smaller_metrics()
     stage_lists = {m.name: m.stages for m in methods}
-    time_rows = tables.pretrain_time_rows(times, stage_lists)
+    time_rows = tables.pretrain_time_rows(times, stage_lists, pretrained)
     time_table = tables.pretrain_time_markdown(time_rows, labels)
     table = (tables.comparison_markdown(runs, split, "none", compare_method, tests, smaller, labels=labels)
              if runs else "no downstream task selected: no Table 2")
+    convergence = tables.convergence_rows(pretrained, runs)
+    convergence_table = tables.convergence_markdown(convergence, finetune_rule(config).describe(), labels)
     logger.info(set_color("Table 2", "yellow") + f" ({run_dir}):\n{table}")
     logger.info(set_color("Table 3", "yellow") + f" (pre-training time):\n{time_table}")
+    logger.info(set_color("Convergence", "yellow") + f":\n{convergence_table}")
+    for row in convergence:
+        if row["still_improving_runs"]:
+            logger.warning(f"† {row['kind']} {row['method']} {row['name']}: {row['still_improving_runs']} of "
+                           f"{row['runs']} run(s) stopped on a cap while still improving (see Convergence)")
 
     columns = tables.table_columns(runs)
     payload = {
@@ -344,11 +426,15 @@ def run_comparison(config) -> dict:
         "table2": {s: tables.comparison_rows(runs, s, "none", smaller) for s in SPLITS},
         "significance": {s: tables.significance(runs, compare_method, s, tests, columns, smaller) for s in SPLITS},
         "table3": time_rows, "pretrain": pretrained, "runs": [r.as_dict() for r in runs],
+        "like_for_like": like_for_like(config), "similarity": similarity_files, "convergence": convergence,
     }
     files = {"md": os.path.join(run_dir, "comparison.md"), "json": os.path.join(run_dir, "comparison.json"),
              "csv": os.path.join(run_dir, "comparison.csv"), "time_csv": os.path.join(run_dir, "pretrain_time.csv")}
+    like = "; ".join(f"{k}: {v}" for k, v in like_for_like(config).items())
     markdown = (f"# Pre-training methods compared: {config['model']} on {config['dataset']}\n\n"
-                f"## Downstream performance (Table 2)\n\n{table}\n\n## Pre-training time (Table 3)\n\n{time_table}\n")
+                f"Like for like: {like}.\n\n"
+                f"## Downstream performance (Table 2)\n\n{table}\n\n## Pre-training time (Table 3)\n\n{time_table}\n"
+                f"\n## Convergence\n\n{convergence_table}\n")
     atomic_write_text(files["md"], markdown)
     atomic_write_text(files["json"], json.dumps(payload, indent=2, default=str))
     atomic_write_text(files["csv"], tables.comparison_csv(runs, "none", smaller))
@@ -356,4 +442,5 @@ def run_comparison(config) -> dict:
     logger.info(f"comparison written: {files['md']}, {files['json']}, {files['csv']}, {files['time_csv']}")
     return {"run_dir": run_dir, "log": log_file, "methods": methods, "pretrain": pretrained, "times": times,
             "runs": runs, "table": table, "time_table": time_table, "files": files,
+            "convergence": convergence, "convergence_table": convergence_table,
             "significance": payload["significance"][split], "rows": payload["table2"][split]}

@@ -14,6 +14,8 @@ from recbole_adaptssr.checkpoint import load_checkpoint
 from recbole_adaptssr.data.task_dataset import TaskData
 from recbole_adaptssr.data.utils import create_dataset
 from recbole_adaptssr.experiment.results import RunResult
+from recbole_adaptssr.reproducibility import pin_threads
+from recbole_adaptssr.stopping import StoppingRule, StopRecord, cap_warning, still_improving
 from recbole_adaptssr.trainer import TaskTrainer
 from recbole_adaptssr.utils import get_model, get_trainer
 
@@ -124,6 +126,7 @@ def finetune(config, task: str, start_point=None, seed: int | None = None, *, ta
     label = label or ("none" if state is None else os.path.basename(str(start_point)))
     run_dir = run_dir or config["checkpoint_dir"]
     cfg = config.derive(**run_overrides(config, task, kind, seed, task_data, run_dir))
+    pin_threads(cfg)
     init_seed(seed, cfg["reproducibility"])
     data = create_dataset(cfg, state["item_vocabulary"] if state is not None else None, task_data)
     logger.info(set_color(f"== {cfg['model']} [{label}] on {task} ({kind.name}), seed {seed}", "yellow") + f"\n{data}")
@@ -141,13 +144,40 @@ def finetune(config, task: str, start_point=None, seed: int | None = None, *, ta
     _, best_valid = trainer.fit(train_data, valid_data, saved=True, show_progress=cfg["show_progress"],
                                 callback_fn=epoch_callback)
     test = trainer.evaluate(test_data, load_best_model=True, show_progress=cfg["show_progress"])
+    stop = run_stop_record(trainer)
     result = RunResult(
         model=cfg["model"], dataset=cfg["dataset"], task=task, kind=kind.name, start_point=label, seed=seed,
         valid={k: float(v) for k, v in (best_valid or {}).items()}, test={k: float(v) for k, v in test.items()},
         best_epoch=int(getattr(trainer, "best_epoch", -1)), valid_metric=str(cfg["valid_metric"]).lower(), run_dir=run_dir,
         checkpoint=trainer.saved_model_file,
         settings={"overridden": {k: list(v) for k, v in cfg.overridden_user_settings().items()}},
+        stopped_by=stop.stopped_by, epochs_run=stop.epochs_run, steps_run=stop.steps_run,
+        still_improving=stop.still_improving,
     )
     logger.info(set_color(f"{task} [{label}] seed {seed}", "yellow")
-                + f": best epoch {result.best_epoch}, valid {result.valid}, test {result.test}")
+                + f": best epoch {result.best_epoch} (stopped by {stop.stopped_by} after {stop.epochs_run} epochs), "
+                  f"valid {result.valid}, test {result.test}")
+    warn_if_capped(f"{task} [{label}] seed {seed}", stop, cfg, FINETUNE)
     return result
+
+
+def run_stop_record(trainer) -> StopRecord:
+    """How a downstream run stopped: the trainer's record (:meth:`TaskTrainer.fit`), or, for a RecBole trainer with
+    a training loop of its own, what its epochs tell (steps unknown: -1)."""
+    if getattr(trainer, "stop_record", None) is not None:
+        return trainer.stop_record
+    epochs_run = len(getattr(trainer, "train_loss_dict", {}) or {})
+    stopped_by = "epoch_cap" if epochs_run >= int(trainer.epochs) else "patience"
+    best = int(getattr(trainer, "best_epoch", -1))
+    return StopRecord(stopped_by=stopped_by, epochs_run=epochs_run, steps_run=-1, best_epoch=best,
+                      still_improving=still_improving(stopped_by, epochs_run, best, int(trainer.stopping_step)))
+
+
+def warn_if_capped(what: str, stop: StopRecord, cfg, prefix: str) -> None:
+    """The log's warning (with the settings to raise, ``<prefix>_epochs`` ...) for a run that stopped on a cap while
+    still improving."""
+    warning = cap_warning(what, stop, StoppingRule.from_settings(cfg),
+                          {cap: f"{prefix}_{key}" for cap, key in
+                           (("epoch_cap", "epochs"), ("step_cap", "max_steps"), ("time_cap", "max_seconds"))})
+    if warning:
+        getLogger().warning(warning)

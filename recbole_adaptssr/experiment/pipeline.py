@@ -369,7 +369,7 @@ def _run(config, run_dir, resuming, settings, task_data, tasks, stages, start_la
     logger.info(set_color("results", "yellow") + f" ({run_dir}):\n{table}")  # logged before any write that can fail
     files = None
     if main:
-        files = write_results(rows, runs, run_dir)
+        files = write_results(rows, runs, run_dir, pretrain=pretrained)
         logger.info(f"results written: {files['md']}, {files['json']}, {files['csv']}")
         write_run_record(run_dir, {**record, "status": "complete"})
     files = distributed.broadcast_object(files)

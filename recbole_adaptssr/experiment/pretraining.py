@@ -1,8 +1,11 @@
-"""``pretrain(config) -> {stage: StageResult}``: the pretext tasks of ``pretrain_stages``, in order, on one model;
-resumable after any completed epoch (``resume=True``, see :func:`pretrain`)."""
+"""``pretrain(config) -> {stage: StageResult}``: the pretext tasks of ``pretrain_stages``, in order, on one model,
+each stopping by its own rule (:mod:`recbole_adaptssr.stopping`) or sharing a fixed budget of steps or seconds
+(``pretrain_budget_steps`` / ``pretrain_budget_seconds``); resumable after any completed epoch (``resume=True``,
+see :func:`pretrain`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from logging import getLogger
@@ -13,13 +16,20 @@ from recbole.utils import init_seed
 from recbole_adaptssr import distributed
 from recbole_adaptssr.checkpoint import CheckpointError, load_checkpoint, verify_checkpoint
 from recbole_adaptssr.data.utils import create_dataset
+from recbole_adaptssr.pretext.base import StageSettings
+from recbole_adaptssr.reproducibility import pin_threads
+from recbole_adaptssr.stopping import StoppingRule, StopRecord, cap_warning
 from recbole_adaptssr.trainer import RESUME_KIND
 from recbole_adaptssr.utils import get_model, get_trainer
+
+#: an epoch cap no budgeted stage reaches: its budget of steps or seconds ends it
+UNCAPPED_EPOCHS = 10**9
 
 
 @dataclass
 class StageResult:
-    """One pre-training stage: its kept checkpoint, best epoch and validation statistics."""
+    """One pre-training stage: its kept checkpoint, best epoch, validation statistics and how it stopped
+    (:class:`~recbole_adaptssr.stopping.StopRecord`'s fields; their defaults read a stage recorded without them)."""
 
     stage: str
     checkpoint: str
@@ -28,6 +38,46 @@ class StageResult:
     valid: dict
     initial: dict
     history: list = field(default_factory=list)
+    stopped_by: str = ""
+    epochs_run: int = -1
+    steps_run: int = -1
+    still_improving: bool = False
+    seconds: float | None = None
+    stopping_rule: str = ""
+
+    @classmethod
+    def from_summary(cls, stage: str, checkpoint: str, best_epoch: int, valid: dict, summary: dict) -> "StageResult":
+        stop = StopRecord.from_dict(summary.get("stopping"))
+        return cls(stage=stage, checkpoint=checkpoint, best_epoch=best_epoch, valid_metric=summary["valid_metric"],
+                   valid=valid, initial=summary["initial_valid_result"], history=summary["history"],
+                   stopped_by=stop.stopped_by, epochs_run=stop.epochs_run, steps_run=stop.steps_run,
+                   still_improving=stop.still_improving, seconds=stop.seconds,
+                   stopping_rule=str(summary.get("stopping_rule", "")))
+
+    def stop_record(self) -> StopRecord:
+        return StopRecord(stopped_by=self.stopped_by, epochs_run=self.epochs_run, steps_run=self.steps_run,
+                          best_epoch=self.best_epoch, still_improving=self.still_improving, seconds=self.seconds)
+
+
+def stage_rule(config, stage: str, index: int, n_stages: int, used_steps: int = 0, used_seconds: float = 0.0):
+    """The :class:`StoppingRule` of the ``index``-th of ``n_stages`` stages: its own settings; under a pre-training
+    budget (``pretrain_budget_steps`` / ``pretrain_budget_seconds``, of all stages together) each stage is capped
+    by what the earlier ones left (``used_steps``, ``used_seconds``), and the last stage trains until it is spent
+    (no patience, no epoch cap)."""
+    rule = StoppingRule.from_settings(StageSettings(config, stage))
+    steps, seconds = config["pretrain_budget_steps"], config["pretrain_budget_seconds"]
+    if steps is None and seconds is None:
+        return rule
+    changes = {}
+    if steps is not None:
+        left = max(int(steps) - used_steps, 0)
+        changes["max_steps"] = left if rule.max_steps is None else min(rule.max_steps, left)
+    if seconds is not None:
+        left = max(float(seconds) - used_seconds, 0.0)
+        changes["max_seconds"] = left if rule.max_seconds is None else min(rule.max_seconds, left)
+    if index == n_stages - 1:
+        changes.update(patience=False, epochs=UNCAPPED_EPOCHS)
+    return dataclasses.replace(rule, **changes)
 
 
 def pretrain(config, run_dir: str | None = None, epoch_callback=None, resume: bool = False) -> dict:
@@ -65,6 +115,7 @@ def pretrain(config, run_dir: str | None = None, epoch_callback=None, resume: bo
         if latest is not None:
             start, saved = latest, load_resume_checkpoint(last[stages[latest]], stages[latest], latest)
 
+    pin_threads(config)
     data = create_dataset(config)
     logger.info(data)
     train_set, valid_set = data.build()
@@ -86,13 +137,20 @@ def pretrain(config, run_dir: str | None = None, epoch_callback=None, resume: bo
             trainer.restore_stage_end(saved, train_data, valid_data)
             results[stage], saved = stage_result(final[stage], stage), None
             continue
+        used = [r.stop_record() for r in results.values()]
+        rule = stage_rule(config, stage, index, len(stages), sum(max(r.steps_run, 0) for r in used),
+                          sum(r.seconds or 0.0 for r in used))
         summary = trainer.train_stage(stage, train_data, valid_data, data.item_vocabulary(), final[stage],
                                       show_progress=config["show_progress"], epoch_callback=epoch_callback,
-                                      resume_path=last[stage], resume_state=saved, stage_index=index)
+                                      resume_path=last[stage], resume_state=saved, stage_index=index, rule=rule)
         saved = None
-        results[stage] = StageResult(stage=stage, checkpoint=summary["checkpoint"], best_epoch=summary["best_epoch"],
-                                     valid_metric=summary["valid_metric"], valid=summary["best_valid_result"],
-                                     initial=summary["initial_valid_result"], history=summary["history"])
+        results[stage] = StageResult.from_summary(stage, summary["checkpoint"], summary["best_epoch"],
+                                                  summary["best_valid_result"], summary)
+        warning = cap_warning(f"pre-training stage {stage}", results[stage].stop_record(), rule,
+                              {"epoch_cap": f"{stage}_epochs", "step_cap": f"{stage}_max_steps or the budget",
+                               "time_cap": f"{stage}_max_seconds or the budget"})
+        if warning:
+            logger.warning(warning)
     if distributed.is_main_process():
         for stage in stages:  # in stage order: an interruption here leaves the last stage's (finished) file
             if os.path.exists(last[stage]):
@@ -123,6 +181,4 @@ def stage_result(path: str, stage: str) -> StageResult:
     if state.get("stage") != stage or "history" not in summary:
         raise CheckpointError(path, f"cannot be read back as the result of stage {stage!r} (stage "
                                     f"{state.get('stage')!r}, summary keys {sorted(summary)}); start a new run")
-    return StageResult(stage=stage, checkpoint=path, best_epoch=state["epoch"], valid_metric=summary["valid_metric"],
-                       valid=state["valid_result"], initial=summary["initial_valid_result"],
-                       history=summary["history"])
+    return StageResult.from_summary(stage, path, state["epoch"], state["valid_result"], summary)

@@ -22,7 +22,7 @@ Variants (``baseline_pretrain``):
 
 Settings: RecBole's defaults and each model's RecBole YAML, then yours; ``baseline_<key>`` replaces ``<key>`` in
 the task runs and ``baseline_pretrain_<key>`` in the behaviour pre-training (``properties/recbole_baselines.yaml``:
-RecBole's 300 epochs with patience 10 for both, where the embedded data set's YAML has AdaptSSR's patience 3).
+RecBole's 300 epochs with patience 10 for both; every run stops by :mod:`recbole_adaptssr.stopping` and records how).
 """
 
 from __future__ import annotations
@@ -47,12 +47,15 @@ from recbole_adaptssr.data.baseline_dataset import (BaselineTaskDataset, Behavio
                                                    task_pair_keys, with_behaviours)
 from recbole_adaptssr.data.task_dataset import TaskData
 from recbole_adaptssr.data.validation import validate_data
-from recbole_adaptssr.experiment.finetuning import prefixed_overrides, task_overrides, without_sampled_negatives
+from recbole_adaptssr.experiment.finetuning import (prefixed_overrides, run_stop_record, task_overrides,
+                                                    warn_if_capped, without_sampled_negatives)
 from recbole_adaptssr.experiment.pipeline import run_data, run_settings, save_run_result, write_data_record
 from recbole_adaptssr.experiment.recbole_support import unsupported_reason
 from recbole_adaptssr.experiment.results import RunResult, markdown_table, summarize, write_results
 from recbole_adaptssr.experiment.run_dir import new_run_dir
 from recbole_adaptssr.experiment.run_logger import init_run_logger
+from recbole_adaptssr.reproducibility import pin_threads
+from recbole_adaptssr.stopping import DAGGER, StopRecord
 from recbole_adaptssr.trainer import TaskTrainer
 from recbole_adaptssr.utils import get_model, get_trainer
 
@@ -175,13 +178,15 @@ def recorded_settings(cfg, trainer=None) -> dict:
 
 
 def _trainer_class(cfg, model_class):
-    """RecBole's trainer of the model (by its own type), with TaskTrainer's candidate restriction and checkpoints."""
+    """RecBole's trainer of the model (by its own type), with TaskTrainer's candidate restriction, checkpoints and
+    stopping rule; a trainer with a training loop of its own (``fit``) keeps it."""
     base = get_trainer(model_class.type, cfg["model"])
     if base is Trainer or base is TaskTrainer:
         return TaskTrainer
     if issubclass(base, TaskTrainer):
         return base
-    return type(f"Task{base.__name__}", (TaskTrainer, base), {})
+    own_fit = {"fit": base.fit} if base.fit is not Trainer.fit else {}
+    return type(f"Task{base.__name__}", (TaskTrainer, base), own_fit)
 
 
 # ----------------------------------------------------------------------------------------------------- runs
@@ -205,6 +210,7 @@ def pretrain_on_behaviours(config, model: str, vocab: BaselineTaskDataset, folde
     logger = getLogger()
     seed = int(config["seed"])
     cfg = pretrain_run_config(config, model, seed, folder)
+    pin_threads(cfg)
     pairs = task_pair_keys(vocab.task_data.folder, vocab.task_data.name, vocab.task) if vocab.domains == "shared" else None
     init_seed(seed, cfg["reproducibility"])
     dataset = BehaviourSequenceDataset(cfg, vocab.item_tokens(), vocab.item_vocabulary, pairs)
@@ -225,9 +231,12 @@ def pretrain_on_behaviours(config, model: str, vocab: BaselineTaskDataset, folde
     start = time.time()
     _, best_valid = trainer.fit(train_data, valid_data, saved=True, show_progress=cfg["show_progress"])
     state = verify_checkpoint(trainer.saved_model_file, map_location="cpu")["state_dict"]
+    stop = run_stop_record(trainer)
     summary = {"best_epoch": int(trainer.best_epoch), "valid": {k: float(v) for k, v in (best_valid or {}).items()},
                "seconds": round(time.time() - start, 1), "left_out_rows": dataset.left_out_rows,
-               "sequences": len(train_data._dataset), "settings": recorded_settings(cfg, trainer)}
+               "sequences": len(train_data._dataset), "settings": recorded_settings(cfg, trainer),
+               "stopping": stop.as_dict()}
+    warn_if_capped(f"{model} [behaviours] pre-training", stop, cfg, PRETRAIN_PREFIX.rstrip("_"))
     logger.info(set_color(f"{model} [behaviours] pre-training", "yellow")
                 + f": best epoch {summary['best_epoch']}, valid {summary['valid']} ({summary['seconds']} s)")
     return BehaviourPretraining(trainer.saved_model_file, state, summary)
@@ -240,6 +249,7 @@ def train_baseline(config, model: str, task: str, variant: str, seed: int, *, ta
     logger = getLogger()
     kind = task_data.kind(task)
     cfg = task_run_config(config, model, task, kind, seed, run_dir, task_data, variant)
+    pin_threads(cfg)
     model_class = cfg.model_class
     label = f"{model} ({variant})"
     if variant not in VARIANTS:
@@ -273,13 +283,17 @@ def train_baseline(config, model: str, task: str, variant: str, seed: int, *, ta
                 "item_domains": dataset.domains, "hyper_parameters": recorded_settings(cfg, trainer)}
     if pretrained is not None:
         settings["pretraining"] = {**pretrained.summary, "checkpoint": pretrained.checkpoint}
+    stop = run_stop_record(trainer)
     result = RunResult(
         model=model, dataset=cfg["dataset"], task=task, kind=kind.name, start_point=label, seed=seed,
         valid={k: float(v) for k, v in (best_valid or {}).items()}, test={k: float(v) for k, v in test.items()},
         best_epoch=int(trainer.best_epoch), valid_metric=str(cfg["valid_metric"]).lower(), run_dir=run_dir,
-        checkpoint=trainer.saved_model_file, settings=settings)
+        checkpoint=trainer.saved_model_file, settings=settings, stopped_by=stop.stopped_by,
+        epochs_run=stop.epochs_run, steps_run=stop.steps_run, still_improving=stop.still_improving)
     logger.info(set_color(f"{task} [{label}] seed {seed}", "yellow")
-                + f": best epoch {result.best_epoch}, valid {result.valid}, test {result.test}")
+                + f": best epoch {result.best_epoch} (stopped by {stop.stopped_by} after {stop.epochs_run} epochs), "
+                  f"valid {result.valid}, test {result.test}")
+    warn_if_capped(f"{task} [{label}] seed {seed}", stop, cfg, RUN_PREFIX.rstrip("_"))
     return result
 
 
@@ -361,7 +375,10 @@ def settings_notes(runs: list, timings: dict | None = None) -> str:
         line = f"* **{r.start_point}**: {what} ({s['training_rows']} training rows); {hyper}"
         if "pretraining" in s:
             p = s["pretraining"]
-            line += (f"; pre-training: {p['sequences']} sequences, best epoch {p['best_epoch']}, "
+            stop = StopRecord.from_dict(p.get("stopping"))
+            mark = DAGGER if stop.capped_while_improving() else ""
+            line += (f"; pre-training{mark}: {p['sequences']} sequences, best epoch {p['best_epoch']} (stopped by "
+                     f"{stop.stopped_by or '?'} after {stop.epochs_run} epochs), "
                      + ", ".join(f"{k}={v}" for k, v in p["settings"].items()))
         if timings and r.start_point in timings:
             line += f"; wall time {timings[r.start_point]} s (all seeds)"

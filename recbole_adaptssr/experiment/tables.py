@@ -6,7 +6,11 @@ of the reported split (test at the best validation epoch by default), then ``Imp
 over the ``none`` row (end-to-end training). The best cell of each column is bold. Below the table, a
 significance test of one method (``adaptssr``) against the best other method of each task, paired over seeds.
 
-Table 3: wall-clock pre-training time per method, mean ± std over the pre-training repeats.
+Table 3: wall-clock pre-training time per method, mean ± std over the pre-training repeats, and how each stage
+stopped (stopped by, epochs, steps, best epoch).
+
+A cell of Table 2 with a fine-tune run, and a row of Table 3 with a pre-training stage, that stopped on a cap while
+still improving (:mod:`recbole_adaptssr.stopping`) carries a dagger, explained below the table.
 
 Nothing here trains, reads files or imports RecBole: every number comes from the lists given.
 """
@@ -19,7 +23,15 @@ import math
 import statistics
 import warnings
 
-from recbole_adaptssr.experiment.results import SPLITS, summarize
+from recbole_adaptssr.experiment.results import (
+    STOPPING_COLUMNS,
+    SPLITS,
+    cap_footnote,
+    dagger,
+    stopping_cells,
+    summarize,
+)
+from recbole_adaptssr.stopping import DAGGER, StopRecord
 
 TESTS = ("ttest", "wilcoxon")
 TEST_NAMES = {"ttest": "paired t-test (scipy.stats.ttest_rel)",
@@ -191,7 +203,7 @@ def comparison_markdown(results: list, split: str = "test", baseline: str = "non
             if r is None:
                 cells += ["-", "-"]
                 continue
-            cell = f"{r['mean'] * scale:.{decimals}f} ± {r['std'] * scale:.{decimals}f}"
+            cell = f"{r['mean'] * scale:.{decimals}f} ± {r['std'] * scale:.{decimals}f}{dagger(r)}"
             impr = "-" if r["impr"] is None else f"{r['impr']:.2f}"
             cells += [_bold(cell, r["best"]), _bold(impr, r["best"] and r["impr"] is not None)]
         lines.append(f"| {_row_label(method, labels)} | " + " | ".join(cells) + " |")
@@ -211,6 +223,9 @@ def comparison_markdown(results: list, split: str = "test", baseline: str = "non
     test_text = " and ".join(TEST_NAMES[t] for t in tests)
     notes.append(f"p: two-sided {test_text} of {compare_method} against the best other method of each task "
                  f"(by mean), paired over the seeds both ran; no p-value with fewer than 2 paired seeds.")
+    footnote = cap_footnote(list(rows.values()))
+    if footnote:
+        notes.append(footnote)
     return "\n".join(lines + [""] + notes)
 
 
@@ -238,29 +253,114 @@ def _significance_lines(sig, compare_method, tests, labels):
 
 
 # ---------------------------------------------------------------------------------------------- Table 3
-def pretrain_time_rows(times: dict, stages: dict | None = None) -> list:
+def pretrain_time_rows(times: dict, stages: dict | None = None, pretrained: dict | None = None) -> list:
     """Table 3 rows from ``{method: [seconds of each pre-training run]}``: ``n``, ``mean_s``, sample ``std_s``
-    (0 for one run), ``seconds``; methods with no run (``none``) are left out."""
+    (0 for one run), ``seconds``; methods with no run (``none``) are left out. With ``pretrained`` (``{method:
+    [{"stages": {stage: StageResult as a dict}}, ...]}``, one entry per run) also ``stopping``: per stage, how each
+    run stopped (:func:`stage_stopping`), and ``still_improving_runs`` over all stages."""
     rows = []
     for method, seconds in times.items():
         seconds = [float(s) for s in seconds]
         if not seconds:
             continue
+        stopping = stage_stopping((pretrained or {}).get(method, []))
         rows.append({"method": method, "stages": list((stages or {}).get(method, [])), "n": len(seconds),
                      "mean_s": statistics.fmean(seconds), "std_s": statistics.stdev(seconds) if len(seconds) > 1 else 0.0,
-                     "seconds": seconds})
+                     "seconds": seconds, "stopping": stopping,
+                     "still_improving_runs": sum(s["still_improving_runs"] for s in stopping.values())})
     return rows
 
 
+def stage_stopping(runs: list) -> dict:
+    """``{stage: {"stopped_by": [...], "epochs_run": [...], "steps_run": [...], "best_epochs": [...],
+    "still_improving_runs": k}}`` over a method's pre-training runs (each ``{"stages": {stage: dict}}``)."""
+    out = {}
+    for run in runs:
+        for stage, values in (run.get("stages") or {}).items():
+            record = StopRecord.from_dict(values)
+            entry = out.setdefault(stage, {"stopped_by": [], "epochs_run": [], "steps_run": [], "best_epochs": [],
+                                           "still_improving_runs": 0})
+            entry["stopped_by"].append(record.stopped_by)
+            entry["epochs_run"].append(record.epochs_run)
+            entry["steps_run"].append(record.steps_run)
+            entry["best_epochs"].append(record.best_epoch)
+            entry["still_improving_runs"] += int(record.capped_while_improving())
+    return out
+
+
+def _stopping_text(stopping: dict) -> str:
+    """``mlm: patience, 66 epochs, 462 steps, best 55; ssr†: epoch_cap, ...`` (runs of a stage joined by ``/``)."""
+    def joined(values):
+        return "/".join(str(v) for v in values)
+
+    return "; ".join(f"{stage}{DAGGER if s['still_improving_runs'] else ''}: {joined(s['stopped_by'])}, "
+                     f"{joined(s['epochs_run'])} epochs, {joined(s['steps_run'])} steps, "
+                     f"best {joined(s['best_epochs'])}" for stage, s in stopping.items()) or "-"
+
+
 def pretrain_time_markdown(rows: list, labels: dict | None = None) -> str:
-    """Table 3: wall-clock pre-training time per method in hours and seconds, mean ± std over repeats."""
-    lines = ["| method | stages | pre-training time (h) | pre-training time (s) | runs |", "|---|---|---|---|---|"]
+    """Table 3: wall-clock pre-training time per method in hours and seconds, mean ± std over repeats, and how
+    each stage stopped."""
+    lines = ["| method | stages | pre-training time (h) | pre-training time (s) | runs | stopping (per stage) |",
+             "|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {_row_label(r['method'], labels or {})} | {', '.join(r['stages']) or '-'} | "
+        mark = DAGGER if r.get("still_improving_runs") else ""
+        lines.append(f"| {_row_label(r['method'], labels or {})}{mark} | {', '.join(r['stages']) or '-'} | "
                      f"{r['mean_s'] / 3600:.3f} ± {r['std_s'] / 3600:.3f} | {r['mean_s']:.1f} ± {r['std_s']:.1f} | "
-                     f"{r['n']} |")
+                     f"{r['n']} | {_stopping_text(r.get('stopping') or {})} |")
     lines.append("\nwall-clock time of all stages of a method (data set building, training and per-epoch "
-                 "validation), mean ± sample std over its pre-training runs (one per seed with pretrain_repeat).")
+                 "validation), mean ± sample std over its pre-training runs (one per seed with pretrain_repeat); "
+                 "stopping: how each stage ended (patience, epoch_cap, step_cap, time_cap), the epochs and "
+                 "optimizer steps it ran and its kept (best) epoch, runs joined by /.")
+    if any(r.get("still_improving_runs") for r in rows):
+        lines.append(f"{DAGGER} a pre-training stage of this method stopped on a cap while still improving (its "
+                     "best epoch among its last stopping_step epochs): raise <stage>_epochs (or its step/time cap).")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- convergence
+def convergence_rows(pretrained: dict, results: list) -> list:
+    """One row per pre-training (method, stage) and per fine-tune (method, task): ``kind`` (pretrain | finetune),
+    ``method``, ``name`` (stage or task), ``rule`` (a stage's stopping rule), ``runs``, ``stopped_by`` ({reason:
+    count}), the median of ``epochs_run`` and of ``best_epoch``, and ``still_improving_runs``."""
+    def row(kind, method, name, records, rule=""):
+        return {"kind": kind, "method": method, "name": name, "rule": rule, "runs": len(records),
+                "stopped_by": {reason: sum(1 for r in records if r.stopped_by == reason)
+                               for reason in dict.fromkeys(r.stopped_by for r in records)},
+                "median_epochs_run": statistics.median(r.epochs_run for r in records),
+                "median_best_epoch": statistics.median(r.best_epoch for r in records),
+                "still_improving_runs": sum(1 for r in records if r.capped_while_improving())}
+
+    rows = []
+    for method, runs in pretrained.items():
+        stages = {}
+        for run in runs:
+            for stage, values in (run.get("stages") or {}).items():
+                stages.setdefault(stage, []).append(values)
+        for stage, values in stages.items():
+            rows.append(row("pretrain", method, stage, [StopRecord.from_dict(v) for v in values],
+                            str(values[0].get("stopping_rule", ""))))
+    cells = {}
+    for r in results:
+        cells.setdefault((r.start_point, r.task), []).append(r.stop_record())
+    rows += [row("finetune", method, task, records) for (method, task), records in cells.items()]
+    return rows
+
+
+def convergence_markdown(rows: list, finetune_rule: str = "", labels: dict | None = None) -> str:
+    """How every stage and fine-tune cell stopped: the rule, what ended its runs, the median epochs run and best
+    epoch (the figures a report quotes per stage)."""
+    lines = ["| run | method | stage / task | runs | stopped by | epochs run (median) | best epoch (median) | rule |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        mark = DAGGER if r["still_improving_runs"] else ""
+        stopped = ", ".join(f"{reason or '?'} {count}" for reason, count in r["stopped_by"].items())
+        rule = r["rule"] or (finetune_rule if r["kind"] == "finetune" else "")
+        lines.append(f"| {r['kind']} | {_row_label(r['method'], labels or {})} | {r['name']}{mark} | {r['runs']} | "
+                     f"{stopped} | {r['median_epochs_run']:g} | {r['median_best_epoch']:g} | {rule or '-'} |")
+    lines.append("\nstopped by: patience (converged), epoch_cap / step_cap / time_cap (a cap ended the run); "
+                 f"{DAGGER}: a run stopped on a cap while still improving (its best epoch among its last "
+                 "stopping_step epochs).")
     return "\n".join(lines)
 
 
@@ -269,20 +369,25 @@ def comparison_csv(results: list, baseline: str = "none", smaller_metrics=()) ->
     """Every (method, task, metric) of both splits: n, mean, std, impr, best, seeds and values."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["method", "task", "metric", "split", "n", "mean", "std", "impr_percent", "best", "seeds", "values"])
+    writer.writerow(["method", "task", "metric", "split", "n", "mean", "std", "impr_percent", "best", "seeds", "values",
+                     *STOPPING_COLUMNS])
     for split in SPLITS:
         for r in comparison_rows(results, split, baseline, smaller_metrics):
             writer.writerow([r["method"], r["task"], r["metric"], split, r["n"], f"{r['mean']:.6f}", f"{r['std']:.6f}",
                              "" if r["impr"] is None else f"{r['impr']:.4f}", int(r["best"]),
-                             " ".join(str(s) for s in r["seeds"]), " ".join(f"{v:.6f}" for v in r["values"])])
+                             " ".join(str(s) for s in r["seeds"]), " ".join(f"{v:.6f}" for v in r["values"]),
+                             *stopping_cells(r)])
     return out.getvalue()
 
 
 def pretrain_time_csv(rows: list) -> str:
+    """Table 3, one row per (method, stage): the method's times, and how that stage stopped in each run."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["method", "stages", "n", "mean_s", "std_s", "seconds"])
+    writer.writerow(["method", "stages", "n", "mean_s", "std_s", "seconds", "stage", *STOPPING_COLUMNS])
     for r in rows:
-        writer.writerow([r["method"], " ".join(r["stages"]), r["n"], f"{r['mean_s']:.3f}", f"{r['std_s']:.3f}",
-                         " ".join(f"{s:.3f}" for s in r["seconds"])])
+        common = [r["method"], " ".join(r["stages"]), r["n"], f"{r['mean_s']:.3f}", f"{r['std_s']:.3f}",
+                  " ".join(f"{s:.3f}" for s in r["seconds"])]
+        for stage, stopping in (r.get("stopping") or {"": {}}).items():
+            writer.writerow([*common, stage, *stopping_cells(stopping)])
     return out.getvalue()

@@ -11,6 +11,8 @@ from numbers import Integral, Real
 
 from recbole_adaptssr.names import check_plain_name, check_unique
 from recbole_adaptssr.pretext.base import StageSettings, builtin_pretext_tasks, get_pretext_task
+from recbole_adaptssr.reproducibility import check_threads
+from recbole_adaptssr.stopping import check_run_settings
 
 EMBEDDED_DATASET = "ml-100k"  # recbole_adaptssr.data.embedded converts RecBole's bundled copy
 REPORT_SPLITS = ("test", "valid")
@@ -91,6 +93,8 @@ def check_settings(config) -> None:
     if split is not None and split not in REPORT_SPLITS:
         raise ValueError(f"report_split must be one of {list(REPORT_SPLITS)}, got {split!r}")
     check_data_settings(config)
+    check_run_settings(config)  # stopping_steps, max_steps, max_seconds of every run kind; the pre-training budget
+    check_threads(config)
     switches = ["sequence_cache", "full_sort_fast_batches"]
     if getattr(config.model_class, "uses_pretext_tasks", False):  # pre-training speed switches, and per stage
         stages = [str(stage) for stage in config["pretrain_stages"] or []]

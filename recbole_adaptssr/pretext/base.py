@@ -15,7 +15,9 @@ A task declares:
   * :meth:`PretextTask.loss`, built from a batch of behaviour sequences (its own views or targets) and the
     encoder;
   * :meth:`PretextTask.validation_step`, the statistics logged per epoch (``loss`` and what the task defines),
-    with :meth:`PretextTask.valid_metrics` saying which of them may select the kept epoch;
+    with :meth:`PretextTask.valid_metrics` saying which of them may select the kept epoch; per-sequence values
+    under ``"samples"`` are gathered over the validation split and summarised by
+    :meth:`PretextTask.summarize_samples` (quantiles, groups);
   * :meth:`PretextTask.check_start`, a warning when the stage starts from collapsed representations.
 """
 
@@ -33,12 +35,15 @@ from torch import nn
 from recbole_adaptssr import distributed
 from recbole_adaptssr import precision as step_precision
 from recbole_adaptssr.item_softmax import KERNELS, PRECISIONS
+from recbole_adaptssr.stopping import check_stopping_settings
 from recbole_adaptssr.utils import check_plugin_namespace, import_plugin, plugin_defaults_file
 
 _REGISTRY: dict = {}
 
 #: where in-batch negatives come from under torch.distributed: every rank's sequences, or this rank's only
 NEGATIVES = ("global", "local")
+#: key of a validation step's per-sequence values ({name: (B,) tensor}), gathered over the split
+SAMPLES = "samples"
 
 
 class StageSettings:
@@ -134,6 +139,7 @@ class PretextTask(nn.Module):
             value = settings.get(key)
             if value is not None and value not in allowed_values:
                 raise ValueError(f"{settings.key(key)} must be one of {list(allowed_values)}, got {value!r}")
+        check_stopping_settings(settings.get, settings.key)
         metric = settings.get("valid_metric", "loss")
         allowed = cls.valid_metrics(settings)
         if metric not in allowed:
@@ -156,8 +162,16 @@ class PretextTask(nn.Module):
         raise NotImplementedError
 
     def validation_step(self, encoder, item_seq, item_seq_len, generator=None) -> dict:
-        """Statistics of one held-out batch (averaged over sequences by the trainer). Default: the loss."""
+        """Statistics of one held-out batch: floats (averaged over sequences by the trainer) and, optionally, per-
+        sequence values ``{"samples": {name: (B,) tensor}}`` (concatenated over the split and handed to
+        :meth:`summarize_samples`). Default: the loss."""
         return {"loss": float(self.loss(encoder, item_seq, item_seq_len, generator=generator))}
+
+    def summarize_samples(self, samples: dict) -> dict:
+        """Statistics of the whole validation split from the per-sequence values ``{name: (N,) tensor}`` of
+        :meth:`validation_step` (floats, or a dict of groups -> {name: float}, logged on a line of its own).
+        Default: none."""
+        return {}
 
     def check_start(self, statistics: dict) -> str | None:
         """A warning when the validation statistics before the first epoch show collapsed representations."""

@@ -79,10 +79,29 @@ def collapse_warning(stage: str, statistics: dict, end: bool = False) -> str | N
             "previous stage that collapsed the representations (see its validation) is the usual cause.")
 
 
+def contrastive_form(settings: StageSettings, similarity_key: str = "similarity",
+                     temperature_key: str = "temperature") -> tuple:
+    """(similarity, temperature) of an InfoNCE-family stage: ``contrastive_similarity`` /
+    ``contrastive_temperature`` when set (one form shared by every such task, for like-for-like comparisons), else
+    the task's own ``<task>_similarity`` / ``<task>_temperature`` (its paper's)."""
+    similarity = settings.get("contrastive_similarity") or settings[similarity_key]
+    temperature = settings.get("contrastive_temperature")
+    return similarity, float(settings[temperature_key] if temperature is None else temperature)
+
+
+def check_contrastive_form(settings: StageSettings) -> None:
+    """``contrastive_similarity`` in :data:`SIMILARITIES` and ``contrastive_temperature`` > 0, when set."""
+    if settings.get("contrastive_similarity") is not None:
+        check_choice(settings, "contrastive_similarity", SIMILARITIES)
+    if settings.get("contrastive_temperature") is not None:
+        check_number(settings, "contrastive_temperature", 0, strict=True)
+
+
 class InBatchContrastive(PretextTask):
     """Two views (B, d) of each sequence of a batch -> symmetric InfoNCE with in-batch negatives.
 
-    Settings: ``<name>_temperature`` (> 0), ``<name>_similarity`` (dot | cos). Subclasses implement :meth:`views`,
+    Settings: ``<name>_temperature`` (> 0), ``<name>_similarity`` (dot | cos), both replaced by
+    ``contrastive_temperature`` / ``contrastive_similarity`` when those are set. Subclasses implement :meth:`views`,
     which may also return per-sequence labels whose in-batch sharers are handled as ``same_label`` says.
     Validation statistics: ``loss``, ``acc_top1`` (share of the 2B anchors whose positive is ranked first among
     their in-batch candidates) and ``mean_cosine`` (between different users' u, the collapse signal).
@@ -93,13 +112,13 @@ class InBatchContrastive(PretextTask):
 
     def __init__(self, settings: StageSettings, n_items: int, hidden_size: int):
         super().__init__(settings, n_items, hidden_size)
-        self.temperature = float(settings["temperature"])
-        self.similarity = settings["similarity"]
+        self.similarity, self.temperature = contrastive_form(settings)
 
     @classmethod
     def check_settings(cls, settings):
         check_number(settings, "temperature", 0, strict=True)
         check_choice(settings, "similarity", SIMILARITIES)
+        check_contrastive_form(settings)
         super().check_settings(settings)
 
     @classmethod
