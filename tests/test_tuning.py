@@ -291,6 +291,14 @@ def test_a_pretraining_sweep_trains_each_method_and_its_best_yaml_reproduces(loc
     assert settings["pretrain_stages"] == ["mlm", "ssr"] and settings["finetune_from"] == ["ssr"]
     assert [settings[f"ssr_{k}"] for k in ("mask_ratio", "crop_ratio", "reorder_ratio")] == [proportion] * 3
     assert outcome.rerun["valid"]["acc"] == pytest.approx(outcome.best["valid"], abs=1e-9)
+    # a sweep of a number draws Fig. 3 beside its trials table: one line (AdaptSSR), a point per proportion
+    figure = tmp_path / "study" / "fig3_sweep"
+    assert Path(outcome.files["sweep_png"]) == figure.with_suffix(".png")
+    assert figure.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<svg" in figure.with_suffix(".svg").read_text(encoding="utf-8")
+    table = figure.with_suffix(".md").read_text(encoding="utf-8")
+    assert "| augmentation_proportion | AdaptSSR |" in table
+    assert [line.split(" |")[0] for line in table.splitlines() if line.startswith("| 0.")] == ["| 0.2", "| 0.8"]
 
 
 def test_plot_sweep_draws_one_line_per_method_with_the_mean_over_seeds(tmp_path):
@@ -314,6 +322,26 @@ def test_plot_sweep_draws_one_line_per_method_with_the_mean_over_seeds(tmp_path)
     from PIL import Image
 
     assert Image.open(tmp_path / "fig3.png").size == (960, 630)  # matplotlib's 6.4 x 4.2 inches at 150 dpi
+    assert "<svg" in (tmp_path / "fig3.svg").read_text(encoding="utf-8")
+    # the figure itself: a line per method, through the means of its points
+    from recbole_adaptssr.analysis import figures, sweep
+
+    rows = sweep.read_trials(str(tmp_path / "trials.csv"))
+    x, y, groups = sweep.pick_columns(rows)
+    assert (x, y, groups) == ("augmentation_proportion", "valid ndcg@10", ["method"])  # seed: averaged over
+    lines = figures.sweep_figure(sweep.series(rows, x, y, groups)[0], x, y).axes[0].get_lines()
+    assert [(line.get_label(), list(line.get_ydata())) for line in lines] == [
+        ("AdaptSSR", [pytest.approx(0.55), 0.70]), ("CL4SRec", [0.40])]
+
+
+def test_a_sweep_is_a_study_whose_space_sweeps_a_number():
+    from recbole_adaptssr.analysis.sweep import swept_setting
+
+    assert swept_setting(parse_space("pretrain_method grid [adaptssr]\naugmentation_proportion grid [0.2]\n")) == \
+        "augmentation_proportion"
+    assert swept_setting(parse_space("seed grid [1, 2]\nmask_ratio grid [0.1, 0.5]\n")) == "mask_ratio"
+    assert swept_setting(parse_space("seed grid [1, 2]\nlearning_rate choice [0.1, 0.5]\n")) is None
+    assert swept_setting(parse_space("pretrain_stages grid [[mlm], [ssr]]\n")) is None
 
 
 # ------------------------------------------------------------------------------------------------- integrity

@@ -35,6 +35,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+from recbole_adaptssr.analysis.sweep import study_sweep
 from recbole_adaptssr.names import check_plain_name
 from recbole_adaptssr.tuning import ray_compat
 from recbole_adaptssr.tuning.space import grid_size, merge_space, parse_line, read_space, space_text, \
@@ -769,6 +770,7 @@ def run_study(options: StudyOptions, settings_args=(), config_dict=None, callbac
     outcome = StudyOutcome(name=name, experiment_path=path, output_dir=output_dir, spec=spec, rows=rows,
                            interrupted=interrupted, all_failed=all_failed)
     outcome.files.update(out.write_trials(rows, spec, dims, output_dir))
+    outcome.files.update(study_sweep(outcome.files["trials_csv"], dims, spec.settings))  # Fig. 3 (plots)
     if interrupted:
         log(f"study interrupted: {len(finished)} of {max(expected, len(rows))} trials finished; continue it with "
             "the same command plus --resume")
