@@ -325,6 +325,8 @@ def test_one_run_folder_with_a_subfolder_per_method_and_atomic_files(comparison)
     assert not list(run_dir.rglob("*.tmp-*"))
     log = Path(out["log"]).read_text(encoding="utf-8")
     assert log.index("Table 2") < log.index("comparison written")  # logged before writing
+    # the startup dump: each method's stages with the values they use, not RecBole's unused metrics
+    assert "Pre-training method adaptssr, stage ssr:" in log and "metrics = ['Recall'" not in log
 
 
 def bar_containers(ax) -> list:

@@ -47,6 +47,7 @@ from recbole_adaptssr.config import as_list
 from recbole_adaptssr.experiment import tables
 from recbole_adaptssr.experiment.results import SPLITS, atomic_write_text
 from recbole_adaptssr.names import check_plain_name
+from recbole_adaptssr.settings_report import settings_report
 from recbole_adaptssr.stopping import RULE_KEYS, StoppingRule
 from recbole_adaptssr.utils import properties_file
 
@@ -352,7 +353,7 @@ def run_comparison(config) -> dict:
     log_file = init_run_logger(config, run_dir)
     logger = getLogger()
     logger.info(sys.argv)
-    logger.info(config)
+    logger.info(settings_report(config, task_data, tasks, {m.name: (configs[m.name], m.stages) for m in methods}))
     logger.info(f"run folder: {run_dir}")
     logger.info("pre-training methods: " + "; ".join(
         f"{m.name}: stages {m.stages}" + (f", settings {m.settings}" if m.settings else "") for m in methods))
