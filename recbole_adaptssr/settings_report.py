@@ -7,9 +7,10 @@ lists RecBole's defaults whether or not anything reads them: its ``metrics``, ``
 * **your settings**: what you set (config files < ``config_dict`` < command line);
 * **run**: the run-wide settings (model, data, device, seeds, stages, start points, tasks, split);
 * **user model**: its backbone and shape, through the backbone's view (``<backbone>_<key>`` over ``<key>``);
-* **pre-training stage S**, per stage (in a comparison: per method and stage): the value each key has for that stage (its
-  :class:`~recbole_adaptssr.pretext.base.StageSettings` view: ``S_<key>`` over ``<key>``): the trainer's keys
-  (:data:`STAGE_KEYS`), the keys its pretext task reads (what its ``check_settings`` reads) and its own ``S_*`` keys;
+* **pre-training stage S**, per stage (in a comparison: per method and stage): the value each key has for that
+  stage (its :class:`~recbole_adaptssr.pretext.base.StageSettings` view: ``S_<key>`` over ``<key>``): the
+  trainer's keys (:data:`STAGE_KEYS`), the keys its pretext task reads (what its ``check_settings`` reads) and its
+  own ``S_*`` keys;
 * **fine-tuning**: the downstream runs' keys (``finetune_<key>`` over ``<key>``);
 * **task kind K**, per kind of the run's tasks: its metrics, topk, valid metric, evaluation mode and split.
 
@@ -139,7 +140,8 @@ def _user_model_section(config, user) -> str:
         return ""
     view = backbone.settings(config)
     lines = _plain_lines(config, ("user_model", "user_model_pooling"), user)
-    return _section(f"User model ({name}):", lines + _view_lines(config, view, backbone.prefix(), USER_MODEL_KEYS, user))
+    lines += _view_lines(config, view, backbone.prefix(), USER_MODEL_KEYS, user)
+    return _section(f"User model ({name}):", lines)
 
 
 def _recbole_model_section(config, user) -> str:
