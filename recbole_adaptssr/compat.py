@@ -1,9 +1,9 @@
 """Runtime shims that make RecBole 1.2.1 work on today's stack (numpy 2, torch >= 2.6, ray >= 2.40).
 
 RecBole 1.2.1 is used as the registry ships it: nothing in its installed files is edited. Each shim below
-fixes one break listed in README, "What breaks in RecBole 1.2.1 today" (RecBole issues #2212 and #2215), is
-idempotent, and is applied by :func:`apply`. Nothing is applied on import: our entry points (``run_recbole_adaptssr.py``, the
-experiment API, our ``Config``) call :func:`apply` explicitly, once. Our own trainers do not rely on these
+fixes one break listed in docs/install.md, "What breaks in RecBole 1.2.1 today" (RecBole issues #2212 and
+#2215), is idempotent, and is applied by :func:`apply`. Nothing is applied on import: our entry points
+(``run_recbole_adaptssr.py``, the experiment API, our ``Config``) call :func:`apply` explicitly, once. Our own trainers do not rely on these
 patches: they get safe checkpoints by subclassing (:func:`save_trainer_checkpoint` is the one implementation both
 use); the patches exist for RecBole's own models run through our entry points.
 

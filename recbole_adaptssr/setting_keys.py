@@ -106,6 +106,12 @@ def _defaults() -> dict:
     return values
 
 
+def default_value(key: str):
+    """The default of ``key`` in the YAMLs of defaults (ours after RecBole's: the last one), for code that reads a
+    setting without a Config (a study's summary); ``KeyError`` when no YAML has it."""
+    return _defaults()[key][-1]
+
+
 @functools.lru_cache(maxsize=1)
 def _recbole_source_keys() -> frozenset:
     """Keys RecBole's code reads (``config["key"]``, ``config.get("key")``, ``final_config_dict["key"]`` or

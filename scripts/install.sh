@@ -16,6 +16,7 @@ if ! "$PY" -c "import torch, sys; v=tuple(int(x) for x in torch.__version__.spli
 fi
 # 2. RecBole 1.2.1 without its dependency pins (ray<=2.6.3 breaks on numpy 2 / setuptools>=81).
 "$PY" -c "import importlib.metadata as m; assert m.version('recbole') == '1.2.1'" 2>/dev/null || pip_q --no-deps recbole==1.2.1
-# 3. This package (editable: properties/ lives beside it) with RecBole's other requirements and ray[tune]>=2.40.
-pip_q -e ".[test]"
+# 3. This package (editable: properties/ lives beside it) with RecBole's other requirements and ray[tune]>=2.40;
+#    the extras: pytest (test) and Ray Tune's model-based searchers, optuna and hyperopt (search).
+pip_q -e ".[test,search]"
 "$PY" -c "import recbole_adaptssr, recbole, torch, numpy; print(f'recbole-adaptssr ready: recbole {recbole.__version__}, torch {torch.__version__}, numpy {numpy.__version__}')"

@@ -325,13 +325,83 @@ def test_one_run_folder_with_a_subfolder_per_method_and_atomic_files(comparison)
     assert not list(run_dir.rglob("*.tmp-*"))
     log = Path(out["log"]).read_text(encoding="utf-8")
     assert log.index("Table 2") < log.index("comparison written")  # logged before writing
+    # the startup dump: each method's stages with the values they use, not RecBole's unused metrics
+    assert "Pre-training method adaptssr, stage ssr:" in log and "metrics = ['Recall'" not in log
+
+
+def bar_containers(ax) -> list:
+    """The bars of a panel drawn by recbole_adaptssr.analysis.figures: one BarContainer per method."""
+    from matplotlib.container import BarContainer
+
+    return [c for c in ax.containers if isinstance(c, BarContainer)]
+
+
+def bars_per_panel(figure) -> list:
+    return [sum(len(c) for c in bar_containers(ax)) for ax in figure.axes]
+
+
+def is_png(path) -> bool:
+    return Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def is_svg(path) -> bool:
+    text = Path(path).read_text(encoding="utf-8")
+    return text.startswith("<?xml") and "<svg" in text and text.rstrip().endswith("</svg>")
+
+
+def test_the_comparison_writes_its_figures_beside_the_tables(comparison):
+    from recbole_adaptssr.analysis import figures
+
+    out, _ = comparison
+    run_dir = Path(out["run_dir"])
+    for stem in ("table2", "similarity/similarity"):
+        assert is_png(run_dir / f"{stem}.png") and is_svg(run_dir / f"{stem}.svg")
+    assert Path(out["files"]["table2_png"]) == run_dir / "table2.png"
+    assert not (run_dir / "fig4_ablation.png").exists()  # no ablation of AdaptSSR among none, adaptssr
+    # Table 2's figure: one panel per metric (acc, ndcg@10), a bar per method on each task measured with it
+    figure = figures.table2_figure(out["rows"])
+    assert [ax.get_ylabel() for ax in figure.axes] == ["acc", "ndcg@10"] and bars_per_panel(figure) == [2, 2]
+    heights = {(c.get_label(), ax.get_ylabel()): c.patches[0].get_height()
+               for ax in figure.axes for c in bar_containers(ax)}
+    rows = {(r["method"], r["metric"]): r for r in out["rows"]}
+    assert heights == {key: pytest.approx(row["mean"]) for key, row in rows.items()}
+    assert not list(run_dir.rglob("*.tmp-*"))
+
+
+def test_fig4_is_drawn_when_adaptssr_and_its_ablations_are_compared(tmp_path):
+    from recbole_adaptssr.analysis import figures
+
+    runs = [result(method, task, seed, 0.1 * i + 0.01 * seed, metric="acc" if task == "t1" else "ndcg@10")
+            for i, method in enumerate(("none", "adaptssr", "adaptssr_no_mlm", "adaptssr_fixed_lambda"))
+            for task in ("t1", "t2", "t3") for seed in (1, 2)]
+    rows = tables.comparison_rows(runs)
+    assert figures.ablation_methods(["none", "adaptssr", "mlm", "adaptssr_no_mlm"]) == ["adaptssr", "adaptssr_no_mlm"]
+    assert figures.ablation_methods(["none", "adaptssr_no_mlm"]) == []  # no AdaptSSR to compare with
+    files = figures.write_comparison_figures(rows, str(tmp_path), labels={"adaptssr": "AdaptSSR"})
+    assert sorted(files) == ["fig4_ablation_png", "fig4_ablation_svg", "table2_png", "table2_svg"]
+    assert all(is_png(p) for k, p in files.items() if k.endswith("png"))
+    assert all(is_svg(p) for k, p in files.items() if k.endswith("svg"))
+    # Table 2: two metric panels (t1: acc; t2, t3: ndcg@10), four methods per task
+    assert bars_per_panel(figures.table2_figure(rows)) == [4, 8]
+    # Fig. 4: a panel per task, one bar per method of the ablation (not none), with its std as the error bar
+    ablation = figures.ablation_figure(rows, ["adaptssr", "adaptssr_no_mlm", "adaptssr_fixed_lambda"])
+    assert bars_per_panel(ablation) == [3, 3, 3] and [ax.get_ylabel() for ax in ablation.axes] == [
+        "acc", "ndcg@10", "ndcg@10"]
+    assert [c.get_label() for c in bar_containers(ablation.axes[0])] == [
+        "adaptssr", "adaptssr_no_mlm", "adaptssr_fixed_lambda"]
+    segment = bar_containers(ablation.axes[0])[0].errorbar.lines[2][0].get_segments()[0]  # the error bar's line
+    row = next(r for r in rows if (r["method"], r["task"]) == ("adaptssr", "t1"))
+    assert segment[1][1] - segment[0][1] == pytest.approx(2 * row["std"])
 
 
 def test_pretrain_repeat_pre_trains_once_per_seed(tmp_path, task_data):
     config_dict = base_config(task_data, tmp_path, pretrain_methods=["mlm"], pretrain_repeat=True, repeat=2,
-                              mlm_epochs=1, finetune_epochs=1, pretrain_valid_ratio=0.2, downstream_tasks=["cls"])
+                              mlm_epochs=1, finetune_epochs=1, pretrain_valid_ratio=0.2, downstream_tasks=["cls"],
+                              plots=False)
     out = run("AdaptSSR", "tt", config_dict=config_dict)
     run_dir = Path(out["run_dir"])
+    assert not list(run_dir.rglob("*.png")) and not list(run_dir.rglob("*.svg"))  # plots: False
+    assert (run_dir / "similarity" / "similarity.csv").is_file()  # the numbers all the same
     assert [p["seed"] for p in out["pretrain"]["mlm"]] == [2023, 2024]
     assert (run_dir / "mlm" / "seed2023" / "pretrain" / "mlm.pth").is_file()
     assert (run_dir / "mlm" / "seed2024" / "pretrain" / "mlm.pth").is_file()

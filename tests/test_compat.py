@@ -38,7 +38,7 @@ def write_nan_dataset(root):
     return root
 
 
-# Runs with RecBole as installed, none of our shims: every break of README's "What breaks in RecBole 1.2.1 today"
+# Runs with RecBole as installed, none of our shims: every break of docs/install.md's "What breaks in RecBole 1.2.1 today"
 # in one interpreter (one start-up instead of four). Each step records its outcome; the tests below assert on them.
 NO_SHIM_SCRIPT = textwrap.dedent(
     """

@@ -298,7 +298,7 @@ def test_single_sequence_batch_contributes_zero_loss(tiny_config):
 def test_default_adaptive_ranking_lowers_its_loss_and_logs_the_collapse(tmp_path, caplog):
     """The paper's default (adaptive per-sample lambda after the MLM warm-up) on the tiny data: the ranking stage
     lowers its own validation loss, the fusion coefficient is a mean of Eq. 7 values in [0, 1], and the
-    near-collapse of views after MLM (README 'Known behaviour') is reported as a warning, not silently."""
+    near-collapse of views after MLM (the task's check_start) is reported as a warning, not silently."""
     data_path = tmp_path / "adaptive-data"
     write_tiny_dataset(data_path, n_users=E2E_USERS)
     config_dict = {**tiny_settings(data_path, tmp_path), **E2E_SETTINGS,

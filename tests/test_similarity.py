@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from recbole_adaptssr.analysis import similarity
+from recbole_adaptssr.analysis import figures, similarity
 from recbole_adaptssr.augment.sequence import crop, mask
 from recbole_adaptssr.config import Config
 from recbole_adaptssr.encoder.user_model import UserModel
@@ -123,6 +123,8 @@ def test_the_script_writes_a_png_with_one_panel_per_checkpoint(checkpoints, tmp_
     with Image.open(png) as image:
         width, height = image.size
     assert width > 1.5 * height  # two panels side by side
+    svg = (out / "similarity.svg").read_text(encoding="utf-8")
+    assert svg.startswith("<?xml") and "<svg" in svg and svg.rstrip().endswith("</svg>")
     assert (out / "similarity.csv").is_file() and (out / "similarity_summary.csv").is_file()
     assert "adaptssr: augmented mean" in proc.stdout and not list(out.glob("*.tmp-*"))
 
@@ -152,6 +154,6 @@ def test_bad_arguments_are_refused(tmp_path):
                            torch.Generator())
     with pytest.raises(ValueError, match="at least 2 users"):
         similarity.other_users(1, 0)
-    assert similarity.kde([0.5, 0.5], np.linspace(-1, 1, 5)) is None  # degenerate: no density
-    density = similarity.kde([0.1, 0.2, 0.4], np.linspace(-1, 1, 2001))
+    assert figures.kde([0.5, 0.5], np.linspace(-1, 1, 5)) is None  # degenerate: no density
+    density = figures.kde([0.1, 0.2, 0.4], np.linspace(-1, 1, 2001))
     assert float(np.trapezoid(density, np.linspace(-1, 1, 2001))) == pytest.approx(1.0, abs=1e-3)

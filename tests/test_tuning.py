@@ -291,6 +291,14 @@ def test_a_pretraining_sweep_trains_each_method_and_its_best_yaml_reproduces(loc
     assert settings["pretrain_stages"] == ["mlm", "ssr"] and settings["finetune_from"] == ["ssr"]
     assert [settings[f"ssr_{k}"] for k in ("mask_ratio", "crop_ratio", "reorder_ratio")] == [proportion] * 3
     assert outcome.rerun["valid"]["acc"] == pytest.approx(outcome.best["valid"], abs=1e-9)
+    # a sweep of a number draws Fig. 3 beside its trials table: one line (AdaptSSR), a point per proportion
+    figure = tmp_path / "study" / "fig3_sweep"
+    assert Path(outcome.files["sweep_png"]) == figure.with_suffix(".png")
+    assert figure.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<svg" in figure.with_suffix(".svg").read_text(encoding="utf-8")
+    table = figure.with_suffix(".md").read_text(encoding="utf-8")
+    assert "| augmentation_proportion | AdaptSSR |" in table
+    assert [line.split(" |")[0] for line in table.splitlines() if line.startswith("| 0.")] == ["| 0.2", "| 0.8"]
 
 
 def test_plot_sweep_draws_one_line_per_method_with_the_mean_over_seeds(tmp_path):
@@ -314,6 +322,132 @@ def test_plot_sweep_draws_one_line_per_method_with_the_mean_over_seeds(tmp_path)
     from PIL import Image
 
     assert Image.open(tmp_path / "fig3.png").size == (960, 630)  # matplotlib's 6.4 x 4.2 inches at 150 dpi
+    assert "<svg" in (tmp_path / "fig3.svg").read_text(encoding="utf-8")
+    # the figure itself: a line per method, through the means of its points
+    from recbole_adaptssr.analysis import figures, sweep
+
+    rows = sweep.read_trials(str(tmp_path / "trials.csv"))
+    x, y, groups = sweep.pick_columns(rows)
+    assert (x, y, groups) == ("augmentation_proportion", "valid ndcg@10", ["method"])  # seed: averaged over
+    lines = figures.sweep_figure(sweep.series(rows, x, y, groups)[0], x, y).axes[0].get_lines()
+    assert [(line.get_label(), list(line.get_ydata())) for line in lines] == [
+        ("AdaptSSR", [pytest.approx(0.55), 0.70]), ("CL4SRec", [0.40])]
+
+
+def test_a_sweep_is_a_study_whose_space_sweeps_a_number():
+    from recbole_adaptssr.analysis.sweep import swept_setting
+
+    assert swept_setting(parse_space("pretrain_method grid [adaptssr]\naugmentation_proportion grid [0.2]\n")) == \
+        "augmentation_proportion"
+    assert swept_setting(parse_space("seed grid [1, 2]\nmask_ratio grid [0.1, 0.5]\n")) == "mask_ratio"
+    assert swept_setting(parse_space("seed grid [1, 2]\nlearning_rate choice [0.1, 0.5]\n")) is None
+    assert swept_setting(parse_space("pretrain_stages grid [[mlm], [ssr]]\n")) is None
+
+
+# ------------------------------------------------------------------------------------------------- search algorithms
+SEARCHED = "learning_rate loguniform -7 -4\nhead_hidden_size choice [8, 16]\nhidden_dropout_prob uniform 0.0 0.3\n" \
+           "head_dropout_prob same hidden_dropout_prob\n"
+
+
+def test_an_optuna_search_draws_its_trials_from_the_space_and_selects_on_validation(local_ray, data, tmp_path):
+    pytest.importorskip("optuna")
+    result_file = tmp_path / "hyper.result"
+    outcome = study(tmp_path, data, SEARCHED, "--search_alg=optuna", "--num_samples=3", "--search_seed=7",
+                    "--finetune_from=none", "--tune_task=cls", "--scheduler=fifo", f"--output_file={result_file}",
+                    finetune_epochs=2)
+    rows = outcome.rows
+    assert [r["status"] for r in rows] == ["completed"] * 3 and not outcome.interrupted
+    for row in rows:
+        params = row["params"]
+        assert math.exp(-7) <= params["learning_rate"] <= math.exp(-4)
+        assert params["head_hidden_size"] in (8, 16) and isinstance(params["head_hidden_size"], int)
+        assert 0.0 <= params["hidden_dropout_prob"] <= 0.3
+        assert params["head_dropout_prob"] == params["hidden_dropout_prob"]  # same
+    assert len({r["params"]["learning_rate"] for r in rows}) == 3  # three draws, not one point
+    best = max(rows, key=lambda r: r["valid"])
+    assert outcome.best["trial"] == best["trial"]  # selected on validation
+    assert yaml.safe_load((tmp_path / "study" / "best.yaml").read_text())["learning_rate"] == \
+        best["params"]["learning_rate"]
+    assert "search_alg optuna" in (tmp_path / "study" / "summary.md").read_text()
+    # RecBole's --output_file: every trial's parameters and validation, the best one's test (its one rerun)
+    blocks = result_file.read_text().strip().split("\n\n")
+    assert len(blocks) == 3 and all(b.splitlines()[1] == "Valid result:" for b in blocks)
+    tested = [b for b in blocks if not b.endswith("best configuration only, once)")]
+    assert len(tested) == 1 and tested[0].startswith(f"learning_rate:{best['params']['learning_rate']}, ")
+    assert tested[0].splitlines()[-1] == f"acc : {outcome.rerun['test']['acc']}"
+
+
+@pytest.mark.parametrize("name", ["optuna", "hyperopt"])
+def test_a_model_based_searcher_is_seeded_and_gives_the_space_s_values(name):
+    pytest.importorskip(name)
+    from recbole_adaptssr.tuning.searchers import make_search
+
+    dims = parse_space(SEARCHED + "pretrain_stages choice [[mlm, ssr], [ssr]]\n")
+
+    def first_draws(seed):
+        searcher, space = make_search(name, dims, seed, None, "best_objective", "max")
+        assert space == {}  # the searcher holds the space
+        return [searcher.suggest(f"t{i}") for i in range(3)]
+
+    draws = first_draws(3)
+    assert draws == first_draws(3) and draws != first_draws(4)
+    for config in draws:
+        assert config["head_hidden_size"] in (8, 16) and config["pretrain_stages"] in (["mlm", "ssr"], ["ssr"])
+        assert config["head_dropout_prob"] == config["hidden_dropout_prob"]
+
+
+def test_which_space_each_search_algorithm_takes():
+    from recbole_adaptssr.tuning import searchers
+
+    dims = parse_space("seed grid [1, 2]\nhead_hidden_size choice [8, 16, 32]\nn_layers randint 1 3\n"
+                       "crop_ratio same seed\n")
+    assert searchers.trials_per_sample("random", dims) == 2  # the grid line; the others drawn
+    assert searchers.trials_per_sample("grid", dims) == 2 * 3 * 2  # every combination, RecBole's exhaustive search
+    search, space = searchers.make_search("grid", dims, 0, None, "best_objective", "max")
+    assert space["head_hidden_size"] == {"grid_search": [8, 16, 32]} and space["n_layers"] == {"grid_search": [1, 2]}
+    with pytest.raises(ValueError, match=r"<string>:1: seed grid runs every value, one trial each, which the "
+                                         r"model-based searcher optuna does not: write 'seed choice \[1, 2\]'"):
+        searchers.check_search("optuna", dims)
+    continuous = parse_space("learning_rate uniform 0.001 0.01\n")
+    with pytest.raises(ValueError, match=r"<string>:1: --search_alg=grid runs every combination of the values, but "
+                                         r"learning_rate uniform 0.001 0.01 has no finite list"):
+        searchers.check_search("grid", continuous)
+    assert searchers.trials_per_sample("optuna", continuous) == 1
+
+
+def test_a_missing_searcher_library_says_how_to_install_it(monkeypatch):
+    from recbole_adaptssr.tuning import searchers
+
+    real = searchers.importlib.import_module
+
+    def without_hyperopt(name, *args):
+        if name == "hyperopt":
+            raise ImportError("No module named 'hyperopt'")
+        return real(name, *args)
+
+    monkeypatch.setattr(searchers.importlib, "import_module", without_hyperopt)
+    with pytest.raises(ValueError, match=r"--search_alg=hyperopt needs the hyperopt package: pip install "
+                                         r"'recbole-adaptssr\[search\]'"):
+        searchers.check_search("hyperopt", parse_space("learning_rate uniform 0.001 0.01\n"))
+
+
+def test_recbole_s_run_hyper_flags_are_study_options_never_settings(tmp_path, capsys):
+    options, settings = parse(["--params_file=x.hyper", "--tool=Hyperopt", "--output_file=hyper_example.result",
+                               "--learning_rate=0.01"])
+    assert (options.params_file, options.search_alg, options.output_file) == ("x.hyper", "grid",
+                                                                              "hyper_example.result")
+    assert settings == ["--learning_rate=0.01"]  # only the runs' settings: no --tool, no --output_file
+    assert parse(["--params_file=x.hyper", "--tool=Ray"])[0].search_alg == "random"
+    assert parse(["--params_file=x.hyper", "--tool=ray", "--search_alg=random"])[0].search_alg == "random"
+    assert parse(["--params_file=x.hyper"])[0].search_alg == "random"
+    for argv, message in [(["--tool=Optuna"], "--tool must be Hyperopt or Ray"),
+                          (["--tool=Ray", "--search_alg=optuna"], "--tool=Ray is --search_alg=random, not "
+                                                                  "--search_alg=optuna"),
+                          ([f"--output_file={tmp_path}"], f"--output_file {tmp_path} exists")]:
+        with pytest.raises(SystemExit):
+            parse(["--params_file=x.hyper", *argv])
+        assert message in capsys.readouterr().err
+    assert parse(["--params_file=x.hyper", f"--output_file={tmp_path}", "--resume"])[0].resume
 
 
 # ------------------------------------------------------------------------------------------------- integrity

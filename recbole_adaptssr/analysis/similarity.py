@@ -7,8 +7,9 @@ checkpoint's user model in eval mode (no dropout), and compute the cosine simila
 * between a user's original and augmented representations ("augmented"), and
 * between a user's original representation and a random other user's ("other_user"),
 
-then estimate each distribution's density with a Gaussian KDE (``scipy.stats.gaussian_kde``) and plot one panel
-per checkpoint. The numbers are written as CSV: every similarity, and summary statistics.
+then draw each distribution's density (a Gaussian KDE) in one panel per checkpoint
+(:func:`recbole_adaptssr.analysis.figures.similarity_figure`). The numbers are written as CSV: every similarity,
+and summary statistics.
 
 Protocol (so that a result can be recomputed, and methods compared on the same views):
 
@@ -39,7 +40,6 @@ import pandas as pd
 import torch
 
 KINDS = ("augmented", "other_user")
-KIND_LABELS = {"augmented": "original vs augmented", "other_user": "different users"}
 DEFAULT_AUGMENT = ("mask", "crop")
 
 
@@ -193,20 +193,6 @@ def summary(values) -> dict:
             "q75": float(q[3]), "q95": float(q[4]), "max": float(values.max())}
 
 
-def kde(values, grid) -> np.ndarray | None:
-    """``scipy.stats.gaussian_kde`` of ``values`` on ``grid`` (area 1); ``None`` when it is undefined (fewer
-    than 2 distinct values)."""
-    from scipy.stats import gaussian_kde
-
-    values = np.asarray(values, dtype=np.float64)
-    if len(np.unique(values)) < 2:
-        return None
-    try:
-        return gaussian_kde(values)(grid)
-    except (np.linalg.LinAlgError, ValueError):
-        return None
-
-
 def similarities_csv(results: dict) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
@@ -231,54 +217,18 @@ def summary_csv(results: dict) -> str:
     return out.getvalue()
 
 
-def plot(results: dict, path: str, title: str = "") -> str:
-    """One panel per method: the KDE of both similarity distributions over [-1, 1]; written as PNG."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as error:
-        raise ImportError("the similarity figure needs matplotlib (pip install matplotlib); the CSV files are "
-                          "written without it") from error
-    grid = np.linspace(-1.0, 1.0, 401)
-    n = len(results)
-    figure = Figure(figsize=(3.6 * n, 3.0), layout="constrained")
-    FigureCanvasAgg(figure)
-    axes = figure.subplots(1, n, squeeze=False)[0]
-    colors = {"augmented": "tab:red", "other_user": "tab:blue"}
-    for ax, (name, r) in zip(axes, results.items()):
-        for kind in KINDS:
-            density = kde(r[kind], grid)
-            if density is None:  # a single value: a vertical line where it lies
-                ax.axvline(float(np.asarray(r[kind])[0]), color=colors[kind], label=KIND_LABELS[kind])
-            else:
-                ax.plot(grid, density, color=colors[kind], label=KIND_LABELS[kind])
-                ax.fill_between(grid, density, color=colors[kind], alpha=0.2)
-        ax.set_title(name)
-        ax.set_xlim(-1.0, 1.0)
-        ax.set_xlabel("cosine similarity")
-    axes[0].set_ylabel("density")
-    axes[0].legend(loc="upper left", fontsize="small")
-    if title:
-        figure.suptitle(title)
-    figure.savefig(path, dpi=150)
-    return path
-
-
 def write_outputs(results: dict, out_dir: str, title: str = "", figure: bool = True) -> dict:
-    """``similarity.csv`` (every similarity), ``similarity_summary.csv`` and ``similarity.png`` in ``out_dir``,
-    each written atomically (the CSVs first, so they exist even without matplotlib)."""
-    from recbole_adaptssr.experiment.results import atomic_write_text
+    """``similarity.csv`` (every similarity), ``similarity_summary.csv`` and, with ``figure``, Fig. 5 as
+    ``similarity.png`` and ``similarity.svg`` (:func:`recbole_adaptssr.analysis.figures.similarity_figure`) in
+    ``out_dir``, each written atomically, the CSVs first."""
+    from recbole_adaptssr.analysis import figures
+    from recbole_adaptssr.files import atomic_write
 
-    os.makedirs(out_dir, exist_ok=True)
     files = {"csv": os.path.join(out_dir, "similarity.csv"), "summary": os.path.join(out_dir, "similarity_summary.csv")}
-    atomic_write_text(files["csv"], similarities_csv(results))
-    atomic_write_text(files["summary"], summary_csv(results))
+    for key, text in (("csv", similarities_csv(results)), ("summary", summary_csv(results))):
+        atomic_write(files[key], lambda f, text=text: f.write(text), binary=False)
     if figure:
-        png = os.path.join(out_dir, "similarity.png")
-        tmp = f"{png}.tmp-{os.getpid()}.png"
-        plot(results, tmp, title)
-        os.replace(tmp, png)
-        files["png"] = png
+        files.update(figures.save(figures.similarity_figure(results, title), os.path.join(out_dir, "similarity")))
     return files
 
 
@@ -327,10 +277,7 @@ def main(argv=None) -> dict:
     results = analyse(checkpoints, args.data_path, args.dataset, args.users, operators, args.ratio, args.seed,
                       args.batch_size, args.device)
     title = f"{args.dataset}: {len(next(iter(results.values()))['users'])} users, {'+'.join(operators)} at {args.ratio}"
-    try:
-        files = write_outputs(results, args.out, title, figure=not args.no_figure)
-    except ImportError as error:
-        raise SystemExit(f"{error} (--no_figure writes the CSV files only)") from error
+    files = write_outputs(results, args.out, title, figure=not args.no_figure)
     for name, r in results.items():
         a, o = summary(r["augmented"]), summary(r["other_user"])
         print(f"{name}: augmented mean {a['mean']:.4f} (std {a['std']:.4f}), "

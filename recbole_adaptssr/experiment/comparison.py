@@ -15,12 +15,14 @@ A pre-training *method* is a named recipe: a list of pretext-task stages plus se
 4. fine-tunes every selected task from each method's checkpoint with the seeds ``seed, ..., seed+repeat-1``
    (the same seeds, hence the same task splits, for every method: the runs are paired), sharing one TaskData;
 5. logs Table 2 and Table 3, then writes ``comparison.md``, ``comparison.json``, ``comparison.csv`` and
-   ``pretrain_time.csv`` atomically into the run folder, and Fig. 5's similarity numbers of every method's
-   checkpoint (``similarity/``, :mod:`recbole_adaptssr.analysis.similarity`).
+   ``pretrain_time.csv`` atomically into the run folder, Fig. 5's similarity numbers of every method's
+   checkpoint (``similarity/``, :mod:`recbole_adaptssr.analysis.similarity`) and, with ``plots: True``, the
+   figures (:mod:`recbole_adaptssr.analysis.figures`): Table 2's bars, Fig. 4 when AdaptSSR's ablations ran,
+   Fig. 5, as PNG and SVG.
 
 Settings (``properties/overall.yaml``): ``pretrain_methods`` (list), ``pretrain_methods_file`` (path or list of
 paths), ``pretrain_repeat``, ``compare_method``, ``significance_wilcoxon``, ``report_split``,
-``similarity_users``; the like-for-like options ``baseline_warmup`` (every method without an ``mlm`` stage gets
+``similarity_users``, ``plots``; the like-for-like options ``baseline_warmup`` (every method without an ``mlm`` stage gets
 the MLM warm-up first, unless it sets ``warmup: False``), ``contrastive_similarity`` / ``contrastive_temperature``
 (one contrastive form for the InfoNCE family, read by the pretext tasks) and ``pretrain_budget_steps`` /
 ``pretrain_budget_seconds`` (the same pre-training budget for every method, read by :func:`pretrain`).
@@ -39,11 +41,13 @@ from dataclasses import asdict, dataclass, field
 from logging import getLogger
 
 from recbole_adaptssr import setting_keys
+from recbole_adaptssr.analysis.figures import COMPARISON_FIGURES, write_comparison_figures
 from recbole_adaptssr.compat import plain
 from recbole_adaptssr.config import as_list
 from recbole_adaptssr.experiment import tables
 from recbole_adaptssr.experiment.results import SPLITS, atomic_write_text
 from recbole_adaptssr.names import check_plain_name
+from recbole_adaptssr.settings_report import settings_report
 from recbole_adaptssr.stopping import RULE_KEYS, StoppingRule
 from recbole_adaptssr.utils import properties_file
 
@@ -59,7 +63,8 @@ RESERVED = ("pretrain_stages", "finetune_from", "pretrain_methods", "pretrain_me
             "pretrain_budget_steps", "pretrain_budget_seconds", "similarity_users")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # files the comparison writes into its run folder, beside one folder per method: no method may be named so
-OUTPUT_FILES = ("comparison.md", "comparison.json", "comparison.csv", "pretrain_time.csv", "data.json", "similarity")
+OUTPUT_FILES = ("comparison.md", "comparison.json", "comparison.csv", "pretrain_time.csv", "data.json", "similarity",
+                *COMPARISON_FIGURES)
 
 
 @dataclass
@@ -252,9 +257,9 @@ def check_methods(config, methods: list, task_data, tasks: list) -> dict:
     repeat_pretraining = config["pretrain_repeat"]
     if not isinstance(repeat_pretraining, bool):
         raise ValueError(f"pretrain_repeat must be True or False, got {repeat_pretraining!r}")
-    wilcoxon = config["significance_wilcoxon"]
-    if not isinstance(wilcoxon, bool):
-        raise ValueError(f"significance_wilcoxon must be True or False, got {wilcoxon!r}")
+    for key in ("significance_wilcoxon", "plots"):
+        if not isinstance(config[key], bool):
+            raise ValueError(f"{key} must be True or False, got {config[key]!r}")
     split = config["report_split"]
     if split not in SPLITS:
         raise ValueError(f"report_split must be one of {list(SPLITS)}, got {split!r}")
@@ -286,8 +291,8 @@ def finetune_rule(config) -> StoppingRule:
 def similarity_numbers(config, methods: list, pretrained: dict, run_dir: str) -> dict:
     """Fig. 5's numbers from the comparison's own checkpoints (each method's fine-tuning start point, first
     pre-training run): ``similarity_users`` users of the data set, their augmented views and a random other user
-    (:func:`recbole_adaptssr.analysis.similarity.analyse`), written as CSV into ``<run_dir>/similarity/`` (the
-    figure: ``scripts/plot_similarity.py``). Returns the files written ({} when off or no method pre-trains)."""
+    (:func:`recbole_adaptssr.analysis.similarity.analyse`), written as CSV into ``<run_dir>/similarity/`` with
+    the figure (``plots``). Returns the files written ({} when off or no method pre-trains)."""
     from recbole_adaptssr.analysis import similarity
 
     users = int(config["similarity_users"])
@@ -298,7 +303,7 @@ def similarity_numbers(config, methods: list, pretrained: dict, run_dir: str) ->
     folder = str(config["data_path"]).rstrip(os.sep)
     results = similarity.analyse(checkpoints, os.path.dirname(folder), os.path.basename(folder), users=users,
                                  seed=int(config["seed"]), device=config["device"])
-    files = similarity.write_outputs(results, os.path.join(run_dir, "similarity"), figure=False)
+    files = similarity.write_outputs(results, os.path.join(run_dir, "similarity"), figure=config["plots"])
     getLogger().info("Fig. 5 (similarity of a user to its augmented view / to another user, mean): " + "; ".join(
         f"{name} {values['augmented'].mean():.4f} / {values['other_user'].mean():.4f}"
         for name, values in results.items()) + f" ({files['summary']})")
@@ -348,7 +353,7 @@ def run_comparison(config) -> dict:
     log_file = init_run_logger(config, run_dir)
     logger = getLogger()
     logger.info(sys.argv)
-    logger.info(config)
+    logger.info(settings_report(config, task_data, tasks, {m.name: (configs[m.name], m.stages) for m in methods}))
     logger.info(f"run folder: {run_dir}")
     logger.info("pre-training methods: " + "; ".join(
         f"{m.name}: stages {m.stages}" + (f", settings {m.settings}" if m.settings else "") for m in methods))
@@ -439,7 +444,9 @@ def run_comparison(config) -> dict:
     atomic_write_text(files["json"], json.dumps(payload, indent=2, default=str))
     atomic_write_text(files["csv"], tables.comparison_csv(runs, "none", smaller))
     atomic_write_text(files["time_csv"], tables.pretrain_time_csv(time_rows))
-    logger.info(f"comparison written: {files['md']}, {files['json']}, {files['csv']}, {files['time_csv']}")
+    if config["plots"]:
+        files.update(write_comparison_figures(payload["table2"][split], run_dir, labels, split))
+    logger.info(f"comparison written: {', '.join(files.values())}")
     return {"run_dir": run_dir, "log": log_file, "methods": methods, "pretrain": pretrained, "times": times,
             "runs": runs, "table": table, "time_table": time_table, "files": files,
             "convergence": convergence, "convergence_table": convergence_table,

@@ -29,6 +29,7 @@ from recbole_adaptssr.experiment.validation import (check_dataset, check_finetun
                                                     check_settings, selected_tasks)
 from recbole_adaptssr.names import distinct_labels
 from recbole_adaptssr.pretext.base import StageSettings
+from recbole_adaptssr.settings_report import settings_report
 
 
 def load_task_data(config, required: bool):
@@ -334,7 +335,7 @@ def _run(config, run_dir, resuming, settings, task_data, tasks, stages, start_la
     log_file = init_run_logger(config, run_dir)
     logger = getLogger()
     logger.info(sys.argv)
-    logger.info(config)
+    logger.info(settings_report(config, task_data, tasks))
     logger.info(f"run folder: {run_dir}" + (" (resumed)" if resuming else ""))
     if resuming and removed:
         logger.info(f"removed {len(removed)} temporary file(s) of interrupted writes: {removed}")

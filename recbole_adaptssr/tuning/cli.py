@@ -5,7 +5,7 @@
 
 Settings of the runs are given as for run_recbole_adaptssr.py: --config_files="a.yaml b.yaml" and any
 --key=value (one token each); the searched keys of the space file are drawn per trial above them. The options
-below are the study's own.
+below are the study's own, RecBole's run_hyper.py flags among them (--params_file, --tool, --output_file).
 
 What is searched:
   * fine-tuning settings over ONE start point (--finetune_from=PATH|STAGE|none; a stage of pretrain_stages is
@@ -27,6 +27,7 @@ import argparse
 import os
 import sys
 
+from recbole_adaptssr.tuning.searchers import SEARCH_ALGS, from_recbole_tool
 from recbole_adaptssr.tuning.study import SCHEDULERS, SEARCH_MODES, StudyOptions
 
 EXIT_INTERRUPTED = 3
@@ -60,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     how = parser.add_argument_group("how to search")
     how.add_argument("--num_samples", type=int, default=1,
                      help="samples of the space (a grid is run whole per sample; default 1)")
+    how.add_argument("--search_alg", choices=SEARCH_ALGS, default=None,
+                     help="how trials are drawn: random (default: grid lines whole, the others drawn at random), "
+                          "grid (every combination of finite values), optuna or hyperopt (model-based TPE "
+                          "searchers: choice, uniform, loguniform, quniform, randint, same; no grid lines); "
+                          "seeded by --search_seed")
+    how.add_argument("--tool", default=None, metavar="Hyperopt|Ray",
+                     help="RecBole's run_hyper.py flag: Hyperopt = its exhaustive search (--search_alg=grid), "
+                          "Ray = random draws with ASHA (--search_alg=random)")
     how.add_argument("--scheduler", choices=SCHEDULERS, default="asha",
                      help="asha (default: stops trials whose validation lags after grace_period, "
                           "grace_period*reduction_factor, ... epochs) or fifo (every trial runs to its end)")
@@ -87,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--output_dir", default=None,
                      help="trials table, best.yaml and summary (default CHECKPOINT_DIR/hyper/NAME, i.e. "
                           "saved/hyper/NAME)")
+    out.add_argument("--output_file", default=None,
+                     help="RecBole's run_hyper.py result file: every finished trial's parameters and validation "
+                          "result, and the best configuration's test result (default: none; an existing file is "
+                          "kept unless --resume)")
     out.add_argument("--resume", action="store_true",
                      help="continue the interrupted study NAME (Tuner.restore): finished trials are kept, "
                           "unfinished ones run again")
@@ -119,17 +132,28 @@ def parse(argv=None) -> tuple:
         parser.error(f"settings are given as --key=value (one token each, as run_recbole_adaptssr.py): {bad}")
     if args.params_file is None and not args.space:
         parser.error("give the search space: --params_file=FILE and/or --space 'KEY KIND VALUES'")
+    search_alg = args.search_alg
+    if args.tool is not None:
+        try:
+            search_alg = from_recbole_tool(args.tool)
+        except ValueError as error:
+            parser.error(str(error))
+        if args.search_alg not in (None, search_alg):
+            parser.error(f"--tool={args.tool} is --search_alg={search_alg}, not --search_alg={args.search_alg}")
+    if args.output_file and os.path.exists(args.output_file) and not args.resume:
+        parser.error(f"--output_file {args.output_file} exists: name another file, or remove it")
     options = StudyOptions(
         params_file=args.params_file, space_lines=list(args.space), model=args.model, dataset=args.dataset,
         config_files=args.config_files.strip().split() if args.config_files else [], search=args.search,
         finetune_from=args.finetune_from, tune_task=args.tune_task, num_samples=args.num_samples,
-        scheduler=args.scheduler, grace_period=args.grace_period, reduction_factor=args.reduction_factor,
-        max_concurrent_trials=args.max_concurrent_trials, search_seed=args.search_seed,
+        scheduler=args.scheduler, search_alg=search_alg or "random", grace_period=args.grace_period,
+        reduction_factor=args.reduction_factor, max_concurrent_trials=args.max_concurrent_trials,
+        search_seed=args.search_seed,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, address=args.address,
         num_cpus=args.num_cpus, num_gpus=args.num_gpus, storage_path=args.storage_path, name=args.name,
         output_dir=args.output_dir, resume=args.resume, retry_failed=args.retry_failed,
         final_test=not args.no_final_test, keep_trial_dirs=args.keep_trial_dirs,
-        reuse_actors=not args.no_reuse_actors, verbose=args.verbose)
+        reuse_actors=not args.no_reuse_actors, verbose=args.verbose, output_file=args.output_file)
     return options, rest
 
 

@@ -220,7 +220,8 @@ def summary_markdown(outcome, dims, options) -> str:
              "epoch",
              f"* search: {spec.mode}" + (f" over the start point {spec.start_point or 'none'}"
                                          if spec.mode == "finetune" and spec.uses_pretext else "")
-             + f"; scheduler {options.scheduler}; {options.num_samples} sample(s) of the space",
+             + f"; search_alg {options.search_alg}; scheduler {options.scheduler}; {options.num_samples} sample(s) "
+             "of the space",
              f"* Ray: {ray_compat.api_summary()}",
              f"* experiment (Ray storage): {outcome.experiment_path}",
              f"* trials: {len(outcome.rows)} ({_count(outcome.rows)}); wall time {outcome.seconds:.0f} s",
@@ -249,6 +250,30 @@ def summary_markdown(outcome, dims, options) -> str:
                           f"{best['valid']:.6g}); **test: {test}** (the only test evaluation of the study; "
                           f"{rerun['seconds']:.0f} s; run folder {rerun['run_dir']})."]
     return "\n".join(lines) + "\n"
+
+
+def recbole_result_text(outcome) -> str:
+    """The study in the format of RecBole's ``run_hyper.py --output_file`` (``HyperTuning.export_result``): per
+    finished trial its parameters (``key:value, key:value``), ``Valid result:`` and ``Test result:`` as
+    ``metric : value``. A trial is validated only: the test result is the best configuration's, from its one rerun."""
+    spec, best, rerun = outcome.spec, outcome.best, outcome.rerun
+    blocks = []
+    for row in outcome.rows:
+        if row["valid"] is None:
+            continue
+        params = ", ".join(f"{key}:{value}" for key, value in row["params"].items())
+        if best is not None and row["trial"] == best["trial"] and rerun is not None:
+            test = "    ".join(f"{key} : {value}" for key, value in rerun["test"].items())
+        else:
+            test = "not evaluated (a study tests its best configuration only, once)"
+        blocks.append(f"{params}\nValid result:\n{spec.metric} : {row['valid']}\nTest result:\n{test}\n")
+    return "\n".join(blocks)
+
+
+def write_recbole_result(path: str, outcome) -> str:
+    """:func:`recbole_result_text` into ``path`` (atomically); returns ``path``."""
+    atomic_write_text(path, recbole_result_text(outcome))
+    return path
 
 
 def write_summary(outcome) -> dict:

@@ -293,17 +293,25 @@ class SameAs:
         return f"same as {self.name}"
 
 
+def same_roots(dims: list) -> dict:
+    """``{key: the drawn key whose value it takes}`` for every ``same`` line, chains followed (check_space rejected
+    cycles)."""
+    by_name = {d.name: d for d in dims}
+    roots = {}
+    for d in dims:
+        root = d.name
+        while by_name[root].kind == "same":
+            root = by_name[root].args[0]
+        if root != d.name:
+            roots[d.name] = root
+    return roots
+
+
 def to_param_space(dims: list) -> dict:
     """Ray Tune's ``param_space`` for these dimensions (see the module docstring for each kind)."""
     from ray import tune
 
-    by_name = {d.name: d for d in dims}
-
-    def root(name):  # follow same-as chains to the drawn key (check_space rejected cycles)
-        while by_name[name].kind == "same":
-            name = by_name[name].args[0]
-        return name
-
+    roots = same_roots(dims)
     space = {}
     for d in dims:
         a = d.args
@@ -323,7 +331,7 @@ def to_param_space(dims: list) -> dict:
         elif d.kind == "randint":
             space[d.name] = tune.randint(a[0], a[1])
         elif d.kind == "same":
-            space[d.name] = tune.sample_from(SameAs(root(a[0])))
+            space[d.name] = tune.sample_from(SameAs(roots[d.name]))
     return space
 
 

@@ -35,10 +35,10 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+from recbole_adaptssr.analysis.sweep import study_sweep
 from recbole_adaptssr.names import check_plain_name
 from recbole_adaptssr.tuning import ray_compat
-from recbole_adaptssr.tuning.space import grid_size, merge_space, parse_line, read_space, space_text, \
-    to_param_space, upper_bound
+from recbole_adaptssr.tuning.space import merge_space, parse_line, read_space, space_text, upper_bound
 
 SEARCH_MODES = ("auto", "finetune", "pretrain")
 SCHEDULERS = ("asha", "fifo")
@@ -333,6 +333,7 @@ class StudyOptions:
     tune_task: str | None = None
     num_samples: int = 1
     scheduler: str = "asha"
+    search_alg: str = "random"
     grace_period: int = 1
     reduction_factor: float = 2
     max_concurrent_trials: int | None = None
@@ -351,6 +352,7 @@ class StudyOptions:
     keep_trial_dirs: bool = False
     reuse_actors: bool = True
     verbose: int = 1
+    output_file: str | None = None  # RecBole's --output_file: every trial's parameters and results as text
 
 
 #: StudyOptions fields whose command-line option has another name
@@ -582,7 +584,7 @@ def study_config(options: StudyOptions, files: list, config_dict=None):
 RESUME_SPEC = ("model", "dataset", "data_name", "settings", "mode", "task", "metric", "metric_mode", "uses_pretext",
                "stages", "space", "methods_files", "data")
 RESUME_OPTIONS = ("search", "finetune_from", "tune_task", "num_samples", "scheduler", "grace_period",
-                  "reduction_factor", "search_seed")
+                  "reduction_factor", "search_seed", "search_alg")
 RESUME_FREE = ("show_progress", "state", "allow_data_change")
 
 
@@ -713,9 +715,8 @@ def run_study(options: StudyOptions, settings_args=(), config_dict=None, callbac
     """Prepare, run (or ``resume``) the study with Ray Tune, write the trials table, pick the best trial on
     validation, write ``best.yaml`` and rerun it once for its test metrics (see the module docstring)."""
     from ray import tune
-    from ray.tune.search import BasicVariantGenerator
 
-    from recbole_adaptssr.tuning import results as out
+    from recbole_adaptssr.tuning import results as out, searchers
 
     started = time.time()
     spec, dims, output_dir, resolve_start = prepare(options, settings_args, config_dict, log)
@@ -730,13 +731,15 @@ def run_study(options: StudyOptions, settings_args=(), config_dict=None, callbac
                              "with another --name")
     os.makedirs(output_dir, exist_ok=True)
     log(f"study {name}: {spec.mode} search of {spec.model} on {spec.data_name}/{spec.task}, objective "
-        f"{spec.metric} ({spec.metric_mode}, validation, every epoch), {options.scheduler} scheduler\n"
+        f"{spec.metric} ({spec.metric_mode}, validation, every epoch), {options.search_alg} search, "
+        f"{options.scheduler} scheduler\n"
         f"space:\n{space_text(dims)}")
     exists = tune.Tuner.can_restore(path)
     if options.resume and not exists:
         raise ValueError(f"--resume: no study to restore at {path} (check --storage_path and --name)")
     if exists and not options.resume:
         raise ValueError(f"a study already exists at {path}: add --resume to continue it, or choose another --name")
+    searchers.check_search(options.search_alg, dims)  # before Ray starts
     start_ray(options, log)
     resolve_start()
     out.write_study_record(output_dir, spec, options, name, path)
@@ -748,9 +751,8 @@ def run_study(options: StudyOptions, settings_args=(), config_dict=None, callbac
                                    restart_errored=bool(options.retry_failed))
     else:
         seed = options.search_seed if options.search_seed is not None else int(spec.settings.get("seed", 2020))
-        # Ray's random/grid search; it limits concurrency itself (TuneConfig.max_concurrent_trials is ignored
-        # with a SearchGenerator such as this one)
-        search = BasicVariantGenerator(random_state=seed, max_concurrent=int(options.max_concurrent_trials or 0))
+        search, param_space = searchers.make_search(options.search_alg, dims, seed, options.max_concurrent_trials,
+                                                    BEST, spec.metric_mode)
         tune_config = tune.TuneConfig(
             metric=BEST, mode=spec.metric_mode, search_alg=search, scheduler=make_scheduler(options, spec),
             num_samples=int(options.num_samples), reuse_actors=bool(options.reuse_actors),
@@ -758,17 +760,18 @@ def run_study(options: StudyOptions, settings_args=(), config_dict=None, callbac
         run_config = ray_compat.run_config_class()(
             name=name, storage_path=storage, verbose=options.verbose, callbacks=list(callbacks or []),
             failure_config=ray_compat.failure_config_class()(max_failures=0, fail_fast=False))
-        tuner = tune.Tuner(trainable, param_space=to_param_space(dims), tune_config=tune_config,
+        tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
                            run_config=run_config)
     grid = tuner.fit()
     rows = out.trial_rows(grid, spec, dims)
-    expected = int(options.num_samples) * grid_size(dims)
+    expected = int(options.num_samples) * searchers.trials_per_sample(options.search_alg, dims)
     finished = [r for r in rows if r["status"] in out.FINISHED]
     interrupted = len(finished) < max(expected, len(rows))
     all_failed = bool(rows) and all(r["status"] == "failed" for r in rows)
     outcome = StudyOutcome(name=name, experiment_path=path, output_dir=output_dir, spec=spec, rows=rows,
                            interrupted=interrupted, all_failed=all_failed)
     outcome.files.update(out.write_trials(rows, spec, dims, output_dir))
+    outcome.files.update(study_sweep(outcome.files["trials_csv"], dims, spec.settings))  # Fig. 3 (plots)
     if interrupted:
         log(f"study interrupted: {len(finished)} of {max(expected, len(rows))} trials finished; continue it with "
             "the same command plus --resume")
@@ -784,6 +787,8 @@ def run_study(options: StudyOptions, settings_args=(), config_dict=None, callbac
     outcome.seconds = time.time() - started
     outcome.summary = out.summary_markdown(outcome, dims, options)
     outcome.files.update(out.write_summary(outcome))
+    if options.output_file:  # RecBole's run_hyper.py --output_file
+        outcome.files["output_file"] = out.write_recbole_result(options.output_file, outcome)
     log(outcome.summary)
     return outcome
 
