@@ -44,8 +44,8 @@ import zipfile
 
 import torch
 
-from recbole_adaptssr.compat import plain
 from recbole_adaptssr.files import atomic_write
+from recbole_adaptssr.plain_values import plain
 
 FORMAT_VERSION = 3  # 3: records its data; 2: a checksum only (still read); 1 (no checksum) is refused
 READABLE_VERSIONS = (2, 3)

@@ -9,7 +9,8 @@ from recbole.utils import ModelType
 
 from recbole_adaptssr import compat, setting_keys, setup
 from recbole_adaptssr.names import check_plain_name
-from recbole_adaptssr.utils import PROPERTIES_DIR, get_model, properties_file
+from recbole_adaptssr.plugins import PROPERTIES_DIR, properties_file
+from recbole_adaptssr.utils import get_model
 
 # list-valued settings of ours; on the command line ``--finetune_from=[ssr,none]`` arrives as a string
 LIST_KEYS = ("pretrain_stages", "finetune_from", "downstream_tasks", "augmentations", "task_split",

@@ -250,6 +250,6 @@ def open_run_folder(root: str, prefix: str, identity: dict, settings: dict, resu
 
 def user_settings(config) -> dict:
     """The user's settings of a command (what a resumption must repeat), as plain values, without ``resume``."""
-    from recbole_adaptssr.compat import plain
+    from recbole_adaptssr.plain_values import plain
 
     return {k: v for k, v in plain(getattr(config, "user_config_dict", {}) or {}).items() if k != "resume"}

@@ -45,7 +45,7 @@ from recbole_adaptssr.experiment import tables
 from recbole_adaptssr.experiment.results import SPLITS, atomic_write_text
 from recbole_adaptssr.names import check_plain_name
 from recbole_adaptssr.stopping import RULE_KEYS, StoppingRule
-from recbole_adaptssr.utils import properties_file
+from recbole_adaptssr.plugins import properties_file
 
 METHODS_FILE = "methods.yaml"
 METHOD_FIELDS = ("stages", "settings", "finetune_from", "extends", "label", "description", "warmup")

@@ -39,12 +39,11 @@ from recbole_adaptssr.names import check_plain_name
 from recbole_adaptssr.tuning import ray_compat
 from recbole_adaptssr.tuning.space import grid_size, merge_space, parse_line, read_space, space_text, \
     to_param_space, upper_bound
+from recbole_adaptssr.tuning.trial import AUGMENTATION_RATIOS, PSEUDO_KEYS, StudySpec, setting_list, resolve_method, \
+    trial_settings
 
 SEARCH_MODES = ("auto", "finetune", "pretrain")
 SCHEDULERS = ("asha", "fifo")
-# pseudo-settings of a search space, expanded per trial (see trial_settings)
-PSEUDO_KEYS = ("pretrain_method", "augmentation_proportion")
-AUGMENTATION_RATIOS = ("mask_ratio", "crop_ratio", "reorder_ratio")
 # settings read only by pre-training (searching them in a fine-tune search would change nothing)
 PRETRAIN_ONLY = ("pretrain_stages", "pretrain_valid_ratio", "augmentations", "epochs", *AUGMENTATION_RATIOS,
                  *PSEUDO_KEYS)
@@ -109,12 +108,6 @@ def torch_threads(n):
         torch.set_num_threads(previous)
 
 
-def _as_list(value):
-    from recbole_adaptssr.config import as_list
-
-    return as_list(value)
-
-
 def _builtin_stages() -> list:
     from recbole_adaptssr.pretext.base import builtin_pretext_tasks
 
@@ -126,94 +119,6 @@ def is_pretraining_key(name: str, stages=()) -> bool:
     if name in PRETRAIN_ONLY:
         return True
     return any(name.startswith(f"{stage}_") for stage in {*_builtin_stages(), *stages})
-
-
-def resolve_method(name: str, files=()):
-    """The named pre-training method (stages, settings, the stage fine-tuning starts from, label) of
-    ``properties/methods.yaml`` and ``pretrain_methods_file`` (the comparison's method table)."""
-    from recbole_adaptssr.experiment import comparison
-
-    return comparison.resolve_method(str(name), comparison.methods_table([str(f) for f in files or ()]))
-
-
-# ------------------------------------------------------------------------------------------------- the spec
-@dataclass
-class StudySpec:
-    """Everything a trial needs, JSON-serialisable (written as ``study.json`` for ``--resume``)."""
-
-    model: str
-    dataset: str  # as given on the command line (``ml-100k`` is the embedded default)
-    data_name: str  # the converted data set's name (``ml-100k-tasks``)
-    settings: dict  # the user's settings: config files < config dict < command line, paths absolute
-    mode: str  # finetune | pretrain
-    task: str
-    metric: str  # the task kind's valid metric, lower case (``ndcg@10``)
-    metric_mode: str  # max | min
-    uses_pretext: bool
-    start_point: str | None = None  # finetune mode: a checkpoint path, or None (from scratch)
-    start_label: str = "none"
-    stages: list = field(default_factory=list)  # the configured pretrain_stages
-    max_epochs: int = 1  # the most fine-tune epochs a trial can run (ASHA's max_t)
-    torch_threads: int = 1
-    gpus_per_trial: float = 0.0
-    keep_trial_dirs: bool = False
-    space: list = field(default_factory=list)  # the space's lines, as parsed
-    methods_files: list = field(default_factory=list)
-    data: dict = field(default_factory=dict)  # the fingerprint of the data (recbole_adaptssr.data.fingerprint)
-
-    def as_dict(self) -> dict:
-        from dataclasses import asdict
-
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, value: dict) -> "StudySpec":
-        return value if isinstance(value, cls) else cls(**value)
-
-
-def trial_settings(spec: StudySpec, params: dict) -> tuple:
-    """The settings of one trial (also what ``best.yaml`` holds) and ``{method, start_stage}``.
-
-    Precedence: the user's settings < what the study fixes (task, one seed, start point) < a named method's
-    settings < the trial's searched values. Pseudo-settings: ``pretrain_method`` (a method of
-    ``properties/methods.yaml``: its stages, settings and start stage) and ``augmentation_proportion`` (the
-    method's own stage S gets ``S_mask_ratio = S_crop_ratio = S_reorder_ratio`` = that value)."""
-    spec = StudySpec.from_dict(spec)
-    params = dict(params)
-    method_name = params.pop("pretrain_method", None)
-    proportion = params.pop("augmentation_proportion", None)
-    settings = dict(spec.settings)
-    if spec.uses_pretext:
-        # downstream_tasks, not downstream_task: with downstream_task set, pre-training would build the task's
-        # data set instead of the behaviour sequences (create_dataset keys on it)
-        settings.update(downstream_task=None, downstream_tasks=[spec.task], repeat=1)
-    else:  # a RecBole model is a task model only with downstream_task (Config: GENERAL model type)
-        settings.update(downstream_task=spec.task, repeat=1)
-        settings.pop("downstream_tasks", None)
-    info = {"method": None, "start_stage": None}
-    if spec.mode == "finetune":
-        if spec.uses_pretext:
-            settings.update(pretrain_stages=[], finetune_from=[spec.start_point or "none"])
-        info["method"] = spec.start_label
-    else:
-        if method_name is not None:
-            method = resolve_method(method_name, spec.methods_files)
-            settings.update(method.settings)
-            stages, start, info["method"] = list(method.stages), method.finetune_from, method.label
-        else:
-            stages = [str(s) for s in (_as_list(params.get("pretrain_stages", spec.stages)) or [])]
-            start = stages[-1] if stages else None
-            info["method"] = "+".join(stages) or "none"
-        params.pop("pretrain_stages", None)
-        settings.update(pretrain_stages=stages, finetune_from=[start or "none"])
-        info["start_stage"] = start
-        if proportion is not None:
-            if start is None:
-                raise ValueError("augmentation_proportion: this trial has no pre-training stage to augment for")
-            for ratio in AUGMENTATION_RATIOS:
-                settings[f"{start}_{ratio}"] = proportion
-    settings.update(params)
-    return settings, info
 
 
 # ------------------------------------------------------------------------------------------------- a trial
@@ -405,11 +310,11 @@ def user_settings(config) -> dict:
     if settings.get("checkpoint_dir"):
         settings["checkpoint_dir"] = _absolute(settings["checkpoint_dir"])
     if settings.get("pretrain_methods_file"):
-        files = _as_list(settings["pretrain_methods_file"])
+        files = setting_list(settings["pretrain_methods_file"])
         settings["pretrain_methods_file"] = [_absolute(f) for f in files]
     if settings.get("finetune_from"):
         settings["finetune_from"] = [_absolute(v) if os.path.isfile(str(v)) else v
-                                     for v in _as_list(settings["finetune_from"])]
+                                     for v in setting_list(settings["finetune_from"])]
     return settings
 
 
@@ -513,7 +418,7 @@ def prepare(options: StudyOptions, settings_args=(), config_dict=None, log=print
                              "fine-tunes each trial from the stage its method starts from")
         settings = user_settings(config)
         settings.setdefault("seed", int(config["seed"]))  # explicit in best.yaml, whatever the default
-        methods_files = [str(f) for f in _as_list(settings.get("pretrain_methods_file")) or []]
+        methods_files = [str(f) for f in setting_list(settings.get("pretrain_methods_file")) or []]
         spec = StudySpec(model=options.model, dataset=options.dataset, data_name=str(config["dataset"]),
                          settings=settings, mode=mode, task=task, metric=metric, metric_mode=metric_mode,
                          uses_pretext=uses_pretext, stages=stages,
@@ -528,7 +433,7 @@ def prepare(options: StudyOptions, settings_args=(), config_dict=None, log=print
         if mode == "finetune" and uses_pretext:
             start = start_requested
             if start is None:
-                configured = [str(v) for v in _as_list(config["finetune_from"]) or []]
+                configured = [str(v) for v in setting_list(config["finetune_from"]) or []]
                 if len(configured) != 1:
                     raise ValueError(f"finetune_from is {configured}: a fine-tune search needs ONE start point, "
                                      "give --finetune_from=STAGE|PATH|none")
