@@ -73,15 +73,19 @@ def unit_log_name(run_dir: str, unit_id: str) -> str:
 
 
 @contextmanager
-def unit_log(path: str, level: int, isolated: bool, label: str):
+def unit_log(path: str | None, level: int, isolated: bool, label: str):
     """Log into ``path`` while the block runs (see the module docstring). ``isolated``: this process runs units
     only (a worker process, a Ray task): its other handlers are set aside meanwhile, and warnings and errors go to
-    the console marked with ``label``."""
+    the console marked with ``label``. ``path`` None: no file of the unit's own (a process that only follows
+    another, under torch.distributed)."""
     root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    if path is None:
+        yield path
+        return
     file_handler = logging.FileHandler(path, encoding="utf-8")
     file_handler.setFormatter(PlainFormatter(FILE_FORMAT, FILE_DATES))
     file_handler.setLevel(level)
-    saved_handlers, saved_level = list(root.handlers), root.level
     if isolated:
         console = logging.StreamHandler()
         marked = label.replace("%", "%%")  # a title is text, not a format
