@@ -1,7 +1,7 @@
 """Model and trainer lookups, RecBole-GNN's extension pattern: our package first, then RecBole. Our models are
-registered in :data:`recbole_adaptssr.model.MODELS` (module ``recbole_adaptssr.model.<name lower-cased>``); our trainers are the classes
-``<Model>Trainer`` of :mod:`recbole_adaptssr.trainer`. (The plug-in registries and the YAML defaults are
-:mod:`recbole_adaptssr.plugins`.)"""
+registered in :data:`recbole_adaptssr.model.MODELS` (module ``recbole_adaptssr.model.<name lower-cased>``); our
+trainers are the classes ``<Model>Trainer`` of :mod:`recbole_adaptssr.trainer`. (The plug-in registries and the
+YAML defaults are :mod:`recbole_adaptssr.plugins`.)"""
 
 from __future__ import annotations
 
