@@ -36,7 +36,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from logging import getLogger
 
-from recbole_adaptssr import setting_keys
+from recbole_adaptssr import setting_checks, setting_keys
 from recbole_adaptssr.config import as_list
 from recbole_adaptssr.execution import Plan
 from recbole_adaptssr.experiment import tables
@@ -192,7 +192,7 @@ def selected_methods(config) -> list:
         raise ValueError(f"pretrain_methods lists {duplicates} more than once")
     files = as_list(config["pretrain_methods_file"]) or []
     table = methods_table([str(f) for f in files])
-    warmup = str(config["baseline_warmup"] or "none")
+    warmup = config["baseline_warmup"]
     return [with_warmup(resolve_method(name, table), warmup) for name in names]
 
 
@@ -246,18 +246,7 @@ def check_methods(config, methods: list, task_data, tasks: list) -> dict:
                 raise
             raise ValueError(f"pre-training method {method.name!r}: {error}") from error
         configs[method.name] = cfg
-    users = config["similarity_users"]
-    if isinstance(users, bool) or not isinstance(users, int) or users < 0:
-        raise ValueError(f"similarity_users must be an integer >= 0 (0: no Fig. 5 numbers), got {users!r}")
-    repeat_pretraining = config["pretrain_repeat"]
-    if not isinstance(repeat_pretraining, bool):
-        raise ValueError(f"pretrain_repeat must be True or False, got {repeat_pretraining!r}")
-    wilcoxon = config["significance_wilcoxon"]
-    if not isinstance(wilcoxon, bool):
-        raise ValueError(f"significance_wilcoxon must be True or False, got {wilcoxon!r}")
-    split = config["report_split"]
-    if split not in SPLITS:
-        raise ValueError(f"report_split must be one of {list(SPLITS)}, got {split!r}")
+    setting_checks.check(lambda key: config[key], setting_checks.COMPARISON)
     return configs
 
 

@@ -66,7 +66,7 @@ class RunSettings:
         return cls(model=str(config["model"]), dataset=str(config["dataset"]), units=unit_settings(config),
                    recorded=user_settings(config), seeds=tuple(seed + r for r in range(repeat)),
                    report_split=str(config["report_split"]), root=str(config["checkpoint_dir"]),
-                   resume=config["resume"], state=str(config["state"] or "info"),
+                   resume=config["resume"], state=str(config["state"]),
                    allow_data_change=bool(config["allow_data_change"]),
                    executor=ExecutorSettings.from_config(config),
                    options={"show_progress": bool(config["show_progress"]),
