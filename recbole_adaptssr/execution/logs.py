@@ -1,7 +1,7 @@
 """Log files: one per run (the command's), one per unit, through RecBole's logger (the root logger).
 
 * :func:`init_run_logger`: RecBole's console (coloured) and a plain file ``<run folder>/<folder name>.log``,
-  replacing the handlers installed before by this module (or by ``experiment.run_logger``: they share the mark).
+  replacing the handlers this module installed before.
   RecBole's ``init_logger`` would name its file after the second and a hash of the settings under ``./log/`` and
   do nothing once the root logger has handlers.
 * :func:`unit_log`: while a unit runs, ``<unit folder>/<run folder name>--<unit id>.log``. It is the root logger's

@@ -139,7 +139,7 @@ def run_job(job: Job) -> UnitResult:
     began, failure = time.perf_counter(), None
     with unit_log(log_file if job.writes else None, job.log_level, job.isolated, unit.name):
         logger = getLogger()
-        logger.info(f"unit {unit.name} ({unit.id}), kind {unit.kind}: settings {unit.settings}, needs {unit.needs}")
+        logger.debug(f"unit {unit.name} ({unit.id}), kind {unit.kind}: settings {unit.settings}, needs {unit.needs}")
         try:
             if job.isolated:
                 _limit_threads(job.cpus)
@@ -163,7 +163,7 @@ def run_job(job: Job) -> UnitResult:
             logger.error(f"unit {unit.name} failed:\n{result.traceback}")
             failure = error
         result.seconds = round(time.perf_counter() - began, 3)
-        logger.info(f"unit {unit.name}: {result.status} in {result.seconds:.1f} s")
+        logger.debug(f"unit {unit.name}: {result.status} in {result.seconds:.1f} s")
     if job.writes:
         write_result(job.run_dir, result)
     if failure is not None and job.reraise:

@@ -7,16 +7,20 @@ A pre-training *method* is a named recipe: a list of pretext-task stages plus se
 1. resolves every method of ``pretrain_methods`` and validates it BEFORE anything trains: its pretext tasks are
    looked up by name (lazily: a method whose task module is missing fails naming the method and the task), its
    settings must be known keys, and its Config (``config.derive(pretrain_stages=..., **settings)``) passes the
-   experiment's :func:`check_pretraining` and :func:`check_finetuning`;
-2. makes ONE run folder, with a subfolder per method: ``<method>/pretrain/<stage>.pth`` (or
-   ``<method>/seed<s>/pretrain/`` with ``pretrain_repeat: True``) and ``<method>/finetune/``;
-3. pre-trains each method once with ``seed`` (or once per fine-tune seed with ``pretrain_repeat: True``, so the
-   std also covers pre-training), timing each run (Table 3);
-4. fine-tunes every selected task from each method's checkpoint with the seeds ``seed, ..., seed+repeat-1``
-   (the same seeds, hence the same task splits, for every method: the runs are paired), sharing one TaskData;
-5. logs Table 2 and Table 3, then writes ``comparison.md``, ``comparison.json``, ``comparison.csv`` and
-   ``pretrain_time.csv`` atomically into the run folder, and Fig. 5's similarity numbers of every method's
-   checkpoint (``similarity/``, :mod:`recbole_adaptssr.analysis.similarity`).
+   experiment's :func:`check_pretraining` and :func:`check_finetuning`; its settings are read once
+   (:class:`ComparisonSettings`);
+2. compiles a plan of units (:func:`compile_comparison`): each method's pre-training stage units, once with
+   ``seed`` (or once per fine-tune seed with ``pretrain_repeat: True``, so the std also covers pre-training), an
+   identical stage prefix of two methods being one unit (the MLM warm-up of ``mlm``, ``adaptssr`` and its
+   ablations); then a fine-tune unit per method, selected task and seed ``seed, ..., seed+repeat-1`` from the
+   method's ``finetune_from`` stage (the same seeds, hence the same task splits, for every method: the runs are
+   paired);
+3. runs the plan in ONE run folder (:func:`~recbole_adaptssr.experiment.lifecycle.run_plan`: ``executor``,
+   ``resume``), a folder per unit under ``units/``;
+4. logs Table 2, Table 3 (a method's pre-training time: the wall time of its stage units) and the convergence
+   table, built from the finished units (partial, and said so, when some failed), then writes ``comparison.md``,
+   ``comparison.json``, ``comparison.csv`` and ``pretrain_time.csv`` atomically into the run folder, and Fig. 5's
+   similarity numbers of every method's checkpoint (``similarity/``, :mod:`recbole_adaptssr.analysis.similarity`).
 
 Settings (``properties/overall.yaml``): ``pretrain_methods`` (list), ``pretrain_methods_file`` (path or list of
 paths), ``pretrain_repeat``, ``compare_method``, ``significance_wilcoxon``, ``report_split``,

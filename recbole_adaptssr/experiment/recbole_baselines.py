@@ -23,6 +23,10 @@ Variants (``baseline_pretrain``):
 Settings: RecBole's defaults and each model's RecBole YAML, then yours; ``baseline_<key>`` replaces ``<key>`` in
 the task runs and ``baseline_pretrain_<key>`` in the behaviour pre-training (``properties/recbole_baselines.yaml``:
 RecBole's 300 epochs with patience 10 for both; every run stops by :mod:`recbole_adaptssr.stopping` and records how).
+
+The runner is a plan of units (:func:`compile_baselines`): a sequential model's behaviour pre-training per task
+(``baseline_pretrain``, shared by its seeds) and a run per task, model, variant and seed (``baseline``), executed
+and resumable as every command's (:mod:`~recbole_adaptssr.experiment.lifecycle`).
 """
 
 from __future__ import annotations
