@@ -10,7 +10,7 @@ it reports where the rule "no better value for P epochs" would stop, the epoch i
 value there against the probe's best.
 
     python scripts/convergence_signals.py --dataset=ml-100k --epochs=120 --out=/tmp/signals
-    python scripts/convergence_signals.py --dataset=ml-100k --stages=ssr --init=saved/RUN/pretrain/mlm.pth --epochs=60
+    python scripts/convergence_signals.py --dataset=ml-100k --stages=ssr --init=saved/RUN/units/UNIT/pretrain/mlm.pth --epochs=60
     python scripts/convergence_signals.py --dataset=synth --data_path=data --epochs=100 --mlm_learning_rate=0.002
 
 Writes ``<out>/history.csv`` (one row per epoch: every statistic and every probe) and ``<out>/stops.csv``

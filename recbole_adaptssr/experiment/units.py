@@ -71,6 +71,7 @@ def file_sha256(path: str) -> str:
 
 
 def checked_file(run_dir: str, relative: str) -> None:
+    """The checkpoint a payload names (relative to ``run_dir``) verifies, else a ``CheckpointError`` naming it."""
     from recbole_adaptssr.checkpoint import verify_checkpoint
 
     verify_checkpoint(os.path.join(run_dir, relative), require_checksum=True)
