@@ -41,11 +41,12 @@ import hashlib
 import hmac
 import os
 import zipfile
+from contextlib import contextmanager
 
 import torch
 
-from recbole_adaptssr.compat import plain
 from recbole_adaptssr.files import atomic_write
+from recbole_adaptssr.plain_values import plain
 
 FORMAT_VERSION = 3  # 3: records its data; 2: a checksum only (still read); 1 (no checksum) is refused
 READABLE_VERSIONS = (2, 3)
@@ -80,6 +81,22 @@ def set_signing_key(key: str | None) -> None:
     """The key of ``checkpoint_hmac_key`` (None: the environment's :data:`HMAC_KEY_ENV`, if any)."""
     global _signing_key
     _signing_key = key or None
+
+
+@contextmanager
+def signing_key_in_environment():
+    """While the block runs, :data:`HMAC_KEY_ENV` holds this process's key (the setting's, when one is set), so the
+    processes it starts (an executor's workers, a local Ray) sign and verify as it does; then as it was."""
+    saved = os.environ.get(HMAC_KEY_ENV)
+    if _signing_key:
+        os.environ[HMAC_KEY_ENV] = _signing_key
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(HMAC_KEY_ENV, None)
+        else:
+            os.environ[HMAC_KEY_ENV] = saved
 
 
 def signing_key() -> bytes | None:

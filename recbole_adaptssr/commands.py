@@ -115,7 +115,13 @@ def main(argv=None) -> int:
                               world_size=args.world_size if args.world_size > 0 else args.nproc, ip=args.ip,
                               port=args.port, offset=offset)
         else:
-            run(model=str(model), dataset=str(dataset), config_file_list=config_file_list)
+            result = run(model=str(model), dataset=str(dataset), config_file_list=config_file_list)
+            if not result.get("ok", True):  # some units failed: the tables hold what finished
+                failed = "; ".join(f"{f['unit']}: {f['error']}" for f in result.get("failures", []))
+                print(f"{parser.prog}: error: {len(result.get('failures', []))} unit(s) failed ({failed}); the "
+                      f"tables in {result.get('run_dir')} hold the units that finished; resume the run "
+                      "(--resume=true) to run the others", file=sys.stderr)
+                return 1
     return 0
 
 

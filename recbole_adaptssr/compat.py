@@ -42,9 +42,10 @@ from __future__ import annotations
 
 import enum
 import importlib.metadata
-from typing import Any
 
 import numpy as np
+
+from recbole_adaptssr.plain_values import plain
 
 _NUMPY_ALIASES = {"float_": "float64", "complex_": "complex128", "unicode_": "str_"}
 _applied = False
@@ -55,36 +56,6 @@ def numpy_aliases() -> None:
     for alias, target in _NUMPY_ALIASES.items():
         if alias not in np.__dict__:
             setattr(np, alias, getattr(np, target))
-
-
-def plain(value: Any) -> Any:
-    """Convert a settings value to types that ``torch.load(weights_only=True)`` accepts.
-
-    Containers are converted recursively; enums become their name; numpy scalars become Python numbers;
-    anything else that is not a builtin scalar becomes its ``str``.
-    """
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, enum.Enum):
-        return value.name
-    if _is_tensor(value):
-        return value
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [plain(v) for v in value]
-    if hasattr(value, "final_config_dict"):  # a recbole Config
-        return plain(value.final_config_dict)
-    return str(value)
-
-
-def _is_tensor(value) -> bool:
-    import sys
-
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(value, torch.Tensor)
 
 
 def _recbole_enums() -> list:

@@ -9,7 +9,8 @@ from recbole.utils import ModelType
 
 from recbole_adaptssr import compat, setting_keys, setup
 from recbole_adaptssr.names import check_plain_name
-from recbole_adaptssr.utils import PROPERTIES_DIR, get_model, properties_file
+from recbole_adaptssr.plugins import PROPERTIES_DIR, properties_file
+from recbole_adaptssr.utils import get_model
 
 # list-valued settings of ours; on the command line ``--finetune_from=[ssr,none]`` arrives as a string
 LIST_KEYS = ("pretrain_stages", "finetune_from", "downstream_tasks", "augmentations", "task_split",
@@ -56,7 +57,8 @@ class Config(RecBoleConfig):
       ``dataset/<dataset>.yaml`` if it exists;
     * ``overrides``: settings of one run of an experiment (task, seed, stage, epochs, metrics, split), applied
       ABOVE the command line; :meth:`overridden_user_settings` says which of the user's settings they replace;
-    * :meth:`derive` builds the Config of a run from the same sources plus that run's overrides;
+    * :meth:`derive` builds the Config of a run from the same sources plus that run's overrides (and, for RecBole's
+      models as baselines, another model);
     * list settings (``finetune_from``, ``pretrain_stages``, ...) may be written ``[a,b]`` or ``a,b``;
     * settings are exact (:mod:`recbole_adaptssr.setting_keys`): an unknown key, a value of the wrong shape or two
       contradicting keys are an error naming where they were set; command-line (and ``config_dict`` text) values
@@ -77,12 +79,14 @@ class Config(RecBoleConfig):
         super().__init__(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
         self._take_signing_key()
 
-    def derive(self, **overrides) -> "Config":
-        """The Config of one run: the same model, data set, files, dict and command line, plus ``overrides``
-        on top of this Config's own overrides."""
-        model, dataset, files, variables = self._sources
-        return Config(model=model if model is not None else self.model, dataset=self.dataset,
-                      config_file_list=files, config_dict=variables, overrides={**self.run_config_dict, **overrides})
+    def derive(self, model=None, **overrides) -> "Config":
+        """The Config of one run: the same data set, files, dict and command line, plus ``overrides`` on top of this
+        Config's own overrides; the same model, or ``model`` (a RecBole model run on the same settings, whose
+        YAML defaults it then loads)."""
+        own, _, files, variables = self._sources
+        model = model if model is not None else own if own is not None else self.model
+        return Config(model=model, dataset=self.dataset, config_file_list=files, config_dict=variables,
+                      overrides={**self.run_config_dict, **overrides})
 
     def _convert_config_dict(self, config_dict):
         """Command-line and ``config_dict`` text read as literals by each key's declared type, never evaluated

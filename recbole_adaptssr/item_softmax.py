@@ -26,6 +26,8 @@ from typing import Optional
 
 import torch
 
+from recbole_adaptssr.item_scores import target_scores
+
 __all__ = [
     "KERNELS",
     "PRECISIONS",
@@ -170,15 +172,6 @@ class _ItemBlocks:
         return self.buffer("scores_float", h.size(0), width, torch.float32).copy_(out)
 
 
-def _target_scores(h, t, item_weight, bias):
-    """(rows,) scores of each row's own target, <h_r, W[t_r]> + b[t_r], accumulated in float32 or wider."""
-    acc = torch.promote_types(h.dtype, torch.float32)
-    s = (h.to(acc) * item_weight.index_select(0, t).to(acc)).sum(dim=1)
-    if bias is not None:
-        s = s + bias.index_select(0, t).to(acc)
-    return s
-
-
 def _accumulate(acc, product, a, b):
     """acc += product(a, b) (torch.mm or torch.mv), in acc's dtype when a and b have a lower precision."""
     if acc.dtype == a.dtype:
@@ -224,7 +217,7 @@ class _ItemCrossEntropy(torch.autograd.Function):
                 top, where = scores.max(dim=1, keepdim=True)
                 lse[:, index] = (top - log_probs.gather(1, where)).squeeze(1)
             block_lse[start:start + n] = lse[:n]
-            row_loss[start:start + n] = (lse.logsumexp(dim=1) - _target_scores(h, t, item_weight, bias))[:n]
+            row_loss[start:start + n] = (lse.logsumexp(dim=1) - target_scores(h, t, item_weight, bias))[:n]
         ctx.save_for_backward(hidden, item_weight, bias, targets, block_lse)
         ctx.blocks = (block_rows, block_items)
         ctx.reduction = reduction
@@ -354,7 +347,7 @@ def item_cross_entropy(
                                    or valid_rows.is_floating_point() or valid_rows.device != hidden.device):
         raise ValueError(f"valid_rows must be an integer tensor of one element on {hidden.device}, got {valid_rows!r}")
     if fused_applies(kernel, hidden):
-        from recbole_adaptssr import item_softmax_fused  # it builds on this module's helpers
+        from recbole_adaptssr import item_softmax_fused
 
         return item_softmax_fused.fused_item_cross_entropy(hidden, item_weight, targets, bias, reduction=reduction,
                                                            precision=precision, valid_rows=valid_rows,
@@ -410,7 +403,7 @@ def item_ranking_statistics(
     blocks = _ItemBlocks(item_weight, bias, block_items, torch.promote_types(hidden.dtype, torch.float32))
     rank = torch.empty((hidden.size(0),), dtype=torch.long, device=hidden.device)
     for start, n, h, t in _row_blocks(hidden, targets, block_rows):
-        target_score = _target_scores(h, t, item_weight, bias).to(blocks.dtype).unsqueeze(1)
+        target_score = target_scores(h, t, item_weight, bias).to(blocks.dtype).unsqueeze(1)
         h = h.to(blocks.dtype)
         above = torch.zeros((block_rows,), dtype=torch.long, device=hidden.device)
         for _, first, width in blocks:

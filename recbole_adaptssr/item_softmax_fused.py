@@ -36,7 +36,7 @@ Precision of the matrix products inside the kernels (``precision``):
 
 Inputs are float32 (other dtypes use the blocked version). Kernels run on CUDA, or anywhere under Triton's
 interpreter (``TRITON_INTERPRET=1``, which the CPU tests use). This module imports torch and
-:mod:`recbole_adaptssr.item_softmax` (torch alone); Triton is imported when first needed.
+:mod:`recbole_adaptssr.item_scores` (torch alone); Triton is imported when first needed.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ import os
 
 import torch
 
-from recbole_adaptssr.item_softmax import _target_scores
+from recbole_adaptssr.item_scores import target_scores
 
 __all__ = ["fused_available", "fused_unavailable_reason", "fused_item_cross_entropy", "tiles", "triton_installed"]
 
@@ -158,7 +158,7 @@ class _FusedItemCrossEntropy(torch.autograd.Function):
                            num_warps=warps, num_stages=stages)
         top = maxes.max(dim=0).values
         lse = top + torch.log((sums * torch.exp(maxes - top)).sum(dim=0))
-        row_loss = lse - _target_scores(hidden, targets, item_weight, bias)
+        row_loss = lse - target_scores(hidden, targets, item_weight, bias)
         valid = _valid_mask(count, capacity) if padded else None
         if padded:  # padding rows hold no softmax (their partial results are empty): zero, never NaN
             lse = torch.where(valid, lse, 0.0)

@@ -52,38 +52,39 @@ def run_recbole_model(config, saved=True) -> dict:
     from recbole.data import data_preparation
     from recbole.utils import init_seed, set_color
 
-    from recbole_adaptssr.compat import plain
     from recbole_adaptssr.data.utils import create_dataset
-    from recbole_adaptssr.experiment.pipeline import run_data, write_data_record
-    from recbole_adaptssr.experiment.run_dir import new_run_dir
-    from recbole_adaptssr.experiment.run_logger import init_run_logger
-    from recbole_adaptssr.utils import get_model, get_trainer
-
+    from recbole_adaptssr.execution.logs import init_run_logger
+    from recbole_adaptssr.execution.run_folder import COMPLETE, open_run_folder, user_settings
+    from recbole_adaptssr.experiment.lifecycle import run_data
     from recbole_adaptssr.experiment.validation import check_dataset, check_settings
+    from recbole_adaptssr.utils import get_model, get_trainer
 
     check_dataset(config)  # RecBole would download a known name whose folder is missing
     check_settings(config)
-    run_dir = new_run_dir(config["checkpoint_dir"], config["model"], config["dataset"], plain(config.user_config_dict))
-    write_data_record(run_dir, run_data(config, []))
-    config = config.derive(checkpoint_dir=run_dir)
-    init_seed(config["seed"], config["reproducibility"])
-    init_run_logger(config, run_dir)
-    logger = getLogger()
-    logger.info(sys.argv)
-    logger.info(config)
-    data = create_dataset(config)
-    logger.info(data)
-    train_data, valid_data, test_data = data_preparation(config, data)
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    net = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    logger.info(net)
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
-    best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
-    )
-    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
-    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
-    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    identity = {"command": "recbole", "model": str(config["model"]), "dataset": str(config["dataset"])}
+    with open_run_folder(str(config["checkpoint_dir"]), f"{config['model']}-{config['dataset']}", identity,
+                         user_settings(config), data=run_data(config, [])) as run:
+        run_dir = run.path
+        config = config.derive(checkpoint_dir=run_dir)
+        init_seed(config["seed"], config["reproducibility"])
+        init_run_logger(run_dir, config["state"])
+        logger = getLogger()
+        logger.info(sys.argv)
+        logger.info(config)
+        data = create_dataset(config)
+        logger.info(data)
+        train_data, valid_data, test_data = data_preparation(config, data)
+        init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+        net = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+        logger.info(net)
+        trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+        best_valid_score, best_valid_result = trainer.fit(
+            train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+        )
+        test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+        logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+        logger.info(set_color("test result", "yellow") + f": {test_result}")
+        run.finish(COMPLETE)
     return {
         "run_dir": run_dir,
         "checkpoint": trainer.saved_model_file if saved else None,

@@ -22,9 +22,3 @@ def pin_threads(config) -> None:
     threads = config["torch_threads"]
     if threads and "OMP_NUM_THREADS" not in os.environ and torch.get_num_threads() != int(threads):
         torch.set_num_threads(int(threads))
-
-
-def check_threads(config) -> None:
-    threads = config["torch_threads"]
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
-        raise ValueError(f"torch_threads must be an integer >= 0 (0: torch's default, one per core), got {threads!r}")

@@ -80,7 +80,7 @@ def _recbole_root() -> str:
 def defaults_files() -> tuple:
     """Every YAML of defaults: RecBole's (settings only: not its download URL tables) and ours (not the methods
     table, whose keys are method names)."""
-    from recbole_adaptssr.utils import PROPERTIES_DIR
+    from recbole_adaptssr.plugins import PROPERTIES_DIR
 
     recbole = sorted(glob.glob(os.path.join(_recbole_root(), "properties", "**", "*.yaml"), recursive=True))
     ours = sorted(glob.glob(os.path.join(PROPERTIES_DIR, "**", "*.yaml"), recursive=True))

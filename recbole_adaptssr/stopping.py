@@ -23,6 +23,8 @@ import math
 import time
 from dataclasses import asdict, dataclass, fields
 
+from recbole_adaptssr import setting_checks
+
 STOPPED_BY = ("patience", "epoch_cap", "step_cap", "time_cap")
 #: the settings of a rule (each also <stage>_<key>, finetune_<key>, baseline_<key>)
 RULE_KEYS = ("epochs", "stopping_step", "stopping_steps", "max_steps", "max_seconds", "min_epochs")
@@ -216,14 +218,8 @@ RUN_PREFIXES = ("", "finetune_", "baseline_", "baseline_pretrain_")
 def check_stopping_settings(get, name=lambda key: key) -> None:
     """Raise ``ValueError`` naming the key for a bad ``stopping_steps`` (an integer >= 0), ``max_steps`` (an integer
     >= 0) or ``max_seconds`` (a number > 0); ``get(key)`` gives a setting's value (None when unset) and ``name(key)``
-    the key to report (``ssr_max_steps``, ...)."""
-    checks = {"stopping_steps": lambda v: _is_int(v) and v >= 0, "max_steps": lambda v: _is_int(v) and v >= 0,
-              "max_seconds": lambda v: _is_number(v) and v > 0}
-    wanted = {"stopping_steps": "an integer >= 0", "max_steps": "an integer >= 0", "max_seconds": "a number > 0"}
-    for key, ok in checks.items():
-        value = get(key)
-        if value is not None and not ok(value):
-            raise ValueError(f"{name(key)} must be {wanted[key]}, got {value!r}")
+    the key to report (``ssr_max_steps``, ...). The constraints are :mod:`recbole_adaptssr.setting_checks`'."""
+    setting_checks.check(get, setting_checks.STOPPING, name)
 
 
 def check_run_settings(config) -> None:
@@ -231,16 +227,4 @@ def check_run_settings(config) -> None:
     pre-training budget (``pretrain_budget_steps`` an integer >= 1, ``pretrain_budget_seconds`` a number > 0)."""
     for prefix in RUN_PREFIXES:
         check_stopping_settings(lambda key: config[prefix + key], lambda key: prefix + key)
-    for key, ok, what in (("pretrain_budget_steps", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-                          ("pretrain_budget_seconds", lambda v: _is_number(v) and v > 0, "a number > 0")):
-        if config[key] is not None and not ok(config[key]):
-            raise ValueError(f"{key} must be {what} (the pre-training budget of all stages together), "
-                             f"got {config[key]!r}")
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    setting_checks.check(lambda key: config[key], ("pretrain_budget_steps", "pretrain_budget_seconds"))

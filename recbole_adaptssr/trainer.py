@@ -29,7 +29,8 @@ from tqdm import tqdm
 from recbole_adaptssr import acceleration, distributed
 from recbole_adaptssr import precision as step_precision
 
-from recbole_adaptssr.checkpoint import FORMAT_VERSION, save_checkpoint, save_payload, verify_checkpoint
+from recbole_adaptssr.checkpoint import (FORMAT_VERSION, CheckpointError, save_checkpoint, save_payload,
+                                         verify_checkpoint)
 from recbole_adaptssr.compat import plain, save_trainer_checkpoint
 from recbole_adaptssr.data.fingerprint import checkpoint_record
 from recbole_adaptssr.evaluation.full_sort import fast_full_sort
@@ -448,10 +449,17 @@ class AdaptSSRTrainer(TaskTrainer):
         self._apply_gradients()  # no scaler: graphs are not used under AMP
         return loss.detach().clone()
 
-    def restore_stage_end(self, state: dict, train_data, valid_data) -> None:
+    def restore_stage_end(self, state: dict, train_data, valid_data, new_stages=()) -> None:
         """Put the model and every RNG where a finished stage left them (``state``: its final resume checkpoint),
-        so the next stage starts as it would have without the interruption."""
-        self.model.load_state_dict(state["model_state"])
+        so the next stage starts as it would have without the interruption. ``new_stages``: stages whose pretext
+        task this model has and the state's model may not have had (a run of the earlier stages alone wrote it):
+        their modules keep their initial weights."""
+        missing, unexpected = self.model.load_state_dict(state["model_state"], strict=False)
+        fresh = tuple(f"pretext.{stage}." for stage in new_stages)
+        missing = [key for key in missing if not key.startswith(fresh)]
+        if missing or unexpected:
+            raise CheckpointError(state.get("path", "the end of the previous stage"),
+                                  f"does not fit this model (missing {missing[:5]}, unexpected {unexpected[:5]})")
         restore_rng_state(state["rng"], (train_data, valid_data))
         distributed.seed_rank(self.config["seed"] + 1000 * (state["epoch"] + 1))
 

@@ -10,7 +10,7 @@ it reports where the rule "no better value for P epochs" would stop, the epoch i
 value there against the probe's best.
 
     python scripts/convergence_signals.py --dataset=ml-100k --epochs=120 --out=/tmp/signals
-    python scripts/convergence_signals.py --dataset=ml-100k --stages=ssr --init=saved/RUN/pretrain/mlm.pth --epochs=60
+    python scripts/convergence_signals.py --dataset=ml-100k --stages=ssr --init=saved/RUN/units/UNIT/pretrain/mlm.pth --epochs=60
     python scripts/convergence_signals.py --dataset=synth --data_path=data --epochs=100 --mlm_learning_rate=0.002
 
 Writes ``<out>/history.csv`` (one row per epoch: every statistic and every probe) and ``<out>/stops.csv``
@@ -153,7 +153,7 @@ def main(argv=None):
     from recbole_adaptssr.config import Config
     from recbole_adaptssr.data.embedded import prepare_embedded_default
     from recbole_adaptssr.experiment import pretraining
-    from recbole_adaptssr.experiment.run_logger import init_run_logger
+    from recbole_adaptssr.execution.logs import init_run_logger
 
     recbole_adaptssr.setup()
     sys.argv = sys.argv[:1]
@@ -168,7 +168,7 @@ def main(argv=None):
     settings["data_path"] = root
     config = Config(model="AdaptSSR", dataset=dataset, config_dict=settings)
     os.makedirs(args.out, exist_ok=True)
-    init_run_logger(config, args.out)
+    init_run_logger(args.out, config["state"])
     probes = Probes(root, dataset, args.seed)
 
     trainers = []

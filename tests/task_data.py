@@ -170,6 +170,18 @@ def base_config(data: TaskData, tmp_path, **extra) -> dict:
     return config
 
 
+def stage_checkpoint(run_dir, stage: str, name: str | None = None) -> Path:
+    """The file ``name`` (default ``<stage>.pth``) of ``stage`` in a run folder: every pre-training stage is a unit
+    of its own, ``units/pretrain_stage-<id>/pretrain/``; one of the run's units holds it."""
+    (path,) = Path(run_dir).glob(f"units/pretrain_stage-*/pretrain/{name or stage + '.pth'}")
+    return path
+
+
+def unit_files(run_dir, kind: str, pattern: str = "*.pth") -> list:
+    """The files matching ``pattern`` in the folders of a run's units of ``kind``."""
+    return sorted(Path(run_dir).glob(f"units/{kind}-*/{pattern}"))
+
+
 @contextmanager
 def one_torch_thread():
     """One intra-op thread while the tests train: on a shared 2-core machine torch's default thread pool

@@ -18,7 +18,7 @@ from recbole_adaptssr.experiment.comparison import (check_methods, method_config
                                                     selected_methods)
 from recbole_adaptssr.experiment.results import RunResult
 from recbole_adaptssr.quick_start import run
-from task_data import base_config, one_torch_thread, write_task_dataset
+from task_data import base_config, one_torch_thread, unit_files, write_task_dataset
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -297,14 +297,17 @@ def test_the_comparison_table_has_a_row_per_method_and_a_column_per_task(compari
     assert "| none |" not in out["time_table"]  # nothing pre-trained for none
 
 
-def test_one_run_folder_with_a_subfolder_per_method_and_atomic_files(comparison):
+def test_one_run_folder_with_a_folder_per_unit_and_atomic_files(comparison):
     out, _ = comparison
     run_dir = Path(out["run_dir"])
-    assert sorted(p.name for p in (run_dir / "adaptssr" / "pretrain").iterdir()) == ["mlm.pth", "ssr.pth"]
-    assert not (run_dir / "none" / "pretrain").exists()
-    for method in ("none", "adaptssr"):
-        assert len(list((run_dir / method / "finetune").glob("*.pth"))) == 4
-    assert all(Path(r.run_dir) == run_dir / r.start_point / "finetune" for r in out["runs"])
+    # adaptssr's two stages are two units (each keeps its stage's end, where the next starts); none pre-trains nothing
+    assert sorted(p.name for p in unit_files(run_dir, "pretrain_stage", "pretrain/*")) == [
+        "mlm.last.pth", "mlm.pth", "ssr.last.pth", "ssr.pth"]
+    runs = unit_files(run_dir, "finetune")
+    assert len(runs) == 8 and len({p.parent for p in runs}) == 8  # 2 methods x 2 tasks x 2 seeds, a folder each
+    assert sorted(Path(r.checkpoint) for r in out["runs"]) == runs
+    assert all(Path(r.run_dir) == Path(r.checkpoint).parent for r in out["runs"])
+    assert out["ok"] and json.loads((run_dir / "run.json").read_text())["status"] == "complete"
     md = Path(out["files"]["md"]).read_text(encoding="utf-8")
     assert out["table"] in md and out["time_table"] in md
     saved = json.loads(Path(out["files"]["json"]).read_text(encoding="utf-8"))
@@ -403,8 +406,8 @@ def test_pretrain_repeat_pre_trains_once_per_seed(tmp_path, task_data):
     assert not list(run_dir.rglob("*.png")) and not list(run_dir.rglob("*.svg"))  # plots: False
     assert (run_dir / "similarity" / "similarity.csv").is_file()  # the numbers all the same
     assert [p["seed"] for p in out["pretrain"]["mlm"]] == [2023, 2024]
-    assert (run_dir / "mlm" / "seed2023" / "pretrain" / "mlm.pth").is_file()
-    assert (run_dir / "mlm" / "seed2024" / "pretrain" / "mlm.pth").is_file()
+    checkpoints = [Path(p["stages"]["mlm"]["checkpoint"]) for p in out["pretrain"]["mlm"]]
+    assert all(c.is_file() for c in checkpoints) and checkpoints[0] != checkpoints[1]  # a unit per seed
     assert "| mlm (PeterRec)† | mlm |" in out["time_table"] and "| 2 |" in out["time_table"]
     assert "mlm†: epoch_cap/epoch_cap, 1/1 epochs" in out["time_table"]
     assert "| cls (acc) | - | 0 | - | - (adaptssr did not run cls) |" in out["table"]  # compare_method absent

@@ -45,7 +45,7 @@ def test_a_tiny_run_through_the_main_command(tiny_data_path, tmp_path):
                             "--inner_size=32", "--n_layers=1", "--MAX_ITEM_LIST_LENGTH=20", "--device=cpu",
                             "--show_progress=False", "--state=WARNING", f"--checkpoint_dir={tmp_path / 'saved'}"])
     assert status == 0
-    (checkpoint,) = (tmp_path / "saved").glob("AdaptSSR-tiny-*/pretrain/ssr.pth")
+    (checkpoint,) = (tmp_path / "saved").glob("AdaptSSR-tiny-*/units/*/pretrain/ssr.pth")
     config = load_checkpoint(checkpoint)["config"]
     assert (config["ssr_epochs"], config["hidden_size"], config["pretrain_stages"]) == (1, 16, ["ssr"])
 

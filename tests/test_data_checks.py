@@ -23,7 +23,7 @@ from recbole_adaptssr.data.validation import DataError, validate_data
 from recbole_adaptssr.downstream import get_task_kind
 from recbole_adaptssr.experiment.finetuning import run_overrides
 from recbole_adaptssr.quick_start import run
-from task_data import base_config, one_torch_thread, write_task_dataset
+from task_data import base_config, one_torch_thread, stage_checkpoint, write_task_dataset
 
 
 @pytest.fixture(autouse=True)
@@ -237,7 +237,7 @@ def test_a_run_folder_records_the_data_fingerprint_and_the_duplicate_count(tmp_p
     assert record["data"]["behaviour_log"] == fingerprint.fingerprint(str(path))
     assert record["data"]["manifest"]["file"] == "tt.tasks.json"
     assert record["data_checks"]["behaviour_log"]["duplicate_rows"] == 1
-    checkpoint = load_checkpoint(Path(out["run_dir"]) / "pretrain" / "mlm.pth")
+    checkpoint = load_checkpoint(out["pretrain"]["mlm"].checkpoint)
     assert checkpoint["data"]["behaviour_log"] == record["data"]["behaviour_log"]
     assert checkpoint["data"]["vocabulary"]["tokens"] == len(checkpoint["item_vocabulary"])
 
@@ -293,7 +293,7 @@ def test_a_changed_log_blocks_a_resume_unless_allowed(pretrained, tmp_path, capl
 
 def test_a_checkpoint_of_other_data_is_refused_with_what_changed_and_its_vocabulary_overlap(pretrained, tmp_path):
     data, _, run_dir = pretrained
-    checkpoint = str(run_dir / "pretrain" / "mlm.pth")
+    checkpoint = str(stage_checkpoint(run_dir, "mlm"))
     other = write_task_dataset(tmp_path / "data", "tt", tasks=("cls",), n_users=12, item_token=lambda i: f"j{i}")
     settings = base_config(other, tmp_path, pretrain_stages=[], finetune_from=[checkpoint], downstream_tasks=["cls"])
     with pytest.raises(ValueError, match=r"mlm\.pth' was pre-trained on other data \(behaviour log tt\.inter: then "
@@ -311,7 +311,7 @@ def test_a_checkpoint_written_before_data_was_recorded_is_judged_by_its_vocabula
     from recbole_adaptssr.experiment.validation import check_checkpoint_data
 
     data, settings, run_dir = pretrained
-    state = load_checkpoint(run_dir / "pretrain" / "mlm.pth")
+    state = load_checkpoint(stage_checkpoint(run_dir, "mlm"))
     del state["data"]
     state["format_version"] = 2
     config = Config(model="AdaptSSR", dataset="tt", config_dict=settings)

@@ -206,7 +206,7 @@ def _pipeline(settings):
 
 
 def test_a_two_process_pipeline_matches_a_single_process_evaluation(task_data, tmp_path):
-    from task_data import base_config
+    from task_data import base_config, stage_checkpoint
 
     settings = base_config(task_data, tmp_path, mlm_epochs=1, ssr_epochs=2, finetune_epochs=2, repeat=1,
                            pretrain_valid_ratio=0.25, finetune_from=["ssr"], downstream_tasks=["cls", "rec"],
@@ -216,7 +216,8 @@ def test_a_two_process_pipeline_matches_a_single_process_evaluation(task_data, t
     assert ranks[0]["runs"] == ranks[1]["runs"]  # every rank evaluated the gathered split: identical metrics
     run_dir = Path(ranks[0]["run_dir"])
     names = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file())
-    assert "results.json" in names and "run.json" in names and "pretrain/ssr.pth" in names
+    assert "results.json" in names and "run.json" in names and "plan.json" in names
+    assert len([n for n in names if n.endswith("/pretrain/ssr.pth")]) == 1  # one writer, in the stage's unit
     assert [n for n in names if "rank1" in n] == [f"{run_dir.name}.rank1.log"]  # rank 1 writes its error log only
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "complete" and record["world_size"] == WORLD
@@ -233,7 +234,7 @@ def test_a_two_process_pipeline_matches_a_single_process_evaluation(task_data, t
 
     config = Config("AdaptSSR", "tt", config_dict=settings)
     data_of_tasks = TaskData(config["data_path"], config["dataset"])
-    pretrained = load_checkpoint(str(run_dir / "pretrain" / "ssr.pth"))
+    pretrained = load_checkpoint(str(stage_checkpoint(run_dir, "ssr")))
     for run in ranks[0]["runs"]:
         kind = data_of_tasks.kind(run["task"])
         cfg = config.derive(**run_overrides(config, run["task"], kind, run["seed"], data_of_tasks, str(tmp_path / "x")))

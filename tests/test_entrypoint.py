@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from recbole_adaptssr.checkpoint import load_checkpoint
+from task_data import stage_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "run_recbole_adaptssr.py"
@@ -86,7 +87,7 @@ def test_adaptssr_runs_both_stages(adaptssr_run):
     runs = list((cwd / "saved").glob("AdaptSSR-tiny-*"))
     assert len(runs) == 1
     for stage in ("mlm", "ssr"):
-        assert (runs[0] / "pretrain" / f"{stage}.pth").is_file()
+        assert stage_checkpoint(runs[0], stage).is_file()
     assert (runs[0] / f"{runs[0].name}.log").is_file()  # the run's log, in its folder
 
 
@@ -94,7 +95,7 @@ def test_command_line_beats_config_files(adaptssr_run):
     code, log, cwd = adaptssr_run
     assert code == 0, log[-4000:]
     (run,) = (cwd / "saved").glob("AdaptSSR-tiny-*")
-    state = load_checkpoint(run / "pretrain" / "ssr.pth")
+    state = load_checkpoint(stage_checkpoint(run, "ssr"))
     config = state["config"]
     assert (config["mlm_epochs"], config["ssr_epochs"]) == (1, 1)  # --key=value beats a.yaml
     assert config["hidden_size"] == 24  # b.yaml (later file) beats a.yaml, a.yaml beats the model YAML (64)

@@ -99,8 +99,12 @@ def test_bad_settings_fail_before_pre_training(task_data, tmp_path, extra, messa
 def test_empty_task_list_means_pre_training_only(task_data, tmp_path):
     out = run("AdaptSSR", "tt", config_dict=base_config(task_data, tmp_path, mlm_epochs=1, ssr_epochs=1,
                                                         pretrain_valid_ratio=0.2, downstream_tasks=[]))
-    assert list(out["pretrain"]) == ["mlm", "ssr"] and out["runs"] == []
-    assert sorted(p.name for p in (Path(out["run_dir"]) / "pretrain").iterdir()) == ["mlm.pth", "ssr.pth"]
+    assert list(out["pretrain"]) == ["mlm", "ssr"] and out["runs"] == [] and out["ok"]
+    # one unit per stage, each keeping its stage's checkpoint and its end (where the next stage starts)
+    units = Path(out["run_dir"]) / "units"
+    assert sorted(p.name for p in units.rglob("*.pth")) == ["mlm.last.pth", "mlm.pth", "ssr.last.pth", "ssr.pth"]
+    for stage, result in out["pretrain"].items():
+        assert Path(result.checkpoint).parent.parent.parent == units and Path(result.checkpoint).name == f"{stage}.pth"
 
 
 # ------------------------------------------------------------------------------------------- pretext plug-ins

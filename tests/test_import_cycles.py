@@ -4,8 +4,8 @@ An edge is an ``import`` or ``from ... import`` of one of the package's modules 
 ``importlib.import_module("literal")`` call; imports under ``if TYPE_CHECKING:`` are not edges. An edge is
 *module-level* when it runs as the module is imported and *function-level* when it sits inside a function (it runs
 when the function is called). A cycle of module-level edges breaks imports; a cycle that needs function-level
-edges works, but the modules on it cannot be understood, tested or moved one without the others.
-Importing a submodule also runs its packages' ``__init__``; those implied edges are not counted.
+edges works, but the modules on it cannot be understood, tested or moved one without the others: the package has
+none of either kind. Importing a submodule also runs its packages' ``__init__``; those implied edges are not counted.
 """
 
 from __future__ import annotations
@@ -17,16 +17,6 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "recbole_adaptssr"
 MODULE, FUNCTION = "module", "function"
-
-# The cycles the package has today, all through function-level imports. Phase 2 of issue 25 closes them: each
-# test below then passes unexpectedly (strict xfail fails), and its entry goes.
-KNOWN_CYCLES = {
-    "checkpoint<->compat": {"checkpoint", "compat"},
-    "item_softmax<->item_softmax_fused": {"item_softmax", "item_softmax_fused"},
-    "pretext/base->utils->trainer->pretext/base": {"pretext.base", "utils", "trainer"},
-    "tuning/results<->tuning/study": {"tuning.results", "tuning.study"},
-}
-
 
 def module_names() -> dict:
     """``{dotted name: path}`` of every module of the package."""
@@ -163,18 +153,6 @@ def test_no_import_cycle_at_module_level(scan):
     assert not module_level, "import cycles at module level:\n" + "\n".join(describe(c, edges) for c in module_level)
 
 
-def test_the_only_import_cycles_are_the_known_ones(scan):
+def test_no_import_cycle_at_all(scan):
     edges, all_cycles, _ = scan
-    known = [{f"recbole_adaptssr.{m}" for m in members} for members in KNOWN_CYCLES.values()]
-    new = [c for c in all_cycles if set(c) not in known]
-    assert not new, "new import cycles:\n" + "\n".join(describe(c, edges) for c in new)
-
-
-@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="a known cycle: phase 2 of issue 25 closes it"))
-    for name in KNOWN_CYCLES])
-def test_a_known_import_cycle_is_closed(scan, name):
-    edges, all_cycles, _ = scan
-    members = {f"recbole_adaptssr.{m}" for m in KNOWN_CYCLES[name]}
-    still = [c for c in all_cycles if members <= set(c)]
-    assert not still, f"{name} is still a cycle:\n" + "\n".join(describe(c, edges) for c in still)
+    assert not all_cycles, "import cycles:\n" + "\n".join(describe(c, edges) for c in all_cycles)

@@ -52,7 +52,7 @@ def test_a_non_editable_install_finds_its_defaults(installed, tmp_path):
     _, target = installed
     code = ("import recbole_adaptssr, sys\n"
             "from recbole_adaptssr.config import Config\n"
-            "from recbole_adaptssr.utils import PROPERTIES_DIR\n"
+            "from recbole_adaptssr.plugins import PROPERTIES_DIR\n"
             "c = Config(model='AdaptSSR', dataset='ml-100k-tasks', config_dict={'data_path': '.'})\n"
             "print(recbole_adaptssr.__file__)\n"
             "print(c['ssr_lambda_mode'], c['mlm_mask_ratio'], c['MAX_ITEM_LIST_LENGTH'], c['recommendation_topk'])\n")

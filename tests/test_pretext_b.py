@@ -15,7 +15,7 @@ from recbole_adaptssr.model.adaptssr import AdaptSSR
 from recbole_adaptssr.pretext.base import StageSettings, builtin_pretext_tasks, get_pretext_task
 from recbole_adaptssr.pretext.ccl import sample_items
 from recbole_adaptssr.pretext.idicl import InterestDictionary, split_periods
-from recbole_adaptssr.utils import properties_file
+from recbole_adaptssr.plugins import properties_file
 
 TASKS = ["coserec", "ccl", "idicl"]
 COSEREC_OPERATORS = ["substitute", "insert", "crop", "mask", "reorder"]

@@ -205,18 +205,19 @@ def test_pretraining_learns(e2e):
 
 def test_checkpoints_of_both_stages(e2e):
     config_dict, pretrain, run_dir = e2e
-    config = Config(model="AdaptSSR", dataset="tiny", config_dict=config_dict)
-    init_seed(config["seed"], config["reproducibility"])
-    data = create_dataset(config)
-    train_set, _ = data.build()
-    model = AdaptSSR(config, train_set)
-    expected = model.state_dict()
     raw_items = {item for rows in read_inter(Path(config_dict["data_path"]), "tiny").values() for _, item in rows}
-
     states = {}
-    for stage, summary in pretrain.items():
+    for index, (stage, summary) in enumerate(pretrain.items()):
+        # each stage is a unit of its own, whose model has the pretext tasks of its stage and those before
+        stages = list(pretrain)[:index + 1]
+        config = Config(model="AdaptSSR", dataset="tiny", config_dict={**config_dict, "pretrain_stages": stages})
+        init_seed(config["seed"], config["reproducibility"])
+        data = create_dataset(config)
+        train_set, _ = data.build()
+        model = AdaptSSR(config, train_set)
+        expected = model.state_dict()
         path = Path(summary.checkpoint)
-        assert path == run_dir / "pretrain" / f"{stage}.pth"
+        assert path.name == f"{stage}.pth" and path.parent.parent.parent == run_dir / "units"
         assert run_dir.parent == Path(config_dict["checkpoint_dir"])  # the run's own folder under checkpoint_dir
         state = load_checkpoint(path)
         plain_state = torch.load(path, weights_only=True)
@@ -256,9 +257,9 @@ def test_load_checkpoint_rejects_other_files(tmp_path):
 def test_skipping_mlm_writes_only_the_ranking_checkpoint(tiny_config):
     result = run_adaptssr("tiny", config_dict={**tiny_config, "pretrain_stages": ["ssr"], "ssr_epochs": 1})
     assert list(result["pretrain"]) == ["ssr"]
-    saved = Path(result["run_dir"]) / "pretrain"
-    assert sorted(p.name for p in saved.iterdir()) == ["ssr.pth"]
-    assert load_checkpoint(saved / "ssr.pth")["stage"] == "ssr"
+    assert [p.name for p in Path(result["run_dir"]).glob("units/*/pretrain/*.pth")] in (["ssr.pth", "ssr.last.pth"],
+                                                                                      ["ssr.last.pth", "ssr.pth"])
+    assert load_checkpoint(result["pretrain"]["ssr"].checkpoint)["stage"] == "ssr"
 
 
 def test_unknown_stage_is_rejected(tiny_config):

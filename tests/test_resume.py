@@ -1,9 +1,9 @@
 """Resuming an interrupted pipeline (``resume=RUN_FOLDER`` or ``resume=true``): a run killed with SIGKILL in the
-middle of pre-training, then stopped at a stage boundary and during the fine-tune grid, ends, once resumed, with
-exactly the metrics of an uninterrupted run (CPU, same seed) and repeats no finished fine-tune run; a results write
-that fails is logged first, names the path, and a resumption writes the results without training anything again.
-(One real SIGKILL, in a subprocess; the later interruptions are exceptions raised at the same points, which leave
-the same files: a subprocess start costs 15-20 s on the shared test machine.)"""
+middle of pre-training, then stopped (Ctrl-C) at a stage boundary and during the fine-tune units, ends, once
+resumed, with exactly the metrics of an uninterrupted run (CPU, same seed) and repeats no finished unit; a results
+write that fails is logged first, names the path, and a resumption writes the results without training anything
+again. (One real SIGKILL, in a subprocess; the later interruptions are KeyboardInterrupts raised at the same points,
+which leave the same files: a subprocess start costs 15-20 s on the shared test machine.)"""
 
 from __future__ import annotations
 
@@ -17,11 +17,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from recbole_adaptssr.checkpoint import CheckpointError, load_checkpoint
-from recbole_adaptssr.experiment import pipeline
+from recbole_adaptssr.checkpoint import load_checkpoint
+from recbole_adaptssr.execution import worker
+from recbole_adaptssr.execution.run_folder import hold
+from recbole_adaptssr.experiment import pipeline, pretraining
 from recbole_adaptssr.quick_start import run
 from recbole_adaptssr.trainer import AdaptSSRTrainer, TaskTrainer
-from task_data import base_config
+from task_data import base_config, stage_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,37 +56,41 @@ def metrics(out) -> dict:
 
 
 # ------------------------------------------------------------------------------------------- interruptions
-class Interrupt(Exception):
-    pass
+class Interrupt(KeyboardInterrupt):
+    """Ctrl-C at a chosen point (it ends the command as Ctrl-C does), carrying the run folder."""
+
+
+def finished_units(run_dir: Path, kind: str) -> list:
+    return [p for p in run_dir.glob(f"units/{kind}-*/result.json") if json.loads(p.read_text())["status"] == "done"]
 
 
 def interrupted_run(config_dict, at=("mlm", 0), drop=None) -> Path:
-    """A pipeline stopped by an exception right after ``at``: ``(stage, epoch)`` (after that epoch's resume
-    checkpoint) or ``("finetune", n)`` (after the n-th fine-tune result was saved); ``drop`` names a resume
+    """A pipeline stopped by Ctrl-C right after ``at``: ``(stage, epoch)`` (after that epoch's resume checkpoint)
+    or ``("finetune", n)`` (after the n-th fine-tune unit's result was written); ``drop`` names a resume
     checkpoint deleted first, as if it had not been written yet. The files are what a kill would leave."""
-    real_pretrain, real_save = pipeline.pretrain, pipeline.save_run_result
-    saved = []
+    real_pretrain, real_write = pretraining.pretrain, worker.write_result
+    written = []
 
-    def stopping(config, run_dir, resume=False):
+    def stopping(config, run_dir, resume=False, **kwargs):
         def callback(stage, epoch, result):
             if (stage, epoch) == tuple(at):
                 if drop:
                     os.remove(os.path.join(run_dir, "pretrain", drop))
-                raise Interrupt(run_dir)
-        return real_pretrain(config, run_dir, epoch_callback=callback, resume=resume)
+                raise Interrupt(os.path.dirname(os.path.dirname(run_dir)))
+        return real_pretrain(config, run_dir, epoch_callback=callback, resume=resume, **kwargs)
 
-    def save_run_result(result, path):
-        real_save(result, path)
-        saved.append(path)
-        if at[0] == "finetune" and len(saved) == at[1]:
-            raise Interrupt(os.path.dirname(result.run_dir))
+    def write_result(run_dir, result):
+        real_write(run_dir, result)
+        written.append(result.unit["kind"])
+        if at[0] == "finetune" and written.count("finetune") == at[1]:
+            raise Interrupt(run_dir)
 
-    pipeline.pretrain, pipeline.save_run_result = stopping, save_run_result
+    pretraining.pretrain, worker.write_result = stopping, write_result
     try:
         with pytest.raises(Interrupt) as caught:
             run("AdaptSSR", "tt", config_dict=config_dict)
     finally:
-        pipeline.pretrain, pipeline.save_run_result = real_pretrain, real_save
+        pretraining.pretrain, worker.write_result = real_pretrain, real_write
     return Path(str(caught.value))
 
 
@@ -92,20 +98,20 @@ KILLED = """
 import os, signal, sys
 import torch
 torch.set_num_threads(1)
-from recbole_adaptssr.experiment import pipeline
+from recbole_adaptssr.experiment import pretraining
 from recbole_adaptssr.quick_start import run
 
-real_pretrain = pipeline.pretrain
+real_pretrain = pretraining.pretrain
 
 
-def pretrain(config, run_dir, resume=False):
+def pretrain(config, run_dir, resume=False, **kwargs):
     def callback(stage, epoch, result):  # called after the epoch's resume checkpoint is written
         if (stage, epoch) == {at!r}:
             os.kill(os.getpid(), signal.SIGKILL)
-    return real_pretrain(config, run_dir, epoch_callback=callback, resume=resume)
+    return real_pretrain(config, run_dir, epoch_callback=callback, resume=resume, **kwargs)
 
 
-pipeline.pretrain = pretrain
+pretraining.pretrain = pretrain
 run("AdaptSSR", "tt", config_dict={settings!r})
 print("NOT KILLED")
 """
@@ -123,23 +129,25 @@ def test_killed_then_interrupted_twice_then_resumed_gives_the_uninterrupted_resu
                           env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
     assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stdout[-2000:], proc.stderr[-4000:])
     (run_dir,) = (tmp_path / "saved").iterdir()
-    last = load_checkpoint(run_dir / "pretrain" / "mlm.last.pth")
+    last = load_checkpoint(stage_checkpoint(run_dir, "mlm", "mlm.last.pth"))
     assert (last["stage"], last["stage_index"], last["epoch"], last["finished"]) == ("mlm", 0, 1, False)
     assert {"model_state", "optimizer", "best_state", "best_score", "patience", "rng"} <= set(last)
     assert {"torch", "numpy", "random", "cuda", "loaders"} <= set(last["rng"])
-    assert not (run_dir / "pretrain" / "mlm.pth").exists()
+    assert not list(run_dir.glob("units/*/pretrain/mlm.pth")) and not list(run_dir.glob("units/*/result.json"))
     assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
 
     # 2. resumed (mlm continues at epoch 2), stopped at the stage boundary: mlm finished, ssr had not saved epoch 0
     resumed = {**config_dict, "resume": str(run_dir)}
     assert interrupted_run(resumed, at=("ssr", 0), drop="ssr.last.pth") == run_dir
-    assert load_checkpoint(run_dir / "pretrain" / "mlm.last.pth")["finished"]
-    assert sorted(p.name for p in (run_dir / "pretrain").iterdir()) == ["mlm.last.pth", "mlm.pth"]
+    assert load_checkpoint(stage_checkpoint(run_dir, "mlm", "mlm.last.pth"))["finished"]  # the mlm unit's end: ssr starts there
+    assert sorted(p.name for p in run_dir.glob("units/*/pretrain/*")) == ["mlm.last.pth", "mlm.pth"]
+    assert len(finished_units(run_dir, "pretrain_stage")) == 1
 
     # 3. resumed by name under checkpoint_dir (ssr from its start), stopped after the first fine-tune run finished
     interrupted_run({**config_dict, "resume": run_dir.name}, at=("finetune", 1))
-    assert sorted(p.name for p in (run_dir / "pretrain").iterdir()) == ["mlm.pth", "ssr.pth"]  # resume files gone
-    assert len(list((run_dir / "finetune").glob("*.json"))) == 1
+    assert sorted(p.name for p in run_dir.glob("units/*/pretrain/*")) == ["mlm.last.pth", "mlm.pth", "ssr.last.pth",
+                                                                          "ssr.pth"]
+    assert len(finished_units(run_dir, "finetune")) == 1
 
     # 4. resumed: nothing pre-trained again, only the 3 unfinished fine-tune runs train
     stages = count_calls(monkeypatch, AdaptSSRTrainer, "train_stage")
@@ -149,7 +157,7 @@ def test_killed_then_interrupted_twice_then_resumed_gives_the_uninterrupted_resu
     assert out["run_dir"] == str(run_dir)
     assert metrics(out) == metrics(baseline)
     for stage in ("mlm", "ssr"):
-        a = load_checkpoint(run_dir / "pretrain" / f"{stage}.pth")["state_dict"]
+        a = load_checkpoint(stage_checkpoint(run_dir, stage))["state_dict"]
         b = load_checkpoint(Path(baseline["pretrain"][stage].checkpoint))["state_dict"]
         assert all(torch.equal(a[k], b[k]) for k in b), stage
     record = json.loads((run_dir / "run.json").read_text())
@@ -199,10 +207,10 @@ def test_a_read_only_results_folder(task_data, tmp_path, monkeypatch):
                            repeat=1, downstream_tasks=["cls"])
     real = pipeline.write_results
 
-    def read_only(rows, runs, folder, stem="results"):
+    def read_only(rows, runs, folder, stem="results", **kwargs):
         os.chmod(folder, 0o555)
         try:
-            return real(rows, runs, folder, stem)
+            return real(rows, runs, folder, stem, **kwargs)
         finally:
             os.chmod(folder, 0o755)
 
@@ -222,7 +230,7 @@ def test_resume_refuses_other_settings_missing_folders_and_a_folder_in_use(task_
         run("AdaptSSR", "tt", config_dict={**config_dict, "resume": "nowhere"})
     with pytest.raises(ValueError, match=r"is not a run folder of a pipeline \(no readable run.json\)"):
         run("AdaptSSR", "tt", config_dict={**config_dict, "resume": str(tmp_path / "data")})
-    with pipeline.run_folder_lock(str(run_dir)):  # as if the run were still going
+    with hold(str(run_dir)):  # as if the run were still going
         in_use = rf"run folder {run_dir} is in use by another process \(pid {os.getpid()}\)"
         with pytest.raises(RuntimeError, match=in_use):
             run("AdaptSSR", "tt", config_dict={**config_dict, "resume": str(run_dir)})
@@ -243,13 +251,16 @@ def test_resume_true_takes_the_newest_unfinished_run_of_the_same_settings(task_d
     assert Path(fresh) not in (other, complete, unfinished)
 
 
-def test_a_damaged_resume_checkpoint_is_an_error_naming_it(task_data, tmp_path):
+def test_a_damaged_resume_checkpoint_fails_its_unit_naming_it(task_data, tmp_path):
     config_dict = settings(task_data, tmp_path, mlm_epochs=2, ssr_epochs=1, downstream_tasks=[])
     run_dir = interrupted_run(config_dict)
-    last = run_dir / "pretrain" / "mlm.last.pth"
+    last = stage_checkpoint(run_dir, "mlm", "mlm.last.pth")
     last.write_bytes(last.read_bytes()[:1000])
-    with pytest.raises(CheckpointError, match=rf"checkpoint {last}: not a complete torch zip archive"):
-        run("AdaptSSR", "tt", config_dict={**config_dict, "resume": str(run_dir)})
+    out = run("AdaptSSR", "tt", config_dict={**config_dict, "resume": str(run_dir)})
+    (failure,) = out["failures"]
+    assert not out["ok"] and failure["error"].startswith(f"CheckpointError: checkpoint {last}: not a complete torch "
+                                                         "zip archive")
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "failed" and out["pretrain"] == {}
 
 
 def test_a_finished_run_whose_checkpoint_is_damaged_is_repeated(task_data, tmp_path, monkeypatch, caplog):
@@ -262,5 +273,5 @@ def test_a_finished_run_whose_checkpoint_is_damaged_is_repeated(task_data, tmp_p
     with caplog.at_level("WARNING"):
         again = run("AdaptSSR", "tt", config_dict={**config_dict, "resume": first["run_dir"]})
     assert len(fits) == 1 and metrics(again)["runs"] == metrics(first)["runs"]
-    assert any(f"{damaged.with_suffix('.json')}: cannot be read back" in r.getMessage() and "empty" in r.getMessage()
-               for r in caplog.records)
+    assert any("the earlier result of unit cls [none], seed 2024 cannot be reused (CheckpointError: checkpoint "
+               f"{damaged}: " in r.getMessage() and "empty" in r.getMessage() for r in caplog.records)

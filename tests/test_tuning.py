@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from recbole_adaptssr.tuning.space import SpaceError, parse_space, read_space, to_param_space
-from task_data import base_config, write_task_dataset
+from task_data import base_config, stage_checkpoint, write_task_dataset
 
 ray = pytest.importorskip("ray")
 from ray import tune  # noqa: E402
@@ -169,7 +169,9 @@ def test_a_search_selects_on_validation_and_its_best_yaml_reproduces(local_ray, 
                     mlm_epochs=1, ssr_epochs=1, pretrain_valid_ratio=0.2, finetune_epochs=2)
     spec, rows = outcome.spec, outcome.rows
     assert (spec.mode, spec.task, spec.metric, spec.metric_mode) == ("finetune", "rec", "ndcg@10", "max")
-    assert Path(spec.start_point) == tmp_path / "study" / "pretrain_once" / "pretrain" / "ssr.pth"
+    assert Path(spec.start_point) == stage_checkpoint(tmp_path / "study", "ssr")  # a unit of the study's folder
+    assert len(list((tmp_path / "study" / "units").glob("trial-*/result.json"))) == 4  # each trial a unit too
+    assert not list((tmp_path / "study" / "units").glob("trial-*/**/*.pth"))  # their checkpoints removed
     assert [r["status"] for r in rows] == ["completed"] * 4 and [r["epochs"] for r in rows] == [2] * 4
     assert sorted((r["params"]["learning_rate"], r["params"]["head_hidden_size"]) for r in rows) == [
         (0.002, 8), (0.002, 16), (0.01, 8), (0.01, 16)]

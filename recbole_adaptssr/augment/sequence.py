@@ -49,6 +49,7 @@ from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 import torch
 
 from recbole_adaptssr.augment.correlation import MEASURES, CorrelationTable, item_correlation
+from recbole_adaptssr.plugins import Registry
 
 __all__ = [
     "OPERATORS",
@@ -262,7 +263,7 @@ class AugmentOperator(NamedTuple):
 
 
 #: Operator name -> :class:`AugmentOperator`, in registration order.
-OPERATOR_REGISTRY: Dict[str, AugmentOperator] = {}
+OPERATOR_REGISTRY = Registry("augmentation operator")
 
 
 def register_operator(name: str, default_ratio: float, min_length: int = 1, needs_correlation: bool = False):
@@ -278,7 +279,8 @@ def register_operator(name: str, default_ratio: float, min_length: int = 1, need
         raise ValueError(f"augmentation operator {name!r} is already registered")
 
     def decorate(fn):
-        OPERATOR_REGISTRY[name] = AugmentOperator(name, fn, float(default_ratio), int(min_length), bool(needs_correlation))
+        OPERATOR_REGISTRY.add(name, AugmentOperator(name, fn, float(default_ratio), int(min_length),
+                                                    bool(needs_correlation)))
         return fn
 
     return decorate

@@ -44,7 +44,7 @@ BEHAVIOUR_PREFIX = "behaviour:"  # token prefix of behaviour items when they are
 
 
 def item_domains(config) -> str:
-    value = str(config["baseline_item_domains"] or "shared")
+    value = config["baseline_item_domains"]
     if value not in DOMAINS:
         raise ValueError(f"baseline_item_domains must be one of {list(DOMAINS)}, got {value!r}")
     return value

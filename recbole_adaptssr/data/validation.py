@@ -45,7 +45,9 @@ from logging import getLogger
 
 import numpy as np
 
-POLICIES = ("report", "drop", "error")
+from recbole_adaptssr import setting_checks
+
+POLICIES = setting_checks.DUPLICATE_ROWS
 CHECKS_VERSION = 1  # part of the key of a remembered verdict: a change to the checks invalidates them
 #: first bytes of compressed or archived files
 COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"PK\x03\x04": "zip",
@@ -593,10 +595,9 @@ _memo_lock = threading.Lock()
 
 
 def duplicate_policy(config) -> str:
-    value = config["duplicate_rows"] if config["duplicate_rows"] is not None else "report"
-    if value not in POLICIES:
-        raise ValueError(f"duplicate_rows must be one of {list(POLICIES)}, got {value!r}")
-    return value
+    """``duplicate_rows`` (one of :data:`POLICIES`, :mod:`recbole_adaptssr.setting_checks`)."""
+    setting_checks.check(lambda key: config[key], ("duplicate_rows",))
+    return config["duplicate_rows"]
 
 
 def log_fields(config) -> tuple:

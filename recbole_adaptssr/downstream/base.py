@@ -9,17 +9,21 @@ u (a two-layer MLP, Appendix C) and, in its YAML, RecBole's evaluation of it: ``
 
 from __future__ import annotations
 
-import difflib
-import os
-import pkgutil
 from typing import ClassVar
 
 import torch
 from torch import nn
 
-from recbole_adaptssr.utils import import_plugin
+from recbole_adaptssr.plugins import Registry, did_you_mean
 
-_REGISTRY: dict = {}
+
+def _unknown_kind(name, registry) -> str:
+    known = builtin_task_kinds()
+    return f"unknown task kind {name!r}; known: {known}" + did_you_mean(name, known, n=2)
+
+
+#: the task kinds by name (module ``recbole_adaptssr.downstream.<name>``)
+TASK_KINDS = Registry("task kind", package=__package__, unknown=_unknown_kind)
 
 
 def two_layer_mlp(in_size: int, hidden_size: int, out_size: int, dropout: float) -> nn.Sequential:
@@ -62,7 +66,7 @@ class TaskKind:
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if cls.name:
-            _REGISTRY[cls.name] = cls
+            TASK_KINDS[cls.name] = cls
 
     @classmethod
     def has_targets(cls) -> bool:
@@ -102,17 +106,9 @@ class TaskKind:
 
 
 def builtin_task_kinds() -> list:
-    folder = os.path.dirname(os.path.abspath(__file__))
-    return sorted(m.name for m in pkgutil.iter_modules([folder]) if m.name != "base")
+    return TASK_KINDS.builtin_modules()
 
 
 def get_task_kind(name: str) -> type:
     """The :class:`TaskKind` called ``name`` (module ``recbole_adaptssr.downstream.<name>``)."""
-    if name not in _REGISTRY:
-        import_plugin(__package__, name)
-    if name not in _REGISTRY:
-        known = builtin_task_kinds()
-        close = difflib.get_close_matches(str(name), known, n=2)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown task kind {name!r}; known: {known}{hint}")
-    return _REGISTRY[name]
+    return TASK_KINDS.lookup(name)

@@ -28,22 +28,27 @@ so its state dict is exactly what it always was; a state dict without a record h
 
 from __future__ import annotations
 
-import difflib
-import os
-import pkgutil
 from typing import ClassVar
 
 import torch
 from torch import nn
 
 from recbole_adaptssr.encoder.pooling import POOLINGS
-from recbole_adaptssr.utils import check_plugin_namespace, import_plugin, plugin_defaults_file
+from recbole_adaptssr.plugins import Registry, check_plugin_namespace, did_you_mean, plugin_defaults_file
 
-_REGISTRY: dict = {}
 DEFAULT_USER_MODEL = "transformer"
 DEFAULT_POOLING = "attention"
 EXTRA_STATE_KEY = "_extra_state"
-_NOT_BACKBONES = ("base", "fused_transformer", "pooling", "user_model")
+
+
+def _unknown_backbone(name, registry) -> str:
+    known = sorted(set(builtin_user_models()) | set(registry))
+    return f"unknown user_model {name!r}; known: {known}" + did_you_mean(name, known, cutoff=0.5, fold_case=True)
+
+
+#: the backbones by name (``user_model``; module ``recbole_adaptssr.encoder.<name lower-cased>``)
+USER_MODELS = Registry("user_model", package=__package__, module_name=str.lower,
+                       not_plugins=("base", "fused_transformer", "pooling", "user_model"), unknown=_unknown_backbone)
 
 
 class SequenceEncoder(nn.Module):
@@ -63,7 +68,7 @@ class SequenceEncoder(nn.Module):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if cls.name:
-            _REGISTRY[cls.name] = cls
+            USER_MODELS[cls.name] = cls
 
     def __init__(self, n_items: int | None = None, max_seq_length: int | None = None, pooling: str = DEFAULT_POOLING):
         super().__init__()
@@ -205,25 +210,14 @@ def check_checkpoint(config, state: dict, source: str) -> None:
 # ---------------------------------------------------------------------------------------------- registry
 def builtin_user_models() -> list:
     """Names of the backbones shipped in this package (the backbone modules of this folder)."""
-    folder = os.path.dirname(os.path.abspath(__file__))
-    for module in pkgutil.iter_modules([folder]):
-        if module.name not in _NOT_BACKBONES:
-            import_plugin(__package__, module.name)
-    return sorted(name for name, cls in _REGISTRY.items() if cls.__module__.startswith(__package__ + "."))
+    USER_MODELS.import_builtins()
+    return sorted(name for name, cls in USER_MODELS.items() if cls.__module__.startswith(__package__ + "."))
 
 
 def get_user_model(name) -> type:
     """The :class:`SequenceEncoder` subclass called ``name`` (the ``user_model`` setting): already imported, else
     ``recbole_adaptssr.encoder.<name lower-cased>``. An unknown name is an error with the closest known names."""
-    if name not in _REGISTRY and isinstance(name, str) and name.lower() not in _NOT_BACKBONES:
-        import_plugin(__package__, name.lower())
-    if name not in _REGISTRY:
-        known = sorted(set(builtin_user_models()) | set(_REGISTRY))
-        by_lower = {k.lower(): k for k in known}
-        close = [by_lower[k] for k in difflib.get_close_matches(str(name).lower(), list(by_lower), n=3, cutoff=0.5)]
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown user_model {name!r}; known: {known}{hint}")
-    return _REGISTRY[name]
+    return USER_MODELS.lookup(name)
 
 
 def defaults_file(encoder_class: type) -> str | None:

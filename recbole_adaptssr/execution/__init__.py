@@ -16,6 +16,7 @@ Importing this package imports neither torch nor RecBole.
 """
 
 from recbole_adaptssr.execution.execute import execute
+from recbole_adaptssr.execution.executor import Outcome, Ranks
 from recbole_adaptssr.execution.plan import Plan
 from recbole_adaptssr.execution.registry import register_unit_kind
 from recbole_adaptssr.execution.result import UnitResult
@@ -23,4 +24,5 @@ from recbole_adaptssr.execution.settings import ExecutorSettings
 from recbole_adaptssr.execution.unit import Unit
 from recbole_adaptssr.execution.worker import UnitContext
 
-__all__ = ["execute", "ExecutorSettings", "Plan", "register_unit_kind", "Unit", "UnitContext", "UnitResult"]
+__all__ = ["execute", "ExecutorSettings", "Outcome", "Plan", "Ranks", "register_unit_kind", "Unit", "UnitContext",
+           "UnitResult"]

@@ -13,6 +13,9 @@
 It returns an :class:`Outcome`; ``outcome.ok`` is False when a unit failed or was skipped (a command then exits
 non-zero). Ctrl-C stops the executor, leaves every finished unit's result in place and propagates.
 Implementations provide :attr:`Executor.capacity`, :meth:`Executor.submit` and :meth:`Executor.wait`.
+
+Under ``torch.distributed`` every process of the run executes the plan (the serial executor: their collectives
+meet in every unit); :class:`Ranks` says which one writes the run folder and shares what it read back.
 """
 
 from __future__ import annotations
@@ -23,10 +26,11 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from logging import getLogger
+from typing import Callable
 
 from recbole_adaptssr.execution.progress import Progress, duration
 from recbole_adaptssr.execution.registry import load_function, unit_kind
-from recbole_adaptssr.execution.result import read_result, unit_folder
+from recbole_adaptssr.execution.result import UnitResult, read_result, unit_folder
 from recbole_adaptssr.execution.worker import Job
 
 
@@ -45,10 +49,26 @@ class Outcome:
     def ok(self) -> bool:
         return not self.failed and not self.skipped
 
+    def payloads(self, plan, kind: str | None = None) -> list:
+        """``[(unit, payload)]`` of the units (of ``kind``) done, in plan order: what a table is built from (every
+        process of a ``torch.distributed`` run has them, whoever wrote the files)."""
+        return [(plan[unit_id], result.payload) for unit_id, result in self.results.items()
+                if result.done and (kind is None or result.unit["kind"] == kind)]
+
     @property
     def status(self) -> str:
         """``done`` (every unit done) or ``failed``."""
         return "done" if self.ok else "failed"
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """The processes of one ``torch.distributed`` run executing a plan together: ``writer`` (rank 0) writes the run
+    folder (plan, units' folders, logs and results); ``agree(value)`` returns rank 0's value on every rank (what
+    rank 0 read back)."""
+
+    writer: bool
+    agree: Callable
 
 
 class Executor(ABC):
@@ -57,8 +77,11 @@ class Executor(ABC):
     name = ""
     isolated = True  # units run in processes of their own (a worker process, a Ray task)
 
-    def __init__(self, settings):
+    def __init__(self, settings, ranks: Ranks | None = None, options: dict | None = None):
         self.settings = settings
+        self.ranks = ranks
+        self.writer = ranks is None or ranks.writer
+        self.options = dict(options or {})  # the command's settings for every unit (UnitContext.options)
 
     @property
     @abstractmethod
@@ -83,7 +106,7 @@ class Executor(ABC):
         """The :class:`Job` of ``unit`` (an implementation adds its devices in :meth:`submit`)."""
         return Job(unit=unit, run_dir=run_dir, runner=runner, inputs=inputs, log_level=level,
                    isolated=self.isolated, cpus=self.settings.cpus_per_unit if self.isolated else None,
-                   where={"executor": self.name})
+                   where={"executor": self.name}, options=self.options, writes=self.writer)
 
     # ------------------------------------------------------------------------------------------------- the loop
     def run(self, plan, run_dir: str) -> Outcome:
@@ -91,15 +114,21 @@ class Executor(ABC):
         logger = getLogger()
         units = plan.ordered()
         kinds = {unit.kind: unit_kind(unit.kind) for unit in units}  # an unknown kind fails before anything runs
-        os.makedirs(run_dir, exist_ok=True)
-        plan.write(run_dir)
         began = time.perf_counter()
         outcome = Outcome()
-        for unit in units:
-            earlier = reusable_result(run_dir, unit, kinds[unit.kind].check)
-            if earlier is not None:
-                outcome.results[unit.id] = earlier
-                outcome.read_back.append(unit.id)
+        earlier = {}
+        if self.writer:
+            os.makedirs(run_dir, exist_ok=True)
+            plan.write(run_dir)
+            for unit in units:
+                result = reusable_result(run_dir, unit, kinds[unit.kind].check)
+                if result is not None:
+                    earlier[unit.id] = result.as_dict()
+        if self.ranks is not None:
+            earlier = self.ranks.agree(earlier)
+        for unit_id, result in earlier.items():
+            outcome.results[unit_id] = UnitResult.from_dict(result)
+            outcome.read_back.append(unit_id)
         logger.info(f"{len(units)} units in the plan; {self.settings.describe()}")
         pending = [unit for unit in units if unit.id not in outcome.results]
         running: dict = {}

@@ -1,7 +1,7 @@
 """Log files: one per run (the command's), one per unit, through RecBole's logger (the root logger).
 
 * :func:`init_run_logger`: RecBole's console (coloured) and a plain file ``<run folder>/<folder name>.log``,
-  replacing the handlers installed before by this module (or by ``experiment.run_logger``: they share the mark).
+  replacing the handlers this module installed before.
   RecBole's ``init_logger`` would name its file after the second and a hash of the settings under ``./log/`` and
   do nothing once the root logger has handlers.
 * :func:`unit_log`: while a unit runs, ``<unit folder>/<run folder name>--<unit id>.log``. It is the root logger's
@@ -73,15 +73,19 @@ def unit_log_name(run_dir: str, unit_id: str) -> str:
 
 
 @contextmanager
-def unit_log(path: str, level: int, isolated: bool, label: str):
+def unit_log(path: str | None, level: int, isolated: bool, label: str):
     """Log into ``path`` while the block runs (see the module docstring). ``isolated``: this process runs units
     only (a worker process, a Ray task): its other handlers are set aside meanwhile, and warnings and errors go to
-    the console marked with ``label``."""
+    the console marked with ``label``. ``path`` None: no file of the unit's own (a process that only follows
+    another, under torch.distributed)."""
     root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    if path is None:
+        yield path
+        return
     file_handler = logging.FileHandler(path, encoding="utf-8")
     file_handler.setFormatter(PlainFormatter(FILE_FORMAT, FILE_DATES))
     file_handler.setLevel(level)
-    saved_handlers, saved_level = list(root.handlers), root.level
     if isolated:
         console = logging.StreamHandler()
         marked = label.replace("%", "%%")  # a title is text, not a format

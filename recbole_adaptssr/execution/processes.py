@@ -42,8 +42,8 @@ def environment(values: dict):
 class ProcessExecutor(Executor):
     name = "processes"
 
-    def __init__(self, settings):
-        super().__init__(settings)
+    def __init__(self, settings, ranks=None, options=None):
+        super().__init__(settings, ranks, options)
         self.devices = settings.worker_devices()
         self._context = multiprocessing.get_context("spawn")
         self._workers: list = [None] * len(self.devices)  # (process, connection) per worker

@@ -30,8 +30,8 @@ def run_job_task(job) -> dict:
 class RayExecutor(Executor):
     name = "ray"
 
-    def __init__(self, settings):
-        super().__init__(settings)
+    def __init__(self, settings, ranks=None, options=None):
+        super().__init__(settings, ranks, options)
         self._tasks: dict = {}  # ObjectRef -> job
         self._remote = None
         self._started_ray = False

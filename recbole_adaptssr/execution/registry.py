@@ -13,11 +13,11 @@ there runs the unit again.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from dataclasses import dataclass
 
 from recbole_adaptssr.execution.unit import KIND_NAME
+from recbole_adaptssr.plugins import Registry, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,9 @@ class UnitKind:
     check: str | None = None
 
 
-_KINDS: dict[str, UnitKind] = {}
+#: the unit kinds by name
+UNIT_KINDS = Registry("unit kind", unknown=lambda name, kinds: f"unknown unit kind {name!r}; registered: "
+                      f"{sorted(kinds)}{did_you_mean(name, list(kinds), n=1)}")
 
 
 def function_path(function) -> str:
@@ -59,21 +61,13 @@ def register_unit_kind(name: str, runner, check=None, replace: bool = False) -> 
     if not isinstance(name, str) or not KIND_NAME.match(name):
         raise ValueError(f"unit kind {name!r}: use lower-case letters, digits and '_', starting with a letter")
     kind = UnitKind(name, function_path(runner), None if check is None else function_path(check))
-    if name in _KINDS and _KINDS[name] != kind and not replace:
-        raise ValueError(f"unit kind {name!r} is already registered ({_KINDS[name].runner}); pass replace=True "
+    if name in UNIT_KINDS and UNIT_KINDS[name] != kind and not replace:
+        raise ValueError(f"unit kind {name!r} is already registered ({UNIT_KINDS[name].runner}); pass replace=True "
                          "to replace it")
-    _KINDS[name] = kind
-    return kind
+    return UNIT_KINDS.add(name, kind, replace=True)
 
 
 def unit_kind(name: str) -> UnitKind:
     """The registered kind ``name``; an unknown name is a ``ValueError`` listing the known ones."""
-    if name not in _KINDS:
-        close = difflib.get_close_matches(name, list(_KINDS), n=1)
-        hint = f"; did you mean {close[0]}?" if close else ""
-        raise ValueError(f"unknown unit kind {name!r}; registered: {sorted(_KINDS)}{hint}")
-    return _KINDS[name]
+    return UNIT_KINDS.lookup(name)
 
-
-def registered_kinds() -> list:
-    return sorted(_KINDS)

@@ -9,8 +9,10 @@
   data set), the user's settings, when it started and was resumed, its status (``running``, ``complete``,
   ``failed``), pid and command line.
 * :func:`resolve_resume`: the ``resume`` setting -> the folder to continue (a path, a name under ``root``, or
-  ``true``/``latest``: the newest unfinished run of the same identity and settings that no process holds), or None
-  for a new run. Settings that only say how a run is carried out (:data:`RESUME_FREE`) may differ.
+  ``true``/``latest``: the newest unfinished run of the same identity, settings and data that no process holds), or
+  None for a new run. Settings that only say how a run is carried out (:data:`RESUME_FREE`) may differ; data that
+  changed since the run started (its fingerprint, :mod:`recbole_adaptssr.data.fingerprint`) is refused unless
+  ``allow_data_change``.
 * :func:`remove_stale_temporaries`: temporary files of atomic writes a killed process left behind.
 * :func:`open_run_folder` puts these together for a command.
 """
@@ -35,9 +37,9 @@ from recbole_adaptssr.files import atomic_write
 RUN_RECORD = "run.json"
 LOCK_FILE, HOLDER_FILE = ".lock", ".lock.pid"
 COMPLETE, RUNNING, FAILED = "complete", "running", "failed"
-# settings that may differ between an interrupted run and its resumption (where it writes, how it reports and how
-# its units are carried out)
-RESUME_FREE = ("resume", "checkpoint_dir", "show_progress", "state", *EXECUTOR_KEYS)
+# settings that may differ between an interrupted run and its resumption (where it writes, how it reports, how
+# its units are carried out, and the permission to continue on changed data)
+RESUME_FREE = ("resume", "checkpoint_dir", "show_progress", "state", "allow_data_change", *EXECUTOR_KEYS)
 _STALE_TEMP = re.compile(r"^\..+\.tmp-\d+-[0-9a-f]{8}$")
 _NAME = re.compile(r"[^A-Za-z0-9_-]")
 _UNSET = "<unset>"
@@ -155,10 +157,24 @@ def setting_differences(then: dict, now: dict, free=RESUME_FREE) -> list:
             for k in sorted(set(a) | set(b)) if a.get(k, _UNSET) != b.get(k, _UNSET)]
 
 
-def resolve_resume(value, root: str, identity: dict, settings: dict, free=RESUME_FREE) -> str | None:
+def data_changes(record: dict, data: dict | None, allow_data_change: bool = False) -> list:
+    """What changed in the data since the run of ``record`` (its ``"data"`` fingerprint) started; nothing when
+    ``allow_data_change`` (then each change is logged as a warning)."""
+    from recbole_adaptssr.data.fingerprint import differences
+
+    changes = differences(record.get("data"), data) if data is not None else []
+    if changes and allow_data_change:
+        getLogger().warning("the data changed since the run started (allow_data_change: True): " + "; ".join(changes))
+        return []
+    return changes
+
+
+def resolve_resume(value, root: str, identity: dict, settings: dict, free=RESUME_FREE, data: dict | None = None,
+                   allow_data_change: bool = False) -> str | None:
     """The run folder to continue, or None for a new run (see the module docstring). ``identity`` (e.g.
     ``{"command": "comparison", "model": ..., "dataset": ...}``) must equal the record's, ``settings`` its
-    settings but for ``free`` keys; errors name the setting and what differs."""
+    settings but for ``free`` keys, ``data`` (this run's fingerprint, if given) its data unless
+    ``allow_data_change``; errors name the setting and what differs."""
     target = resume_target(value)
     if target is None:
         return None
@@ -169,10 +185,15 @@ def resolve_resume(value, root: str, identity: dict, settings: dict, free=RESUME
             record = read_run_record(folder)
             if (record and record.get("status") != COMPLETE and all(record.get(k) == v for k, v in identity.items())
                     and not setting_differences(record.get("settings", {}), settings, free) and not in_use(folder)):
+                changes = data_changes(record, data, allow_data_change)
+                if changes:
+                    getLogger().warning(f"resume={value!r}: not continuing {folder}, its data changed: "
+                                        + "; ".join(changes))
+                    continue
                 candidates.append((str(record.get("started", "")), folder))
         if not candidates:
-            getLogger().warning(f"resume={value!r}: no unfinished run of these settings under {root}; starting a "
-                                "new run")
+            what = "these settings and data" if data is not None else "these settings"
+            getLogger().warning(f"resume={value!r}: no unfinished run of {what} under {root}; starting a new run")
             return None
         return os.path.abspath(max(candidates)[1])
     tried = [target] if os.path.isabs(target) else [target, os.path.join(root, target)]
@@ -188,6 +209,11 @@ def resolve_resume(value, root: str, identity: dict, settings: dict, free=RESUME
     if differences:
         raise ValueError(f"resume={target!r}: the settings differ from those of the run in {folder} ("
                          + "; ".join(differences) + "); resume with the same settings, or start a new run")
+    changes = data_changes(record, data, allow_data_change)
+    if changes:
+        raise ValueError(f"resume={target!r}: the data changed since the run in {folder} started ("
+                         + "; ".join(changes) + "); resume with its data, start a new run, or set "
+                         "allow_data_change=True to continue on the new data")
     return os.path.abspath(folder)
 
 
@@ -226,15 +252,16 @@ class RunFolder:
 
 
 @contextmanager
-def open_run_folder(root: str, prefix: str, identity: dict, settings: dict, resume=None, free=RESUME_FREE):
+def open_run_folder(root: str, prefix: str, identity: dict, settings: dict, resume=None, free=RESUME_FREE,
+                    data: dict | None = None, allow_data_change: bool = False, folder: str | None = None):
     """The run folder of a command, held while the block runs: the one ``resume`` names (:func:`resolve_resume`;
     its stale temporaries removed), else a new one under ``root``; ``run.json`` says ``running`` with this pid and
-    command line. Yields a :class:`RunFolder`; call its :meth:`~RunFolder.finish` at the end (a run that stops
-    before, by an error or a kill, stays ``running``: ``resume=true`` picks it up)."""
-    folder = resolve_resume(resume, root, identity, settings, free)
-    resumed = folder is not None
-    if not resumed:
-        folder = new_run_folder(root, prefix, settings)
+    command line (and ``data``, the fingerprint of the data it reads). ``folder``: the one to open, already
+    resolved (:func:`choose_run_folder`). Yields a :class:`RunFolder`; call its :meth:`~RunFolder.finish` at the
+    end (a run that stops before, by an error or a kill, stays ``running``: ``resume=true`` picks it up)."""
+    if folder is None:
+        folder = choose_run_folder(root, prefix, identity, settings, resume, free, data, allow_data_change)
+    resumed = read_run_record(folder) is not None
     with hold(folder):
         record = read_run_record(folder) if resumed else None
         if record is None:
@@ -244,12 +271,19 @@ def open_run_folder(root: str, prefix: str, identity: dict, settings: dict, resu
             record["resumed"] = [*record.get("resumed", []), _now()]
             removed = remove_stale_temporaries(folder)
         run = RunFolder(path=folder, resumed=resumed, record=record, removed=removed)
-        run.update(status=RUNNING, pid=os.getpid(), argv=list(sys.argv))
+        run.update(status=RUNNING, pid=os.getpid(), argv=list(sys.argv), **({} if data is None else {"data": data}))
         yield run
+
+
+def choose_run_folder(root: str, prefix: str, identity: dict, settings: dict, resume=None, free=RESUME_FREE,
+                      data: dict | None = None, allow_data_change: bool = False) -> str:
+    """The folder :func:`open_run_folder` opens: the one to resume (:func:`resolve_resume`), else a new one."""
+    folder = resolve_resume(resume, root, identity, settings, free, data, allow_data_change)
+    return folder if folder is not None else new_run_folder(root, prefix, settings)
 
 
 def user_settings(config) -> dict:
     """The user's settings of a command (what a resumption must repeat), as plain values, without ``resume``."""
-    from recbole_adaptssr.compat import plain
+    from recbole_adaptssr.plain_values import plain
 
     return {k: v for k, v in plain(getattr(config, "user_config_dict", {}) or {}).items() if k != "resume"}

@@ -13,8 +13,8 @@ class SerialExecutor(Executor):
     name = "serial"
     isolated = False
 
-    def __init__(self, settings):
-        super().__init__(settings)
+    def __init__(self, settings, ranks=None, options=None):
+        super().__init__(settings, ranks, options)
         self._job = None
 
     @property

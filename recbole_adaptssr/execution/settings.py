@@ -151,7 +151,7 @@ def default_settings() -> dict:
     """The executor keys' defaults, read from ``properties/overall.yaml`` (the one place they are written)."""
     import yaml
 
-    from recbole_adaptssr.utils import properties_file
+    from recbole_adaptssr.plugins import properties_file
 
     path = properties_file("overall.yaml")
     with open(path, encoding="utf-8") as f:

@@ -39,7 +39,7 @@ def plain_json(value, where: str = "settings", finite: bool = True):
         return [plain_json(item, f"{where}[{i}]", finite) for i, item in enumerate(value)]
     raise TypeError(f"{where} is a {type(value).__name__} ({value!r}): it must be plain JSON values "
                     "(str, int, float, bool, None, lists and string-keyed dicts of them); convert it first, e.g. "
-                    "with recbole_adaptssr.compat.plain")
+                    "with recbole_adaptssr.plain_values.plain")
 
 
 def canonical_json(value) -> str:

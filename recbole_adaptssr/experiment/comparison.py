@@ -7,18 +7,22 @@ A pre-training *method* is a named recipe: a list of pretext-task stages plus se
 1. resolves every method of ``pretrain_methods`` and validates it BEFORE anything trains: its pretext tasks are
    looked up by name (lazily: a method whose task module is missing fails naming the method and the task), its
    settings must be known keys, and its Config (``config.derive(pretrain_stages=..., **settings)``) passes the
-   experiment's :func:`check_pretraining` and :func:`check_finetuning`;
-2. makes ONE run folder, with a subfolder per method: ``<method>/pretrain/<stage>.pth`` (or
-   ``<method>/seed<s>/pretrain/`` with ``pretrain_repeat: True``) and ``<method>/finetune/``;
-3. pre-trains each method once with ``seed`` (or once per fine-tune seed with ``pretrain_repeat: True``, so the
-   std also covers pre-training), timing each run (Table 3);
-4. fine-tunes every selected task from each method's checkpoint with the seeds ``seed, ..., seed+repeat-1``
-   (the same seeds, hence the same task splits, for every method: the runs are paired), sharing one TaskData;
-5. logs Table 2 and Table 3, then writes ``comparison.md``, ``comparison.json``, ``comparison.csv`` and
-   ``pretrain_time.csv`` atomically into the run folder, Fig. 5's similarity numbers of every method's
-   checkpoint (``similarity/``, :mod:`recbole_adaptssr.analysis.similarity`) and, with ``plots: True``, the
-   figures (:mod:`recbole_adaptssr.analysis.figures`): Table 2's bars, Fig. 4 when AdaptSSR's ablations ran,
-   Fig. 5, as PNG and SVG.
+   experiment's :func:`check_pretraining` and :func:`check_finetuning`; its settings are read once
+   (:class:`ComparisonSettings`);
+2. compiles a plan of units (:func:`compile_comparison`): each method's pre-training stage units, once with
+   ``seed`` (or once per fine-tune seed with ``pretrain_repeat: True``, so the std also covers pre-training), an
+   identical stage prefix of two methods being one unit (the MLM warm-up of ``mlm``, ``adaptssr`` and its
+   ablations); then a fine-tune unit per method, selected task and seed ``seed, ..., seed+repeat-1`` from the
+   method's ``finetune_from`` stage (the same seeds, hence the same task splits, for every method: the runs are
+   paired);
+3. runs the plan in ONE run folder (:func:`~recbole_adaptssr.experiment.lifecycle.run_plan`: ``executor``,
+   ``resume``), a folder per unit under ``units/``;
+4. logs Table 2, Table 3 (a method's pre-training time: the wall time of its stage units) and the convergence
+   table, built from the finished units (partial, and said so, when some failed), then writes ``comparison.md``,
+   ``comparison.json``, ``comparison.csv`` and ``pretrain_time.csv`` atomically into the run folder, and Fig. 5's
+   similarity numbers of every method's checkpoint (``similarity/``, :mod:`recbole_adaptssr.analysis.similarity`) and,
+   with ``plots: True``, the figures (:mod:`recbole_adaptssr.analysis.figures`): Table 2's bars, Fig. 4 when
+   AdaptSSR's ablations ran, Fig. 5, as PNG and SVG.
 
 Settings (``properties/overall.yaml``): ``pretrain_methods`` (list), ``pretrain_methods_file`` (path or list of
 paths), ``pretrain_repeat``, ``compare_method``, ``significance_wilcoxon``, ``report_split``,
@@ -35,21 +39,23 @@ import difflib
 import json
 import os
 import re
-import sys
-import time
 from dataclasses import asdict, dataclass, field
 from logging import getLogger
 
-from recbole_adaptssr import setting_keys
-from recbole_adaptssr.analysis.figures import COMPARISON_FIGURES, write_comparison_figures
-from recbole_adaptssr.compat import plain
+from recbole_adaptssr import setting_checks, setting_keys
+from recbole_adaptssr.analysis.figures import write_comparison_figures
 from recbole_adaptssr.config import as_list
+from recbole_adaptssr.execution import Plan
 from recbole_adaptssr.experiment import tables
+from recbole_adaptssr.experiment.lifecycle import load_task_data, run_data, run_plan, warn_overridden
 from recbole_adaptssr.experiment.results import SPLITS, atomic_write_text
+from recbole_adaptssr.experiment.settings import RunSettings
+from recbole_adaptssr.experiment.units import FINETUNE, PRETRAIN_STAGE, finetune_unit, pretrain_chain, run_result, \
+    stage_results
 from recbole_adaptssr.names import check_plain_name
+from recbole_adaptssr.plugins import properties_file
 from recbole_adaptssr.settings_report import settings_report
 from recbole_adaptssr.stopping import RULE_KEYS, StoppingRule
-from recbole_adaptssr.utils import properties_file
 
 METHODS_FILE = "methods.yaml"
 METHOD_FIELDS = ("stages", "settings", "finetune_from", "extends", "label", "description", "warmup")
@@ -62,9 +68,6 @@ RESERVED = ("pretrain_stages", "finetune_from", "pretrain_methods", "pretrain_me
             "downstream_task", "downstream_tasks", "model", "dataset", "data_path", "train_stage", "baseline_warmup",
             "pretrain_budget_steps", "pretrain_budget_seconds", "similarity_users")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-# files the comparison writes into its run folder, beside one folder per method: no method may be named so
-OUTPUT_FILES = ("comparison.md", "comparison.json", "comparison.csv", "pretrain_time.csv", "data.json", "similarity",
-                *COMPARISON_FIGURES)
 
 
 @dataclass
@@ -101,7 +104,7 @@ def read_methods_file(path: str) -> dict:
         name = str(name)
         if not NAME.match(name):
             raise ValueError(f"{path}: method name {name!r} may only use letters, digits, '_', '.' and '-'")
-        check_plain_name(name, "method", reserved=OUTPUT_FILES, where=path)
+        check_plain_name(name, "method", where=path)
         if entry is None:
             entry = {}
         if not isinstance(entry, dict):
@@ -197,7 +200,7 @@ def selected_methods(config) -> list:
         raise ValueError(f"pretrain_methods lists {duplicates} more than once")
     files = as_list(config["pretrain_methods_file"]) or []
     table = methods_table([str(f) for f in files])
-    warmup = str(config["baseline_warmup"] or "none")
+    warmup = config["baseline_warmup"]
     return [with_warmup(resolve_method(name, table), warmup) for name in names]
 
 
@@ -251,18 +254,7 @@ def check_methods(config, methods: list, task_data, tasks: list) -> dict:
                 raise
             raise ValueError(f"pre-training method {method.name!r}: {error}") from error
         configs[method.name] = cfg
-    users = config["similarity_users"]
-    if isinstance(users, bool) or not isinstance(users, int) or users < 0:
-        raise ValueError(f"similarity_users must be an integer >= 0 (0: no Fig. 5 numbers), got {users!r}")
-    repeat_pretraining = config["pretrain_repeat"]
-    if not isinstance(repeat_pretraining, bool):
-        raise ValueError(f"pretrain_repeat must be True or False, got {repeat_pretraining!r}")
-    for key in ("significance_wilcoxon", "plots"):
-        if not isinstance(config[key], bool):
-            raise ValueError(f"{key} must be True or False, got {config[key]!r}")
-    split = config["report_split"]
-    if split not in SPLITS:
-        raise ValueError(f"report_split must be one of {list(SPLITS)}, got {split!r}")
+    setting_checks.check(lambda key: config[key], setting_checks.COMPARISON)
     return configs
 
 
@@ -318,102 +310,143 @@ def _smaller_metrics() -> tuple:
     return tuple(smaller_metrics)
 
 
+@dataclass(frozen=True)
+class ComparisonSettings:
+    """What the comparison reads of its Config, once, checked (see the module docstring)."""
+
+    run: RunSettings
+    methods: tuple  # Method, in pretrain_methods' order
+    tasks: tuple
+    pretrain_repeat: bool
+    compare_method: str
+    tests: tuple  # ttest, and wilcoxon with significance_wilcoxon
+    similarity_users: int
+    like_for_like: dict
+    finetune_rule: str
+
+    @classmethod
+    def from_config(cls, config, methods, tasks) -> "ComparisonSettings":
+        return cls(run=RunSettings.from_config(config), methods=tuple(methods), tasks=tuple(tasks),
+                   pretrain_repeat=bool(config["pretrain_repeat"]), compare_method=str(config["compare_method"]),
+                   tests=("ttest", "wilcoxon") if config["significance_wilcoxon"] else ("ttest",),
+                   similarity_users=int(config["similarity_users"]), like_for_like=like_for_like(config),
+                   finetune_rule=finetune_rule(config).describe())
+
+
+def compile_comparison(settings: ComparisonSettings) -> tuple:
+    """``(plan, rows, chains)``: every method's pre-training stage units (one chain, or one per fine-tune seed with
+    ``pretrain_repeat``; ``chains``: ``{method: [(seed, {stage: unit id})]}``) and a fine-tune unit per method x
+    task x seed from the method's ``finetune_from`` stage; ``rows`` maps a fine-tune unit to its ``(method, task,
+    seed)`` rows. Identical units are one (the MLM warm-up shared by ``mlm``, ``adaptssr`` and its ablations)."""
+    run = settings.run
+    plan, rows, chains = Plan(), {}, {}
+    for method in settings.methods:
+        own = {**run.units, **method.settings}
+        pretrain_seeds = list(run.seeds) if settings.pretrain_repeat else [run.seed]
+        chains[method.name] = [(seed, pretrain_chain(plan, run.model, run.dataset, own, method.stages, seed,
+                                                     label=method.name))
+                               for seed in (pretrain_seeds if method.stages else [])]
+        starts = {seed: chain for seed, chain in chains[method.name]}
+        for task in settings.tasks:
+            for seed in run.seeds:
+                chain = starts.get(seed if settings.pretrain_repeat else run.seed)
+                start = ("stage", chain[method.finetune_from]) if chain else None
+                unit = finetune_unit(run.model, run.dataset, {**own, "pretrain_stages": list(method.stages)}, task,
+                                     seed, start, title=f"{method.name}: {task}, seed {seed}")
+                rows.setdefault(plan.add(unit), []).append((method.name, task, seed))
+    return plan, rows, chains
+
+
 def run_comparison(config) -> dict:
     """Validate every method, pre-train each, fine-tune every task from each over ``repeat`` seeds, and write
     Table 2 and Table 3 into one run folder (see the module docstring). Returns what was done."""
-    from recbole.utils import set_color
-
     from recbole_adaptssr.data.validation import validate_data
-    from recbole_adaptssr.experiment.finetuning import finetune, resolve_start_point
-    from recbole_adaptssr.experiment.pipeline import load_task_data, run_data, write_data_record
-    from recbole_adaptssr.experiment.pretraining import pretrain
-    from recbole_adaptssr.experiment.run_dir import new_run_dir
-    from recbole_adaptssr.experiment.run_logger import init_run_logger
     from recbole_adaptssr.experiment.validation import check_dataset, check_settings, selected_tasks
 
-    if config["resume"]:
-        raise ValueError("resume is not supported by the comparison of pre-training methods (pretrain_methods): "
-                         "rerun it, or resume the single pipeline")
     check_dataset(config)
     check_settings(config)
     methods = selected_methods(config)  # unknown names fail here, before anything else
     task_data = load_task_data(config, required=True)
     tasks = selected_tasks(config, task_data)
     configs = check_methods(config, methods, task_data, tasks)
-    checks, data = validate_data(config, task_data, tasks), run_data(config, tasks)  # before the run folder
-    repeat_pretraining = config["pretrain_repeat"]
-    compare_method = str(config["compare_method"])
-    tests = ("ttest", "wilcoxon") if config["significance_wilcoxon"] else ("ttest",)
-    split = config["report_split"]
-    seeds = [int(config["seed"]) + r for r in range(int(config["repeat"]))]
+    checks = validate_data(config, task_data, tasks)  # before the run folder
+    settings = ComparisonSettings.from_config(config, methods, tasks)
+    plan, rows, chains = compile_comparison(settings)
 
-    user_settings = plain(getattr(config, "user_config_dict", {}))
-    run_dir = new_run_dir(config["checkpoint_dir"], config["model"], config["dataset"], user_settings)
-    write_data_record(run_dir, data, checks)
-    log_file = init_run_logger(config, run_dir)
+    def notes():
+        logger, user = getLogger(), settings.run.recorded
+        logger.info("pre-training methods: " + "; ".join(
+            f"{m.name}: stages {m.stages}" + (f", settings {m.settings}" if m.settings else "") for m in methods))
+        for key in ("pretrain_stages", "finetune_from"):
+            if key in user:
+                logger.warning(f"your setting {key}={user[key]!r} is replaced by each method's stages "
+                               f"in a comparison (pretrain_methods)")
+        for method in methods:
+            for key, value in method.settings.items():
+                if key in user and user[key] != value:
+                    logger.warning(f"method {method.name} sets {key}={value!r} above your {key}={user[key]!r}")
+        if settings.compare_method not in {m.name for m in methods}:
+            logger.warning(f"compare_method {settings.compare_method!r} is not among pretrain_methods: no "
+                           "significance test")
+        logger.info("like for like: " + "; ".join(f"{k}: {v}" for k, v in settings.like_for_like.items()))
+
+    def report(run_dir, outcome, writer) -> dict:
+        return comparison_tables(config, settings, plan, rows, chains, run_dir, outcome)
+
+    return run_plan(config, settings.run, plan, report, command="comparison",
+                    prefix=f"{settings.run.model}-{settings.run.dataset}", data=run_data(config, tasks),
+                    checks=checks, notes=notes,
+                    listing=lambda: settings_report(config, task_data, tasks,
+                                                    {m.name: (configs[m.name], m.stages) for m in methods}))
+
+
+def pretraining_runs(settings: ComparisonSettings, plan, chains: dict, run_dir: str, outcome) -> dict:
+    """``{method: [{"seed", "seconds", "stages": {stage: StageResult as a dict}}]}`` of every chain whose last unit
+    finished; ``seconds``: the wall time of the chain's units (a unit shared by methods counts for each, as each
+    method would have trained it)."""
+    finished = {unit.id: payload for unit, payload in outcome.payloads(plan, PRETRAIN_STAGE)}
+    out = {}
+    for method in settings.methods:
+        out[method.name] = []
+        for seed, chain in chains[method.name]:
+            last = chain[method.stages[-1]]
+            if last in finished:
+                stages = stage_results(finished[last], run_dir)
+                seconds = sum(outcome.results[unit_id].seconds for unit_id in chain.values())
+                out[method.name].append({"seed": seed, "seconds": seconds,
+                                         "stages": {s: asdict(r) for s, r in stages.items()}})
+    return out
+
+
+def comparison_tables(config, settings: ComparisonSettings, plan, rows: dict, chains: dict, run_dir: str,
+                      outcome) -> dict:
+    """Table 2, Table 3 and the convergence table of the finished units (partial when some failed), Fig. 5's
+    numbers; logged, then written: ``comparison.md``, ``comparison.json``, ``comparison.csv``,
+    ``pretrain_time.csv`` and ``similarity/``."""
+    from recbole.utils import set_color
+
+
     logger = getLogger()
-    logger.info(sys.argv)
-    logger.info(settings_report(config, task_data, tasks, {m.name: (configs[m.name], m.stages) for m in methods}))
-    logger.info(f"run folder: {run_dir}")
-    logger.info("pre-training methods: " + "; ".join(
-        f"{m.name}: stages {m.stages}" + (f", settings {m.settings}" if m.settings else "") for m in methods))
-    for key in ("pretrain_stages", "finetune_from"):
-        if key in user_settings:
-            logger.warning(f"your setting {key}={user_settings[key]!r} is replaced by each method's stages "
-                           f"in a comparison (pretrain_methods)")
-    for method in methods:
-        for key, value in method.settings.items():
-            if key in user_settings and user_settings[key] != value:
-                logger.warning(f"method {method.name} sets {key}={value!r} above your {key}={user_settings[key]!r}")
-    if compare_method not in {m.name for m in methods}:
-        logger.warning(f"compare_method {compare_method!r} is not among pretrain_methods: no significance test")
-    logger.info("like for like: " + "; ".join(f"{k}: {v}" for k, v in like_for_like(config).items()))
-
-    pretrained, times, runs, reported = {}, {}, [], set()
-    for method in methods:
-        cfg = configs[method.name]
-        folder = os.path.join(run_dir, method.name)
-        os.makedirs(folder, exist_ok=True)
-        # {fine-tune seed: start point}: one pre-training for all seeds, or one per seed
-        starts, pretrained[method.name], times[method.name] = {}, [], []
-        pretrain_seeds = seeds if repeat_pretraining else [int(config["seed"])]
-        for seed in pretrain_seeds if method.stages else []:
-            where = os.path.join(folder, f"seed{seed}") if repeat_pretraining else folder
-            logger.info(set_color(f"== pre-training {method.name} {method.stages}, seed {seed}", "yellow"))
-            began = time.perf_counter()
-            stages = pretrain(cfg.derive(seed=seed, checkpoint_dir=where), where)
-            seconds = time.perf_counter() - began
-            times[method.name].append(seconds)
-            pretrained[method.name].append({"seed": seed, "seconds": seconds,
-                                            "stages": {s: asdict(r) for s, r in stages.items()}})
-            state = resolve_start_point(stages[method.finetune_from].checkpoint)
-            for s in (seeds if not repeat_pretraining else [seed]):
-                starts[s] = state
-        if not tasks:
-            continue
-        finetune_folder = os.path.join(folder, "finetune")
-        os.makedirs(finetune_folder, exist_ok=True)
-        for task in tasks:
-            for seed in seeds:
-                result = finetune(cfg, task, starts.get(seed), seed, task_data=task_data, run_dir=finetune_folder,
-                                  label=method.name)
-                for key, (user, run) in result.settings.get("overridden", {}).items():
-                    if key not in reported and key != "seed" and key not in method.settings:
-                        reported.add(key)
-                        logger.warning(f"your setting {key}={user!r} does not apply to downstream runs, which use "
-                                       f"{key}={run!r} (see README, 'Which settings apply where')")
-                runs.append(result)
-
+    methods, split, compare_method, tests = settings.methods, settings.run.report_split, settings.compare_method, \
+        settings.tests
+    pretrained = pretraining_runs(settings, plan, chains, run_dir, outcome)
+    times = {name: [run["seconds"] for run in runs] for name, runs in pretrained.items()}
+    runs = [run_result(payload, run_dir, method) for unit, payload in outcome.payloads(plan, FINETUNE)
+            for method, _, _ in rows[unit.id]]
+    warn_overridden(runs, {m.name: m.settings for m in methods})
     similarity_files = similarity_numbers(config, methods, pretrained, run_dir)
     labels = {m.name: m.label for m in methods}
     smaller = _smaller_metrics()
     stage_lists = {m.name: m.stages for m in methods}
     time_rows = tables.pretrain_time_rows(times, stage_lists, pretrained)
     time_table = tables.pretrain_time_markdown(time_rows, labels)
+    if settings.run.executor.executor != "serial":
+        time_table += (f"\nunits ran side by side (executor: {settings.run.executor.executor}): these times are "
+                       "comparable only when each unit had its machine or GPU to itself.")
     table = (tables.comparison_markdown(runs, split, "none", compare_method, tests, smaller, labels=labels)
-             if runs else "no downstream task selected: no Table 2")
+             if runs else "no fine-tune run finished (or no downstream task selected): no Table 2")
     convergence = tables.convergence_rows(pretrained, runs)
-    convergence_table = tables.convergence_markdown(convergence, finetune_rule(config).describe(), labels)
+    convergence_table = tables.convergence_markdown(convergence, settings.finetune_rule, labels)
     logger.info(set_color("Table 2", "yellow") + f" ({run_dir}):\n{table}")
     logger.info(set_color("Table 3", "yellow") + f" (pre-training time):\n{time_table}")
     logger.info(set_color("Convergence", "yellow") + f":\n{convergence_table}")
@@ -424,19 +457,22 @@ def run_comparison(config) -> dict:
 
     columns = tables.table_columns(runs)
     payload = {
-        "model": config["model"], "dataset": config["dataset"], "run_dir": run_dir, "split": split, "seeds": seeds,
-        "pretrain_repeat": repeat_pretraining, "compare_method": compare_method, "tests": list(tests),
-        "methods": {m.name: asdict(m) for m in methods}, "settings": user_settings,
-        "columns": [list(c) for c in columns],
+        "model": settings.run.model, "dataset": settings.run.dataset, "run_dir": run_dir, "split": split,
+        "seeds": list(settings.run.seeds), "pretrain_repeat": settings.pretrain_repeat,
+        "compare_method": compare_method, "tests": list(tests), "methods": {m.name: asdict(m) for m in methods},
+        "settings": settings.run.recorded, "columns": [list(c) for c in columns],
         "table2": {s: tables.comparison_rows(runs, s, "none", smaller) for s in SPLITS},
         "significance": {s: tables.significance(runs, compare_method, s, tests, columns, smaller) for s in SPLITS},
         "table3": time_rows, "pretrain": pretrained, "runs": [r.as_dict() for r in runs],
-        "like_for_like": like_for_like(config), "similarity": similarity_files, "convergence": convergence,
+        "like_for_like": settings.like_for_like, "similarity": similarity_files, "convergence": convergence,
+        "complete": outcome.ok,
     }
     files = {"md": os.path.join(run_dir, "comparison.md"), "json": os.path.join(run_dir, "comparison.json"),
              "csv": os.path.join(run_dir, "comparison.csv"), "time_csv": os.path.join(run_dir, "pretrain_time.csv")}
-    like = "; ".join(f"{k}: {v}" for k, v in like_for_like(config).items())
-    markdown = (f"# Pre-training methods compared: {config['model']} on {config['dataset']}\n\n"
+    like = "; ".join(f"{k}: {v}" for k, v in settings.like_for_like.items())
+    partial = "" if outcome.ok else ("**Partial**: some units failed or did not run (see the run's log); resume "
+                                     "the run to complete the tables.\n\n")
+    markdown = (f"# Pre-training methods compared: {settings.run.model} on {settings.run.dataset}\n\n{partial}"
                 f"Like for like: {like}.\n\n"
                 f"## Downstream performance (Table 2)\n\n{table}\n\n## Pre-training time (Table 3)\n\n{time_table}\n"
                 f"\n## Convergence\n\n{convergence_table}\n")
@@ -447,7 +483,7 @@ def run_comparison(config) -> dict:
     if config["plots"]:
         files.update(write_comparison_figures(payload["table2"][split], run_dir, labels, split))
     logger.info(f"comparison written: {', '.join(files.values())}")
-    return {"run_dir": run_dir, "log": log_file, "methods": methods, "pretrain": pretrained, "times": times,
-            "runs": runs, "table": table, "time_table": time_table, "files": files,
-            "convergence": convergence, "convergence_table": convergence_table,
-            "significance": payload["significance"][split], "rows": payload["table2"][split]}
+    return {"methods": list(methods), "pretrain": pretrained, "times": times, "runs": runs, "table": table,
+            "time_table": time_table, "files": files, "convergence": convergence,
+            "convergence_table": convergence_table, "significance": payload["significance"][split],
+            "rows": payload["table2"][split]}

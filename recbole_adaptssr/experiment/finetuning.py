@@ -1,4 +1,5 @@
-"""``finetune(config, task, start_point, seed) -> RunResult``: one downstream run, RecBole's fit and evaluate."""
+"""``finetune(config, task, start_point, seed) -> RunResult``: one downstream run of AdaptSSR (or any model) on a task
+of a converted data set: its settings, its data, then :func:`~recbole_adaptssr.experiment.train_test.train_and_test`."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ from recbole_adaptssr.checkpoint import load_checkpoint
 from recbole_adaptssr.data.task_dataset import TaskData
 from recbole_adaptssr.data.utils import create_dataset
 from recbole_adaptssr.experiment.results import RunResult
+from recbole_adaptssr.experiment.train_test import train_and_test
 from recbole_adaptssr.reproducibility import pin_threads
-from recbole_adaptssr.stopping import StoppingRule, StopRecord, cap_warning, still_improving
 from recbole_adaptssr.trainer import TaskTrainer
-from recbole_adaptssr.utils import get_model, get_trainer
+from recbole_adaptssr.utils import get_trainer
 
 FINETUNE = "finetune"
 
@@ -113,12 +114,11 @@ def finetune(config, task: str, start_point=None, seed: int | None = None, *, ta
     """Train ``config["model"]`` on ``task`` from ``start_point`` (a pre-training checkpoint path or loaded state;
     ``None`` = from scratch) with ``seed`` (default ``config["seed"]``), keep the best validation epoch and test it.
 
-    ``task_data`` (the manifest and behaviour log) is read from the data set when not given; a pipeline passes
-    one so every run shares it. The run writes its checkpoint into ``run_dir`` (default ``checkpoint_dir``).
+    ``task_data`` (the manifest and behaviour log) is read from the data set when not given; a command passes one
+    so its runs share it. The run writes its checkpoint into ``run_dir`` (default ``checkpoint_dir``).
     ``epoch_callback(epoch, valid_score)`` is called after every validation (RecBole's ``callback_fn``), e.g. to
     report to a hyper-parameter search.
     """
-    logger = getLogger()
     task_data = task_data or TaskData(config["data_path"], config["dataset"])
     kind = task_data.kind(task)
     seed = int(config["seed"] if seed is None else seed)
@@ -129,55 +129,14 @@ def finetune(config, task: str, start_point=None, seed: int | None = None, *, ta
     pin_threads(cfg)
     init_seed(seed, cfg["reproducibility"])
     data = create_dataset(cfg, state["item_vocabulary"] if state is not None else None, task_data)
-    logger.info(set_color(f"== {cfg['model']} [{label}] on {task} ({kind.name}), seed {seed}", "yellow") + f"\n{data}")
-    train_data, valid_data, test_data = prepare_loaders(cfg, data)
-    init_seed(seed, cfg["reproducibility"])
-    net = get_model(cfg["model"])(cfg, train_data._dataset).to(cfg["device"])
-    if state is not None:
-        net.load_pretrained(state["state_dict"])
+    getLogger().info(set_color(f"== {cfg['model']} [{label}] on {task} ({kind.name}), seed {seed}", "yellow")
+                     + f"\n{data}")
     trainer_class = get_trainer(cfg["MODEL_TYPE"], cfg["model"])
     if trainer_class is Trainer:  # RecBole's default trainer: rank only the task's target items
         trainer_class = TaskTrainer
-    trainer = trainer_class(cfg, net)  # every rank: rank 0's weights
-    distributed.seed_rank(seed)
-    trainer.saved_model_file = os.path.join(run_dir, f"{cfg['model']}-{label}-{task}-seed{seed}.pth")
-    _, best_valid = trainer.fit(train_data, valid_data, saved=True, show_progress=cfg["show_progress"],
-                                callback_fn=epoch_callback)
-    test = trainer.evaluate(test_data, load_best_model=True, show_progress=cfg["show_progress"])
-    stop = run_stop_record(trainer)
-    result = RunResult(
-        model=cfg["model"], dataset=cfg["dataset"], task=task, kind=kind.name, start_point=label, seed=seed,
-        valid={k: float(v) for k, v in (best_valid or {}).items()}, test={k: float(v) for k, v in test.items()},
-        best_epoch=int(getattr(trainer, "best_epoch", -1)), valid_metric=str(cfg["valid_metric"]).lower(), run_dir=run_dir,
-        checkpoint=trainer.saved_model_file,
-        settings={"overridden": {k: list(v) for k, v in cfg.overridden_user_settings().items()}},
-        stopped_by=stop.stopped_by, epochs_run=stop.epochs_run, steps_run=stop.steps_run,
-        still_improving=stop.still_improving,
-    )
-    logger.info(set_color(f"{task} [{label}] seed {seed}", "yellow")
-                + f": best epoch {result.best_epoch} (stopped by {stop.stopped_by} after {stop.epochs_run} epochs), "
-                  f"valid {result.valid}, test {result.test}")
-    warn_if_capped(f"{task} [{label}] seed {seed}", stop, cfg, FINETUNE)
-    return result
-
-
-def run_stop_record(trainer) -> StopRecord:
-    """How a downstream run stopped: the trainer's record (:meth:`TaskTrainer.fit`), or, for a RecBole trainer with
-    a training loop of its own, what its epochs tell (steps unknown: -1)."""
-    if getattr(trainer, "stop_record", None) is not None:
-        return trainer.stop_record
-    epochs_run = len(getattr(trainer, "train_loss_dict", {}) or {})
-    stopped_by = "epoch_cap" if epochs_run >= int(trainer.epochs) else "patience"
-    best = int(getattr(trainer, "best_epoch", -1))
-    return StopRecord(stopped_by=stopped_by, epochs_run=epochs_run, steps_run=-1, best_epoch=best,
-                      still_improving=still_improving(stopped_by, epochs_run, best, int(trainer.stopping_step)))
-
-
-def warn_if_capped(what: str, stop: StopRecord, cfg, prefix: str) -> None:
-    """The log's warning (with the settings to raise, ``<prefix>_epochs`` ...) for a run that stopped on a cap while
-    still improving."""
-    warning = cap_warning(what, stop, StoppingRule.from_settings(cfg),
-                          {cap: f"{prefix}_{key}" for cap, key in
-                           (("epoch_cap", "epochs"), ("step_cap", "max_steps"), ("time_cap", "max_seconds"))})
-    if warning:
-        getLogger().warning(warning)
+    return train_and_test(
+        cfg, prepare_loaders(cfg, data), task=task, kind=kind, label=label, seed=seed,
+        checkpoint=os.path.join(run_dir, f"{cfg['model']}-{label}-{task}-seed{seed}.pth"),
+        trainer_class=trainer_class, role=FINETUNE, epoch_callback=epoch_callback,
+        weights=None if state is None else (lambda net: net.load_pretrained(state["state_dict"])),
+        settings=lambda trainer: {"overridden": {k: list(v) for k, v in cfg.overridden_user_settings().items()}})

@@ -80,44 +80,66 @@ def stage_rule(config, stage: str, index: int, n_stages: int, used_steps: int = 
     return dataclasses.replace(rule, **changes)
 
 
-def pretrain(config, run_dir: str | None = None, epoch_callback=None, resume: bool = False) -> dict:
+@dataclass
+class EarlierStages:
+    """Where a pre-training continues that another run began (a plan's unit of the stages before): the results of
+    its finished stages, in order, and the resume checkpoint of the last one's end (model, RNG states)."""
+
+    results: dict
+    end_state: str
+
+
+def pretrain(config, run_dir: str | None = None, epoch_callback=None, resume: bool = False,
+             earlier: EarlierStages | None = None, keep_end_state: bool = False,
+             stage_count: int | None = None) -> dict:
     """Pre-train ``config["model"]`` with every stage of ``pretrain_stages`` in order (one model, one split of
     the user sequences); write each stage's best epoch to ``<run_dir>/pretrain/<stage>.pth`` (default run_dir:
     ``checkpoint_dir``) and return ``{stage: StageResult}``. ``epoch_callback(stage, epoch, valid_result)`` is
     called after every epoch's validation (and its resume checkpoint).
 
     While a stage trains, ``<run_dir>/pretrain/<stage>.last.pth`` holds everything needed to continue after its
-    last completed epoch (see :meth:`AdaptSSRTrainer.train_stage`); when every stage is done they are removed, and
-    the stage checkpoints are the record. ``resume=True`` continues an interrupted pre-training in ``run_dir``:
-    finished stages are read back, the latest stage with a resume checkpoint continues after its last epoch (or,
-    if it had finished, the next stage starts with the RNG states it would have found), and the results equal an
-    uninterrupted run's (same settings, same device)."""
+    last completed epoch (see :meth:`AdaptSSRTrainer.train_stage`); when every stage is done they are removed
+    (``keep_end_state``: the last stage's is kept, where the next stage of a longer chain starts), and the stage
+    checkpoints are the record. ``resume=True`` continues an interrupted pre-training in ``run_dir``: finished
+    stages are read back, the latest stage with a resume checkpoint continues after its last epoch (or, if it had
+    finished, the next stage starts with the RNG states it would have found), and the results equal an
+    uninterrupted run's (same settings, same device).
+
+    ``earlier``: the first stages of ``pretrain_stages`` were trained by another run (:class:`EarlierStages`): this
+    one starts where they ended, as the stage after them would have started in one run, and trains the others.
+    ``stage_count``: the number of stages of the whole chain (default: ``pretrain_stages``'s), which a pre-training
+    budget divides."""
     stages = [str(s) for s in config["pretrain_stages"] or []]
     if not stages:
         return {}
     logger = getLogger()
-    if config["train_stage"] != stages[0] or config["downstream_task"]:
+    first = len(earlier.results) if earlier is not None else 0
+    if earlier is not None and list(earlier.results) != stages[:first]:
+        raise ValueError(f"the earlier stages {list(earlier.results)} are not the first of {stages}")
+    if config["train_stage"] != stages[first] or config["downstream_task"]:
         # pre-training reads the behaviour log, whatever downstream task the run is about
-        config = config.derive(train_stage=stages[0], downstream_task=None)
+        config = config.derive(train_stage=stages[first], downstream_task=None)
     folder = os.path.join(run_dir or config["checkpoint_dir"], "pretrain")
     if distributed.is_main_process():
         os.makedirs(folder, exist_ok=True)
     distributed.barrier()
-    final = {stage: os.path.join(folder, f"{stage}.pth") for stage in stages}
-    last = {stage: resume_checkpoint_path(folder, stage) for stage in stages}
+    final = {stage: os.path.join(folder, f"{stage}.pth") for stage in stages[first:]}
+    last = {stage: resume_checkpoint_path(folder, stage) for stage in stages[first:]}
 
-    start, saved = 0, None
+    start, saved = first, None
+    if earlier is not None:  # the end of the earlier stages, as a finished resume checkpoint of the last of them
+        start, saved = first - 1, load_resume_checkpoint(earlier.end_state, stages[first - 1], first - 1)
     if resume:
-        latest = max((i for i, stage in enumerate(stages) if os.path.exists(last[stage])), default=None)
-        if latest is None and all(os.path.isfile(final[stage]) for stage in stages):
-            logger.info(f"pre-training of {folder} had finished: reading its {len(stages)} stage checkpoint(s)")
-            return {stage: stage_result(final[stage], stage) for stage in stages}
+        latest = max((i for i in range(first, len(stages)) if os.path.exists(last[stages[i]])), default=None)
         if latest is not None:
             start, saved = latest, load_resume_checkpoint(last[stages[latest]], stages[latest], latest)
+        elif all(os.path.isfile(final[stage]) for stage in stages[first:]):
+            logger.info(f"pre-training of {folder} had finished: reading its {len(final)} stage checkpoint(s)")
+            return {**(earlier.results if earlier else {}), **{s: stage_result(final[s], s) for s in final}}
 
     pin_threads(config)
     data = create_dataset(config)
-    logger.info(data)
+    logger.info(str(data))  # now: the data set changes when it is split
     train_set, valid_set = data.build()
     logger.info(f"pre-training split: {len(train_set)} train / {len(valid_set)} valid sequences")
     # under torch.distributed each rank trains on its shard (B / N sequences a step) and validates whole batches
@@ -129,16 +151,18 @@ def pretrain(config, run_dir: str | None = None, epoch_callback=None, resume: bo
     logger.info(net)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)  # every rank: rank 0's weights
     distributed.seed_rank(config["seed"])
-    results = {stage: stage_result(final[stage], stage) for stage in stages[:start]}
+    results = dict(earlier.results) if earlier is not None else {}
+    results.update({stage: stage_result(final[stage], stage) for stage in stages[first:start]})
     for index in range(start, len(stages)):
         stage = stages[index]
         if saved is not None and saved["finished"]:
-            logger.info(f"[{stage}] had finished before the interruption: {final[stage]}")
-            trainer.restore_stage_end(saved, train_data, valid_data)
-            results[stage], saved = stage_result(final[stage], stage), None
+            logger.info(f"[{stage}] had finished: the next stage starts where it ended")
+            trainer.restore_stage_end(saved, train_data, valid_data, new_stages=stages[first:])
+            results.setdefault(stage, None)
+            results[stage], saved = results[stage] or stage_result(final[stage], stage), None
             continue
         used = [r.stop_record() for r in results.values()]
-        rule = stage_rule(config, stage, index, len(stages), sum(max(r.steps_run, 0) for r in used),
+        rule = stage_rule(config, stage, index, stage_count or len(stages), sum(max(r.steps_run, 0) for r in used),
                           sum(r.seconds or 0.0 for r in used))
         summary = trainer.train_stage(stage, train_data, valid_data, data.item_vocabulary(), final[stage],
                                       show_progress=config["show_progress"], epoch_callback=epoch_callback,
@@ -152,8 +176,9 @@ def pretrain(config, run_dir: str | None = None, epoch_callback=None, resume: bo
         if warning:
             logger.warning(warning)
     if distributed.is_main_process():
-        for stage in stages:  # in stage order: an interruption here leaves the last stage's (finished) file
-            if os.path.exists(last[stage]):
+        kept = stages[-1] if keep_end_state else None
+        for stage in stages[first:]:  # in stage order: an interruption here leaves the last stage's (finished) file
+            if stage != kept and os.path.exists(last[stage]):
                 os.remove(last[stage])
     distributed.barrier()
     return results

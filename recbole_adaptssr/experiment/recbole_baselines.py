@@ -23,14 +23,18 @@ Variants (``baseline_pretrain``):
 Settings: RecBole's defaults and each model's RecBole YAML, then yours; ``baseline_<key>`` replaces ``<key>`` in
 the task runs and ``baseline_pretrain_<key>`` in the behaviour pre-training (``properties/recbole_baselines.yaml``:
 RecBole's 300 epochs with patience 10 for both; every run stops by :mod:`recbole_adaptssr.stopping` and records how).
+
+The runner is a plan of units (:func:`compile_baselines`): a sequential model's behaviour pre-training per task
+(``baseline_pretrain``, shared by its seeds) and a run per task, model, variant and seed (``baseline``), executed
+and resumable as every command's (:mod:`~recbole_adaptssr.experiment.lifecycle`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 import time
+from dataclasses import dataclass
 from logging import getLogger
 
 import yaml
@@ -45,21 +49,25 @@ from recbole_adaptssr.compat import plain
 from recbole_adaptssr.data.baseline_dataset import (BaselineTaskDataset, BehaviourSequenceDataset,
                                                    behaviour_interactions, item_domains, log_vocabulary,
                                                    task_pair_keys, with_behaviours)
+from recbole_adaptssr.data.fingerprint import vocabulary_fingerprint
 from recbole_adaptssr.data.task_dataset import TaskData
 from recbole_adaptssr.data.validation import validate_data
-from recbole_adaptssr.experiment.finetuning import (prefixed_overrides, run_stop_record, task_overrides,
-                                                    warn_if_capped, without_sampled_negatives)
-from recbole_adaptssr.experiment.pipeline import run_data, run_settings, save_run_result, write_data_record
+from recbole_adaptssr.experiment.finetuning import prefixed_overrides, task_overrides, without_sampled_negatives
+from recbole_adaptssr.experiment.train_test import fit, run_stop_record, train_and_test, warn_if_capped
+from recbole_adaptssr.execution import Plan, Unit, register_unit_kind
+from recbole_adaptssr.experiment.lifecycle import run_data, run_plan
 from recbole_adaptssr.experiment.recbole_support import unsupported_reason
 from recbole_adaptssr.experiment.results import RunResult, markdown_table, summarize, write_results
-from recbole_adaptssr.experiment.run_dir import new_run_dir
-from recbole_adaptssr.experiment.run_logger import init_run_logger
+from recbole_adaptssr.experiment.settings import RunSettings
+from recbole_adaptssr.experiment.units import check_run, run_result, task_data_of, unit_config
+from recbole_adaptssr.experiment.validation import check_finetuning
 from recbole_adaptssr.reproducibility import pin_threads
 from recbole_adaptssr.stopping import DAGGER, StopRecord
 from recbole_adaptssr.trainer import TaskTrainer
 from recbole_adaptssr.utils import get_model, get_trainer
 
 VARIANTS = ("behaviours", "none")
+BASELINE_PRETRAIN, BASELINE = "baseline_pretrain", "baseline"  # unit kinds
 RUN_PREFIX, PRETRAIN_PREFIX = "baseline_", "baseline_pretrain_"
 # settings every row of the table records besides the model's own YAML keys
 RECORDED_KEYS = ("epochs", "stopping_step", "learning_rate", "train_batch_size", "weight_decay",
@@ -124,14 +132,6 @@ def baseline_tasks(config, task_data: TaskData) -> list:
     return names
 
 
-def _model_config(config, model: str, overrides: dict):
-    from recbole_adaptssr.config import Config
-
-    _, _, files, variables = config._sources
-    return Config(model=model, dataset=config.dataset, config_file_list=files, config_dict=variables,
-                  overrides={**config.run_config_dict, **overrides})
-
-
 def task_run_config(config, model: str, task: str, kind, seed: int, run_dir: str, task_data: TaskData,
                     variant: str | None = None):
     """The Config of one baseline run on ``task``: the task's evaluation and split exactly as AdaptSSR's runs
@@ -141,10 +141,10 @@ def task_run_config(config, model: str, task: str, kind, seed: int, run_dir: str
     overrides = task_overrides(config, task, kind, seed, task_data, run_dir, RUN_PREFIX,
                                exclude=(PRETRAIN_PREFIX[len(RUN_PREFIX):],), behaviour_vocabulary="targets",
                                baseline_variant=variant)
-    cfg = _model_config(config, model, overrides)
+    cfg = config.derive(model=model, **overrides)
     if without_sampled_negatives(cfg):
         # a task record is a (sequence, target) sample: RecBole's CE objective takes no sampled negatives
-        cfg = _model_config(config, model, {**overrides, "train_neg_sample_args": None})
+        cfg = config.derive(model=model, **overrides, train_neg_sample_args=None)
     return cfg
 
 
@@ -157,7 +157,7 @@ def pretrain_run_config(config, model: str, seed: int, run_dir: str):
         "eval_args": {"split": {"LS": "valid_only"}, "order": "TO", "group_by": "user", "mode": "full"},
         **prefixed_overrides(config, PRETRAIN_PREFIX),
     }
-    return _model_config(config, model, overrides)
+    return config.derive(model=model, **overrides)
 
 
 def recorded_settings(cfg, trainer=None) -> dict:
@@ -224,12 +224,10 @@ def pretrain_on_behaviours(config, model: str, vocab: BaselineTaskDataset, folde
     logger.info(set_color(f"== {model} [behaviours] next-item pre-training on {vocab.dataset_name}.inter", "yellow")
                 + f"\n{dataset}")
     train_data, valid_data, _ = data_preparation(cfg, dataset)
-    init_seed(seed, cfg["reproducibility"])
-    net = get_model(model)(cfg, train_data._dataset).to(cfg["device"])
-    trainer = _trainer_class(cfg, type(net))(cfg, net)
-    trainer.saved_model_file = os.path.join(folder, f"{model}-behaviours-pretrain.pth")
     start = time.time()
-    _, best_valid = trainer.fit(train_data, valid_data, saved=True, show_progress=cfg["show_progress"])
+    trainer, best_valid = fit(cfg, train_data, valid_data, seed=seed,
+                              trainer_class=_trainer_class(cfg, cfg.model_class),
+                              checkpoint=os.path.join(folder, f"{model}-behaviours-pretrain.pth"))
     state = verify_checkpoint(trainer.saved_model_file, map_location="cpu")["state_dict"]
     stop = run_stop_record(trainer)
     summary = {"best_epoch": int(trainer.best_epoch), "valid": {k: float(v) for k, v in (best_valid or {}).items()},
@@ -243,9 +241,12 @@ def pretrain_on_behaviours(config, model: str, vocab: BaselineTaskDataset, folde
 
 
 def train_baseline(config, model: str, task: str, variant: str, seed: int, *, task_data: TaskData, run_dir: str,
-                   pretrained: BehaviourPretraining | None = None, expected_vocabulary=None) -> RunResult:
+                   pretrained: BehaviourPretraining | None = None,
+                   expected_vocabulary: dict | None = None) -> RunResult:
     """One run of ``model`` on ``task`` with ``seed`` in ``variant`` (see the module docstring): fit on its
-    training data, keep the best validation epoch, test it. Validation and test loaders are AdaptSSR's."""
+    training data, keep the best validation epoch, test it. Validation and test loaders are AdaptSSR's.
+    ``expected_vocabulary``: the fingerprint (:func:`~recbole_adaptssr.data.fingerprint.vocabulary_fingerprint`)
+    of the item vocabulary ``pretrained`` was trained with."""
     logger = getLogger()
     kind = task_data.kind(task)
     cfg = task_run_config(config, model, task, kind, seed, run_dir, task_data, variant)
@@ -261,7 +262,7 @@ def train_baseline(config, model: str, task: str, variant: str, seed: int, *, ta
     dataset = BaselineTaskDataset(cfg, None, task_data)
     logger.info(set_color(f"== {label} on {task} ({kind.name}), seed {seed}", "yellow") + f"\n{dataset}")
     train_data, valid_data, test_data = data_preparation(cfg, dataset)  # AdaptSSR's split, loaders and masks
-    if expected_vocabulary is not None and list(dataset.item_tokens()) != list(expected_vocabulary):
+    if expected_vocabulary is not None and vocabulary_fingerprint(dataset.item_tokens()) != expected_vocabulary:
         raise RuntimeError(f"{label}: the item vocabulary of seed {seed} differs from the pre-training's")
     left_out = 0
     if variant == "behaviours" and model_class.type != ModelType.SEQUENTIAL:
@@ -271,30 +272,19 @@ def train_baseline(config, model: str, task: str, variant: str, seed: int, *, ta
         if left_out:
             logger.warning(f"{left_out} row(s) of {dataset.dataset_name}.inter equal a (user, target) pair of task "
                            f"{task!r}: left out of {model}'s training")
-    init_seed(seed, cfg["reproducibility"])
-    net = get_model(model)(cfg, train_data._dataset).to(cfg["device"])
-    if pretrained is not None:
-        net.load_state_dict(pretrained.state_dict)
-    trainer = _trainer_class(cfg, model_class)(cfg, net)
-    trainer.saved_model_file = os.path.join(run_dir, f"{model}-{variant}-{task}-seed{seed}.pth")
-    _, best_valid = trainer.fit(train_data, valid_data, saved=True, show_progress=cfg["show_progress"])
-    test = trainer.evaluate(test_data, load_best_model=True, show_progress=cfg["show_progress"])
-    settings = {"variant": variant, "training_rows": len(train_data._dataset), "left_out_rows": left_out,
-                "item_domains": dataset.domains, "hyper_parameters": recorded_settings(cfg, trainer)}
-    if pretrained is not None:
-        settings["pretraining"] = {**pretrained.summary, "checkpoint": pretrained.checkpoint}
-    stop = run_stop_record(trainer)
-    result = RunResult(
-        model=model, dataset=cfg["dataset"], task=task, kind=kind.name, start_point=label, seed=seed,
-        valid={k: float(v) for k, v in (best_valid or {}).items()}, test={k: float(v) for k, v in test.items()},
-        best_epoch=int(trainer.best_epoch), valid_metric=str(cfg["valid_metric"]).lower(), run_dir=run_dir,
-        checkpoint=trainer.saved_model_file, settings=settings, stopped_by=stop.stopped_by,
-        epochs_run=stop.epochs_run, steps_run=stop.steps_run, still_improving=stop.still_improving)
-    logger.info(set_color(f"{task} [{label}] seed {seed}", "yellow")
-                + f": best epoch {result.best_epoch} (stopped by {stop.stopped_by} after {stop.epochs_run} epochs), "
-                  f"valid {result.valid}, test {result.test}")
-    warn_if_capped(f"{task} [{label}] seed {seed}", stop, cfg, RUN_PREFIX.rstrip("_"))
-    return result
+
+    def settings(trainer) -> dict:
+        recorded = {"variant": variant, "training_rows": len(train_data._dataset), "left_out_rows": left_out,
+                    "item_domains": dataset.domains, "hyper_parameters": recorded_settings(cfg, trainer)}
+        if pretrained is not None:
+            recorded["pretraining"] = {**pretrained.summary, "checkpoint": pretrained.checkpoint}
+        return recorded
+
+    return train_and_test(
+        cfg, (train_data, valid_data, test_data), task=task, kind=kind, label=label, seed=seed,
+        checkpoint=os.path.join(run_dir, f"{model}-{variant}-{task}-seed{seed}.pth"),
+        trainer_class=_trainer_class(cfg, model_class), role=RUN_PREFIX.rstrip("_"), settings=settings,
+        weights=None if pretrained is None else (lambda net: net.load_state_dict(pretrained.state_dict)))
 
 
 def _train_loader(cfg, train_split):
@@ -307,57 +297,152 @@ def _train_loader(cfg, train_split):
     return get_dataloader(cfg, "train")(cfg, train_split, sampler, shuffle=cfg["shuffle"])
 
 
+# ----------------------------------------------------------------------------------------------------- units
+def baseline_pretrain_unit(model: str, dataset: str, settings: dict, task: str, seed: int) -> Unit:
+    """The behaviour pre-training of RecBole's sequential ``model`` in the item ids of ``task`` (one per task and
+    model, shared by every seed's run)."""
+    return Unit(BASELINE_PRETRAIN, {"model": model, "dataset": dataset, "settings": settings, "task": task,
+                                    "seed": int(seed)}, title=f"{model} [behaviours] pre-training for {task}")
+
+
+def run_baseline_pretrain_unit(context) -> dict:
+    """:func:`pretrain_on_behaviours` into the unit's folder.
+    Payload: its checkpoint (relative to the run folder), summary and the fingerprint of its item vocabulary."""
+    unit = context.settings
+    config = unit_config(context, seed=unit["seed"])
+    task_data = task_data_of(config)
+    vocab = vocabulary_dataset(config, unit["model"], unit["task"], task_data.kind(unit["task"]), task_data,
+                                  context.folder)
+    log_vocabulary(vocab)
+    pretrained = pretrain_on_behaviours(config, unit["model"], vocab, context.folder)
+    return {"checkpoint": context.relative(pretrained.checkpoint), "summary": pretrained.summary,
+            "vocabulary": vocabulary_fingerprint(vocab.item_tokens())}
+
+
+def baseline_unit(model: str, dataset: str, settings: dict, task: str, variant: str, seed: int,
+                  pretrained: str | None = None) -> Unit:
+    """A run of RecBole's ``model`` on ``task`` in ``variant`` with ``seed``, from its behaviour pre-training
+    (``pretrained``: that unit's id) if any."""
+    return Unit(BASELINE, {"model": model, "dataset": dataset, "settings": settings, "task": task,
+                           "variant": variant, "seed": int(seed)}, {"pretrained": pretrained} if pretrained else {},
+                title=f"{model} ({variant}): {task}, seed {seed}")
+
+
+def run_baseline_unit(context) -> dict:
+    """:func:`train_baseline` into the unit's folder. Payload:
+    :class:`RunResult` fields, files relative to the run folder."""
+    unit = context.settings
+    config = unit_config(context)
+    pretrained, vocabulary = None, None
+    if "pretrained" in context.inputs:
+        given = context.inputs["pretrained"]
+        path = context.path(given["checkpoint"])
+        pretrained = BehaviourPretraining(path, verify_checkpoint(path, map_location="cpu")["state_dict"],
+                                             given["summary"])
+        vocabulary = given["vocabulary"]
+    result = train_baseline(config, unit["model"], unit["task"], unit["variant"], unit["seed"],
+                               task_data=task_data_of(config), run_dir=context.folder, pretrained=pretrained,
+                               expected_vocabulary=vocabulary)
+    if "pretraining" in result.settings:
+        result.settings["pretraining"]["checkpoint"] = context.relative(result.settings["pretraining"]["checkpoint"])
+    return {**result.as_dict(), "checkpoint": context.relative(result.checkpoint),
+            "run_dir": context.relative(context.folder)}
+
+
+register_unit_kind(BASELINE_PRETRAIN, run_baseline_pretrain_unit, check=check_run)
+register_unit_kind(BASELINE, run_baseline_unit, check=check_run)
+
+
 # ----------------------------------------------------------------------------------------------------- the runner
+@dataclass(frozen=True)
+class BaselineSettings:
+    """What the baselines' runner reads of its Config, once, checked."""
+
+    run: RunSettings
+    tasks: tuple  # the data set's recommendation tasks
+    models: tuple  # RecBole models, each able to run on the tasks
+    sequential: frozenset  # those of ``models`` pre-trained on the behaviour log in the ``behaviours`` variant
+    variants: tuple
+
+    @classmethod
+    def from_config(cls, config, task_data: TaskData) -> "BaselineSettings":
+        tasks = baseline_tasks(config, task_data)
+        classes = check_models(baseline_models(config))
+        variants = baseline_variants(config)
+        item_domains(config)
+        check_finetuning(config, task_data, tasks, [])  # the kinds' settings, the task files, task_split, repeat
+        return cls(run=RunSettings.from_config(config), tasks=tuple(tasks), models=tuple(classes),
+                   sequential=frozenset(m for m, c in classes.items() if c.type == ModelType.SEQUENTIAL),
+                   variants=tuple(variants))
+
+
+def compile_baselines(settings: BaselineSettings) -> tuple:
+    """``(plan, rows, groups)``: per task, model and variant, a sequential model's behaviour pre-training (its
+    ``behaviours`` variant) and a run per seed; ``rows`` maps a run's unit to its ``(row label, task, seed)``,
+    ``groups`` a row label to its units (its wall time is theirs)."""
+    run = settings.run
+    plan, rows, groups = Plan(), {}, {}
+    for task in settings.tasks:
+        for model in settings.models:
+            for variant in settings.variants:
+                label = f"{model} ({variant})"
+                pretrained = None
+                if variant == "behaviours" and model in settings.sequential:
+                    pretrained = plan.add(baseline_pretrain_unit(model, run.dataset, run.units, task, run.seed))
+                    groups.setdefault(label, []).append(pretrained)
+                for seed in run.seeds:
+                    unit = plan.add(baseline_unit(model, run.dataset, run.units, task, variant, seed, pretrained))
+                    rows.setdefault(unit, []).append((label, task, seed))
+                    groups.setdefault(label, []).append(unit)
+    return plan, rows, groups
+
+
 def run_recbole_baselines(config) -> dict:
     """Validate, then run every (task, model, variant, seed) and write the results table into a run folder of its
     own (``<checkpoint_dir>/RecBoleBaselines-<dataset>-...``). Returns what was done."""
-    from recbole_adaptssr.experiment.validation import check_dataset, check_finetuning, check_settings
+    from recbole_adaptssr.experiment.validation import check_dataset, check_settings
 
     check_dataset(config)
     check_settings(config)
     task_data = TaskData(config["data_path"], config["dataset"])
-    tasks = baseline_tasks(config, task_data)
-    classes = check_models(baseline_models(config))
-    variants = baseline_variants(config)
-    item_domains(config)
-    check_finetuning(config, task_data, tasks, [])  # the kinds' settings, the task files, task_split, repeat
-    checks, data = validate_data(config, task_data, tasks), run_data(config, tasks)  # before the run folder
-    seeds = [int(config["seed"]) + r for r in range(config["repeat"])]
+    settings = BaselineSettings.from_config(config, task_data)
+    checks = validate_data(config, task_data, list(settings.tasks))  # before the run folder
+    plan, rows, groups = compile_baselines(settings)
 
-    run_dir = new_run_dir(config["checkpoint_dir"], "RecBoleBaselines", config["dataset"], run_settings(config))
-    write_data_record(run_dir, data, checks)
-    log_file = init_run_logger(config, run_dir)
+    def notes():
+        getLogger().info(f"models {list(settings.models)}, variants {list(settings.variants)}, tasks "
+                         f"{list(settings.tasks)}, seeds {list(settings.run.seeds)}")
+
+    def report(run_dir, outcome, writer) -> dict:
+        return baseline_tables(settings, plan, rows, groups, run_dir, outcome)
+
+    return run_plan(config, settings.run, plan, report, command="recbole_baselines",
+                    prefix=f"RecBoleBaselines-{settings.run.dataset}", data=run_data(config, list(settings.tasks)),
+                    checks=checks, notes=notes)
+
+
+def baseline_tables(settings: BaselineSettings, plan, rows: dict, groups: dict, run_dir: str, outcome) -> dict:
+    """The results table of the finished runs (partial when some failed), with what each row trained on; logged,
+    then written as ``results.md/.json/.csv``."""
     logger = getLogger()
-    logger.info(sys.argv)
-    logger.info(f"run folder: {run_dir}; models {list(classes)}, variants {variants}, tasks {tasks}, "
-                f"seeds {seeds}")
-    folder = os.path.join(run_dir, "runs")
-    os.makedirs(folder, exist_ok=True)
-    runs, timings = [], {}
-    for task in tasks:
-        kind = task_data.kind(task)
-        vocab = vocabulary_dataset(config, next(iter(classes)), task, kind, task_data, folder)
-        log_vocabulary(vocab)
-        for model, model_class in classes.items():
-            for variant in variants:
-                start = time.time()
-                pretrained = None
-                if variant == "behaviours" and model_class.type == ModelType.SEQUENTIAL:
-                    pretrained = pretrain_on_behaviours(config, model, vocab, folder)
-                for seed in seeds:
-                    result = train_baseline(config, model, task, variant, seed, task_data=task_data, run_dir=folder,
-                                            pretrained=pretrained, expected_vocabulary=vocab.item_tokens())
-                    save_run_result(result, os.path.splitext(result.checkpoint)[0] + ".json")
-                    runs.append(result)
-                timings[f"{model} ({variant})"] = round(time.time() - start, 1)
-    rows = summarize(runs, config["report_split"] or "test")
-    table = markdown_table(rows)
+    runs = [run_result(payload, run_dir, label) for unit, payload in outcome.payloads(plan, BASELINE)
+            for label, _, _ in rows[unit.id]]
+    for result in runs:
+        if "pretraining" in result.settings:
+            result.settings["pretraining"]["checkpoint"] = os.path.join(run_dir,
+                                                                        result.settings["pretraining"]["checkpoint"])
+    timings = {label: round(sum(outcome.results[u].seconds for u in units if u in outcome.results), 1)
+               for label, units in groups.items()}
+    if not runs:
+        logger.error("no baseline run finished: no results table")
+        return {"runs": [], "results": [], "table": "", "files": None, "timings": timings}
+    table_rows = summarize(runs, settings.run.report_split)
+    table = markdown_table(table_rows)
     notes = settings_notes(runs, timings)
     logger.info(set_color("results", "yellow") + f" ({run_dir}):\n{table}\n{notes}")
-    files = write_results(rows, runs, run_dir, notes=notes)
+    files = write_results(table_rows, runs, run_dir, notes=notes)
     logger.info(f"results written: {files['md']}, {files['json']}, {files['csv']}")
-    return {"run_dir": run_dir, "log": log_file, "runs": runs, "results": rows, "table": table, "files": files,
-            "timings": timings}
+    return {"runs": runs, "results": table_rows, "table": table, "files": files, "timings": timings}
 
 
 def settings_notes(runs: list, timings: dict | None = None) -> str:

@@ -309,7 +309,8 @@ def pretrain_time_markdown(rows: list, labels: dict | None = None) -> str:
                      f"{r['mean_s'] / 3600:.3f} ± {r['std_s'] / 3600:.3f} | {r['mean_s']:.1f} ± {r['std_s']:.1f} | "
                      f"{r['n']} | {_stopping_text(r.get('stopping') or {})} |")
     lines.append("\nwall-clock time of all stages of a method (data set building, training and per-epoch "
-                 "validation), mean ± sample std over its pre-training runs (one per seed with pretrain_repeat); "
+                 "validation; a stage shared by methods, such as the MLM warm-up, counts for each), mean ± sample "
+                 "std over its pre-training runs (one per seed with pretrain_repeat); "
                  "stopping: how each stage ended (patience, epoch_cap, step_cap, time_cap), the epochs and "
                  "optimizer steps it ran and its kept (best) epoch, runs joined by /.")
     if any(r.get("still_improving_runs") for r in rows):

@@ -18,6 +18,7 @@ from recbole.utils import InputType, ModelType
 from torch import nn
 
 from recbole_adaptssr.encoder.base import build_user_model, check_pretrained
+from recbole_adaptssr.model import MODELS
 from recbole_adaptssr.pretext.base import StageSettings, get_pretext_task
 
 FINETUNE = "finetune"
@@ -135,6 +136,9 @@ class AdaptSSR(SequentialRecommender):
         if self.train_stage == FINETUNE:
             return self.task_head.full_sort(u).reshape(-1)
         return (u @ self.user_model.item_embedding.weight[: self.n_items].T).reshape(-1)
+
+
+MODELS.add("AdaptSSR", AdaptSSR)
 
 
 def join_tokens(vocabulary: dict) -> str:

@@ -23,10 +23,6 @@ A task declares:
 
 from __future__ import annotations
 
-import difflib
-import importlib
-import os
-import pkgutil
 from typing import ClassVar
 
 import torch
@@ -35,10 +31,18 @@ from torch import nn
 from recbole_adaptssr import distributed
 from recbole_adaptssr import precision as step_precision
 from recbole_adaptssr.item_softmax import KERNELS, PRECISIONS
+from recbole_adaptssr.plugins import Registry, check_plugin_namespace, did_you_mean, plugin_defaults_file
 from recbole_adaptssr.stopping import check_stopping_settings
-from recbole_adaptssr.utils import check_plugin_namespace, import_plugin, plugin_defaults_file
 
-_REGISTRY: dict = {}
+
+def _unknown_task(name, registry) -> str:
+    known = registry.known()
+    return (f"unknown pretext task {name!r} in pretrain_stages; known: {known}{did_you_mean(name, known)} (a task of "
+            "your own is found once its module is imported or listed in pretext_modules)")
+
+
+#: the pretext tasks by name (module ``recbole_adaptssr.pretext.<name>``, or one of ``pretext_modules``)
+PRETEXT_TASKS = Registry("pretext task", package=__package__, unknown=_unknown_task)
 
 #: where in-batch negatives come from under torch.distributed: every rank's sequences, or this rank's only
 NEGATIVES = ("global", "local")
@@ -100,7 +104,7 @@ class PretextTask(nn.Module):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if cls.name:
-            _REGISTRY[cls.name] = cls
+            PRETEXT_TASKS[cls.name] = cls
 
     def __init__(self, settings: StageSettings, n_items: int, hidden_size: int):
         super().__init__()
@@ -190,28 +194,13 @@ class PretextTask(nn.Module):
 
 def builtin_pretext_tasks() -> list:
     """Names of the pretext tasks shipped in this package (the modules of this folder)."""
-    folder = os.path.dirname(os.path.abspath(__file__))
-    return sorted(m.name for m in pkgutil.iter_modules([folder]) if m.name != "base")
+    return PRETEXT_TASKS.builtin_modules()
 
 
 def get_pretext_task(name: str, modules=()) -> type:
     """The :class:`PretextTask` subclass called ``name``: already imported, else ``recbole_adaptssr.pretext.<name>``,
     else found in one of ``modules`` (the ``pretext_modules`` setting)."""
-    if name not in _REGISTRY:
-        import_plugin(__package__, name)
-    for module in modules or ():
-        if name in _REGISTRY:
-            break
-        importlib.import_module(module)
-    if name not in _REGISTRY:
-        known = sorted(set(builtin_pretext_tasks()) | set(_REGISTRY))
-        close = difflib.get_close_matches(str(name), known, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(
-            f"unknown pretext task {name!r} in pretrain_stages; known: {known}{hint} (a task of your own is found "
-            "once its module is imported or listed in pretext_modules)"
-        )
-    return _REGISTRY[name]
+    return PRETEXT_TASKS.lookup(name, modules)
 
 
 def task_defaults_file(task_class: type) -> str | None:

@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--no_final_test", action="store_true",
                      help="do not rerun best.yaml at the end (no test metrics)")
     out.add_argument("--keep_trial_dirs", action="store_true",
-                     help="keep each trial's checkpoints in its trial folder (default: scratch, deleted)")
+                     help="keep each trial's checkpoints in its unit folder, OUTPUT_DIR/units/trial-<id>/ (default: "
+                          "removed when the trial ends; its log and result stay)")
     out.add_argument("--no_reuse_actors", action="store_true", help="a fresh Ray worker per trial")
     out.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1, help="Ray's progress output (default 1)")
     return parser

@@ -39,10 +39,10 @@ def report(metrics: dict) -> None:
     _api().report(metrics)
 
 
-def trial_dir() -> str | None:
-    """The running trial's own directory, or None outside a trial."""
+def trial_id() -> str | None:
+    """The running trial's id, or None outside a trial."""
     try:
-        return _api().get_context().get_trial_dir()
+        return _api().get_context().get_trial_id()
     except Exception:  # noqa: BLE001 - outside a trial the context has no trial (Ray raises several kinds)
         return None
 

@@ -19,6 +19,7 @@ import os
 import time
 
 from recbole_adaptssr.experiment.results import atomic_write_text
+from recbole_adaptssr.tuning.trial import trial_settings
 
 FINISHED = ("completed", "stopped_early", "failed")
 _RAY_STATUS = {"TERMINATED": "completed", "ERROR": "failed", "PENDING": "unfinished", "RUNNING": "unfinished",
@@ -56,8 +57,6 @@ def _trial_index(trial_id: str) -> int:
 
 def trial_rows(grid, spec, dims) -> list:
     """One row per trial of a Ray ``ResultGrid`` (in creation order)."""
-    from recbole_adaptssr.tuning.study import trial_settings
-
     analysis = getattr(grid, "_experiment_analysis", None)
     trials = list(getattr(analysis, "trials", None) or [])
     rows = []

@@ -4,9 +4,9 @@
 What a trial runs (``search``):
 
 * ``finetune``: fine-tuning settings over ONE fixed start point: a checkpoint (``--finetune_from=PATH``, or a stage
-  of ``pretrain_stages`` pre-trained ONCE on the driver before the search and shared with every trial through
-  Ray's object store), or ``none`` (from scratch). RecBole's own models (``--model=SASRec``) always run this way
-  on a recommendation task, with the same split and metric as ours.
+  of ``pretrain_stages`` pre-trained ONCE on the driver before the search, as pre-training stage units in the
+  study's folder, and read by every trial), or ``none`` (from scratch). RecBole's own models
+  (``--model=SASRec``) always run this way on a recommendation task, with the same split and metric as ours.
 * ``pretrain``: pre-training settings: every trial pre-trains (its ``pretrain_stages``, or a named
   ``pretrain_method`` of ``properties/methods.yaml``) and fine-tunes from the stage the method starts from.
 
@@ -19,6 +19,9 @@ pre-training stage ran are columns of the table. A trial's score is its best val
 ``best.yaml`` and rerun ONCE at the end through the main entry point's pipeline
 (:func:`recbole_adaptssr.quick_start.run`, as ``run_recbole_adaptssr.py --config_files=best.yaml``), which both
 checks that the YAML reproduces the trial's validation metric and gives the one test result.
+
+Each trial is a unit of the execution layer (kind ``trial``, :mod:`~recbole_adaptssr.tuning.trial`): Ray Tune
+schedules it, and it runs in ``<output_dir>/units/trial-<id>/`` with its own log and TensorBoard run.
 """
 
 from __future__ import annotations
@@ -29,22 +32,20 @@ import difflib
 import json
 import math
 import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 
 from recbole_adaptssr.analysis.sweep import study_sweep
 from recbole_adaptssr.names import check_plain_name
 from recbole_adaptssr.tuning import ray_compat
-from recbole_adaptssr.tuning.space import merge_space, parse_line, read_space, space_text, upper_bound
+from recbole_adaptssr.tuning.space import grid_size, merge_space, parse_line, read_space, space_text, \
+    to_param_space, upper_bound
+from recbole_adaptssr.tuning.trial import AUGMENTATION_RATIOS, BEST, PSEUDO_KEYS, TRIAL, StudySpec, resolve_method, \
+    setting_list, trial_settings, trial_unit
 
 SEARCH_MODES = ("auto", "finetune", "pretrain")
 SCHEDULERS = ("asha", "fifo")
-# pseudo-settings of a search space, expanded per trial (see trial_settings)
-PSEUDO_KEYS = ("pretrain_method", "augmentation_proportion")
-AUGMENTATION_RATIOS = ("mask_ratio", "crop_ratio", "reorder_ratio")
 # settings read only by pre-training (searching them in a fine-tune search would change nothing)
 PRETRAIN_ONLY = ("pretrain_stages", "pretrain_valid_ratio", "augmentations", "epochs", *AUGMENTATION_RATIOS,
                  *PSEUDO_KEYS)
@@ -64,9 +65,6 @@ RESERVED = {
     "pretrain_methods_file": "set it as a fixed setting (--pretrain_methods_file=FILE), not a searched one",
     "finetune_from": "use --finetune_from (one start point per study)",
 }
-OBJECTIVE = "objective"  # the validation metric of the epoch just run
-BEST = "best_objective"  # the best validation so far: a trial's score (finetune keeps its best epoch), and what
-#                          ASHA compares at each rung (a trial whose best is good is not stopped for one bad epoch)
 
 
 # ------------------------------------------------------------------------------------------------- helpers
@@ -109,12 +107,6 @@ def torch_threads(n):
         torch.set_num_threads(previous)
 
 
-def _as_list(value):
-    from recbole_adaptssr.config import as_list
-
-    return as_list(value)
-
-
 def _builtin_stages() -> list:
     from recbole_adaptssr.pretext.base import builtin_pretext_tasks
 
@@ -128,189 +120,33 @@ def is_pretraining_key(name: str, stages=()) -> bool:
     return any(name.startswith(f"{stage}_") for stage in {*_builtin_stages(), *stages})
 
 
-def resolve_method(name: str, files=()):
-    """The named pre-training method (stages, settings, the stage fine-tuning starts from, label) of
-    ``properties/methods.yaml`` and ``pretrain_methods_file`` (the comparison's method table)."""
-    from recbole_adaptssr.experiment import comparison
-
-    return comparison.resolve_method(str(name), comparison.methods_table([str(f) for f in files or ()]))
-
-
-# ------------------------------------------------------------------------------------------------- the spec
-@dataclass
-class StudySpec:
-    """Everything a trial needs, JSON-serialisable (written as ``study.json`` for ``--resume``)."""
-
-    model: str
-    dataset: str  # as given on the command line (``ml-100k`` is the embedded default)
-    data_name: str  # the converted data set's name (``ml-100k-tasks``)
-    settings: dict  # the user's settings: config files < config dict < command line, paths absolute
-    mode: str  # finetune | pretrain
-    task: str
-    metric: str  # the task kind's valid metric, lower case (``ndcg@10``)
-    metric_mode: str  # max | min
-    uses_pretext: bool
-    start_point: str | None = None  # finetune mode: a checkpoint path, or None (from scratch)
-    start_label: str = "none"
-    stages: list = field(default_factory=list)  # the configured pretrain_stages
-    max_epochs: int = 1  # the most fine-tune epochs a trial can run (ASHA's max_t)
-    torch_threads: int = 1
-    gpus_per_trial: float = 0.0
-    keep_trial_dirs: bool = False
-    space: list = field(default_factory=list)  # the space's lines, as parsed
-    methods_files: list = field(default_factory=list)
-    data: dict = field(default_factory=dict)  # the fingerprint of the data (recbole_adaptssr.data.fingerprint)
-
-    def as_dict(self) -> dict:
-        from dataclasses import asdict
-
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, value: dict) -> "StudySpec":
-        return value if isinstance(value, cls) else cls(**value)
-
-
-def trial_settings(spec: StudySpec, params: dict) -> tuple:
-    """The settings of one trial (also what ``best.yaml`` holds) and ``{method, start_stage}``.
-
-    Precedence: the user's settings < what the study fixes (task, one seed, start point) < a named method's
-    settings < the trial's searched values. Pseudo-settings: ``pretrain_method`` (a method of
-    ``properties/methods.yaml``: its stages, settings and start stage) and ``augmentation_proportion`` (the
-    method's own stage S gets ``S_mask_ratio = S_crop_ratio = S_reorder_ratio`` = that value)."""
-    spec = StudySpec.from_dict(spec)
-    params = dict(params)
-    method_name = params.pop("pretrain_method", None)
-    proportion = params.pop("augmentation_proportion", None)
-    settings = dict(spec.settings)
-    if spec.uses_pretext:
-        # downstream_tasks, not downstream_task: with downstream_task set, pre-training would build the task's
-        # data set instead of the behaviour sequences (create_dataset keys on it)
-        settings.update(downstream_task=None, downstream_tasks=[spec.task], repeat=1)
-    else:  # a RecBole model is a task model only with downstream_task (Config: GENERAL model type)
-        settings.update(downstream_task=spec.task, repeat=1)
-        settings.pop("downstream_tasks", None)
-    info = {"method": None, "start_stage": None}
-    if spec.mode == "finetune":
-        if spec.uses_pretext:
-            settings.update(pretrain_stages=[], finetune_from=[spec.start_point or "none"])
-        info["method"] = spec.start_label
-    else:
-        if method_name is not None:
-            method = resolve_method(method_name, spec.methods_files)
-            settings.update(method.settings)
-            stages, start, info["method"] = list(method.stages), method.finetune_from, method.label
-        else:
-            stages = [str(s) for s in (_as_list(params.get("pretrain_stages", spec.stages)) or [])]
-            start = stages[-1] if stages else None
-            info["method"] = "+".join(stages) or "none"
-        params.pop("pretrain_stages", None)
-        settings.update(pretrain_stages=stages, finetune_from=[start or "none"])
-        info["start_stage"] = start
-        if proportion is not None:
-            if start is None:
-                raise ValueError("augmentation_proportion: this trial has no pre-training stage to augment for")
-            for ratio in AUGMENTATION_RATIOS:
-                settings[f"{start}_{ratio}"] = proportion
-    settings.update(params)
-    return settings, info
-
-
 # ------------------------------------------------------------------------------------------------- a trial
-class EpochReporter:
-    """RecBole's ``callback_fn(epoch_idx, valid_score)``: report the epoch's validation metric, the best so far
-    (ties go to the later epoch, as RecBole's early stopping) and the trial's fixed columns."""
+def tune_trial(params, spec=None):
+    """Ray Tune's function trainable: the trial as a unit of kind ``trial`` (:func:`~recbole_adaptssr.tuning.
+    trial.run_trial_unit`) in the study's output folder, ``<output_dir>/units/trial-<id>/``: its log, TensorBoard
+    run and result there; its checkpoints removed afterwards unless ``keep_trial_dirs``. A failed trial raises
+    (Ray Tune records it)."""
+    import glob
+    import logging
 
-    def __init__(self, bigger: bool, report, extra=None):
-        self.bigger, self.report, self.extra = bigger, report, dict(extra or {})
-        self.best, self.best_epoch, self.epochs = None, 0, 0
+    import ray
 
-    def __call__(self, epoch_idx, valid_score):
-        score = float(valid_score)
-        self.epochs = int(epoch_idx) + 1
-        if self.best is None or (score >= self.best if self.bigger else score <= self.best):
-            self.best, self.best_epoch = score, self.epochs
-        self.report({OBJECTIVE: score, BEST: self.best, "epoch": self.epochs, "best_epoch": self.best_epoch,
-                     **self.extra})
+    from recbole_adaptssr.execution.registry import unit_kind
+    from recbole_adaptssr.execution.result import unit_folder
+    from recbole_adaptssr.execution.worker import Job, run_job
 
-
-def validate_trial(config, task_data, task: str, start_labels: list, pretraining: bool) -> None:
-    """The pipeline's checks for one trial's Config (a bad value fails the trial, named, before it trains)."""
-    from recbole_adaptssr.experiment import validation
-
-    for name in ("check_dataset", "check_settings"):  # present in newer versions of the experiment layer
-        check = getattr(validation, name, None)
-        if check is not None:
-            check(config)
-    if pretraining:
-        validation.check_pretraining(config)
-    validation.check_finetuning(config, task_data, [task], start_labels)
-
-
-def execute_trial(spec, params: dict, start_state, report, work_dir: str) -> dict:
-    """Run one trial (see the module docstring) in ``work_dir``; ``report(metrics)`` after every fine-tune epoch.
-    Must run inside :func:`command_line` (no stray ``--key=value`` in ``sys.argv``)."""
-    from recbole_adaptssr import setup
-    from recbole_adaptssr.config import Config
-    from recbole_adaptssr.data.task_dataset import TaskData
-    from recbole_adaptssr.experiment import finetune, pretrain
-
-    setup()
     spec = StudySpec.from_dict(spec)
-    settings, info = trial_settings(spec, params)
-    settings["checkpoint_dir"] = work_dir
-    settings["show_progress"] = False  # progress bars of parallel workers only garble the driver's console
-    # the GPU Ray assigned to this trial (or none), found again in the CUDA_VISIBLE_DEVICES Ray set (Config._init_device)
-    settings["gpu_id"] = os.environ.get("CUDA_VISIBLE_DEVICES", "") if spec.gpus_per_trial > 0 else ""
-    config = Config(model=spec.model, dataset=spec.data_name, config_dict=dict(settings))
-    task_data = TaskData(config["data_path"], config["dataset"])
-    stages = [str(s) for s in config["pretrain_stages"] or []] if spec.uses_pretext else []
-    pretraining = spec.mode == "pretrain" and bool(stages)
-    start, label = start_state, spec.start_label
-    if spec.mode == "pretrain":
-        label = info["start_stage"] or "none"
-    start_labels = [str(v) for v in config["finetune_from"] or []] if spec.uses_pretext else ["none"]
-    validate_trial(config, task_data, spec.task, start_labels, pretraining)
-    extra = {}
-    if pretraining:
-        counts = {}
-
-        def on_stage_epoch(stage, epoch, valid_result):
-            counts[stage] = counts.get(stage, 0) + 1
-
-        results = pretrain(config.derive(checkpoint_dir=work_dir), work_dir, epoch_callback=on_stage_epoch)
-        start = results[label].checkpoint if label != "none" else None
-        extra = {f"pretrain_epochs_{stage}": int(counts.get(stage, 0)) for stage in stages}
-    elif spec.mode == "pretrain":
-        start = None
-    # what ends a trial by itself (finetune_epochs, or RecBole's early stopping after `patience` epochs without
-    # improvement): the table tells those from trials a scheduler stopped
-    patience = config["finetune_stopping_step"] if config["finetune_stopping_step"] is not None else \
-        config["stopping_step"]
-    extra.update(max_epochs=int(config["finetune_epochs"]), patience=int(patience))
-    reporter = EpochReporter(spec.metric_mode == "max", report, extra)
-    result = finetune(config, spec.task, start, int(config["seed"]), task_data=task_data,
-                      run_dir=os.path.join(work_dir, "finetune"), label=label, epoch_callback=reporter)
-    # result.test is deliberately dropped: a trial reports validation only (the study never selects on test)
-    return {"valid": dict(result.valid), "best_epoch": result.best_epoch, "epochs": reporter.epochs}
-
-
-def tune_trial(params, spec=None, start_state=None):
-    """Ray Tune's function trainable: one trial in this worker, its scratch files removed afterwards unless
-    ``keep_trial_dirs``."""
-    spec = StudySpec.from_dict(spec)
-    trial_dir = ray_compat.trial_dir()
-    if spec.keep_trial_dirs and trial_dir:
-        work, scratch = os.path.join(trial_dir, "run"), False
-        os.makedirs(work, exist_ok=True)
-    else:
-        work, scratch = tempfile.mkdtemp(prefix="adaptssr-trial-"), True
+    unit = trial_unit(spec, params, ray_compat.trial_id())
+    gpu_id = ",".join(str(g) for g in ray.get_gpu_ids()) if spec.gpus_per_trial > 0 else ""
+    job = Job(unit=unit, run_dir=spec.output_dir, runner=unit_kind(TRIAL).runner, inputs={},
+              log_level=logging.getLogger().getEffectiveLevel(), isolated=True, gpu_id=gpu_id,
+              cpus=spec.torch_threads, where={"executor": "ray tune"}, reraise=True)
     try:
-        with command_line(), torch_threads(spec.torch_threads):
-            execute_trial(spec, params, start_state, ray_compat.report, work)
+        run_job(job)
     finally:
-        if scratch:
-            shutil.rmtree(work, ignore_errors=True)
+        if not spec.keep_trial_dirs:
+            for path in glob.glob(os.path.join(unit_folder(spec.output_dir, unit.id), "**", "*.pth"), recursive=True):
+                os.remove(path)
 
 
 def trial_dirname(trial) -> str:
@@ -407,11 +243,11 @@ def user_settings(config) -> dict:
     if settings.get("checkpoint_dir"):
         settings["checkpoint_dir"] = _absolute(settings["checkpoint_dir"])
     if settings.get("pretrain_methods_file"):
-        files = _as_list(settings["pretrain_methods_file"])
+        files = setting_list(settings["pretrain_methods_file"])
         settings["pretrain_methods_file"] = [_absolute(f) for f in files]
     if settings.get("finetune_from"):
         settings["finetune_from"] = [_absolute(v) if os.path.isfile(str(v)) else v
-                                     for v in _as_list(settings["finetune_from"])]
+                                     for v in setting_list(settings["finetune_from"])]
     return settings
 
 
@@ -515,7 +351,7 @@ def prepare(options: StudyOptions, settings_args=(), config_dict=None, log=print
                              "fine-tunes each trial from the stage its method starts from")
         settings = user_settings(config)
         settings.setdefault("seed", int(config["seed"]))  # explicit in best.yaml, whatever the default
-        methods_files = [str(f) for f in _as_list(settings.get("pretrain_methods_file")) or []]
+        methods_files = [str(f) for f in setting_list(settings.get("pretrain_methods_file")) or []]
         spec = StudySpec(model=options.model, dataset=options.dataset, data_name=str(config["dataset"]),
                          settings=settings, mode=mode, task=task, metric=metric, metric_mode=metric_mode,
                          uses_pretext=uses_pretext, stages=stages,
@@ -526,11 +362,12 @@ def prepare(options: StudyOptions, settings_args=(), config_dict=None, log=print
         spec.max_epochs = int(max(config[epochs_key] or 1, upper_bound(dims, epochs_key) or 0))
         output_dir = _absolute(options.output_dir
                                or os.path.join(default_root(spec), "hyper", study_name(options, spec)))
+        spec.output_dir = output_dir
         start = None
         if mode == "finetune" and uses_pretext:
             start = start_requested
             if start is None:
-                configured = [str(v) for v in _as_list(config["finetune_from"]) or []]
+                configured = [str(v) for v in setting_list(config["finetune_from"]) or []]
                 if len(configured) != 1:
                     raise ValueError(f"finetune_from is {configured}: a fine-tune search needs ONE start point, "
                                      "give --finetune_from=STAGE|PATH|none")
@@ -543,7 +380,7 @@ def prepare(options: StudyOptions, settings_args=(), config_dict=None, log=print
         check_space_settings(dims, stages, config.internal_config_dict)
         check_space_keys(dims, mode, uses_pretext, fixed, stages, spec.methods_files)
         from recbole_adaptssr.data.validation import validate_data
-        from recbole_adaptssr.experiment.pipeline import run_data
+        from recbole_adaptssr.experiment.lifecycle import run_data
 
         validate_data(config, task_data, [task])  # the data files, before Ray starts
         spec.data = run_data(config, [task])
@@ -553,8 +390,7 @@ def prepare(options: StudyOptions, settings_args=(), config_dict=None, log=print
         study is sure to run."""
         if start is not None:
             with command_line(settings_args), cuda_visible_devices_kept():
-                spec.start_point, spec.start_label = resolve_study_start(config, start, stages, output_dir,
-                                                                        options.resume, log)
+                spec.start_point, spec.start_label = resolve_study_start(config, start, stages, output_dir, log)
 
     return spec, dims, output_dir, resolve_start
 
@@ -616,31 +452,32 @@ def json_plain(value):
     return json.loads(json.dumps(value, default=str))
 
 
-def resolve_study_start(config, start: str, stages: list, output_dir: str, resume: bool, log) -> tuple:
+def resolve_study_start(config, start: str, stages: list, output_dir: str, log) -> tuple:
     """``none`` -> (None, "none"); a checkpoint path -> (that path, its name); a stage of ``pretrain_stages`` ->
-    pre-train ONCE now into ``<output_dir>/pretrain`` (or, on ``--resume``, the checkpoint that study wrote)."""
-    from recbole_adaptssr.experiment import pretrain
+    pre-trained ONCE now: the pre-training stage units up to it, a plan executed (serially) in ``output_dir``,
+    whose finished units a resumed study reads back."""
+    from recbole_adaptssr.execution import ExecutorSettings, Plan, execute
+    from recbole_adaptssr.execution.logs import init_run_logger
+    from recbole_adaptssr.experiment.settings import RunSettings
+    from recbole_adaptssr.experiment.units import pretrain_chain, stage_results
     from recbole_adaptssr.experiment.validation import check_pretraining
 
     if start.lower() == "none":
         return None, "none"
     if start in stages:
-        record = read_study_record(output_dir)
-        if resume and record and record.get("spec", {}).get("start_point"):
-            path = record["spec"]["start_point"]
-            if not os.path.isfile(path):
-                raise FileNotFoundError(f"--resume: the study's pre-trained start point {path} is missing")
-            log(f"start point: the study's pre-trained checkpoint {path}")
-            return path, os.path.basename(path)
-        folder = os.path.join(output_dir, "pretrain_once")
         check_pretraining(config)
-        os.makedirs(folder, exist_ok=True)
-        from recbole_adaptssr.experiment.run_logger import init_run_logger
-
-        init_run_logger(config, folder)
-        log(f"pre-training once before the search ({stages}), into {folder}")
-        results = pretrain(config.derive(checkpoint_dir=folder), folder)
-        path = os.path.abspath(results[start].checkpoint)
+        run = RunSettings.from_config(config)
+        plan = Plan()
+        chain = pretrain_chain(plan, run.model, run.dataset, run.units, stages[:stages.index(start) + 1], run.seed)
+        os.makedirs(output_dir, exist_ok=True)
+        init_run_logger(output_dir, run.state)
+        log(f"pre-training once before the search ({stages[:stages.index(start) + 1]}), into {output_dir}/units")
+        outcome = execute(plan, output_dir, ExecutorSettings.from_settings(), options=run.options)
+        if not outcome.ok:
+            failure = outcome.results[outcome.failed[0]] if outcome.failed else None
+            raise RuntimeError("the pre-training before the search failed"
+                               + (f": {failure.error} (its log: {failure.log})" if failure else ""))
+        path = stage_results(outcome.results[chain[start]].payload, output_dir)[start].checkpoint
         return path, os.path.basename(path)
     path = _absolute(start)
     if not os.path.isfile(path):
@@ -692,10 +529,7 @@ def start_ray(options: StudyOptions, log=print) -> bool:
 def make_trainable(spec: StudySpec, options: StudyOptions):
     from ray import tune
 
-    from recbole_adaptssr.experiment.finetuning import resolve_start_point
-
-    state = resolve_start_point(spec.start_point) if spec.start_point else None
-    trainable = tune.with_parameters(tune_trial, spec=spec.as_dict(), start_state=state)
+    trainable = tune.with_parameters(tune_trial, spec=spec.as_dict())
     resources = {"cpu": float(options.cpus_per_trial), "gpu": float(options.gpus_per_trial)}
     return tune.with_resources(trainable, resources)
 
