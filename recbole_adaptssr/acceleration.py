@@ -198,7 +198,13 @@ class GraphedStep:
 
     def capture(self):
         """Warm up (forward/backward on a side stream; parameters are not updated), then capture. The CUDA RNG
-        state is restored afterwards, so the first replay draws what the first eager step would have."""
+        state is restored afterwards, so the first replay draws what the first eager step would have.
+
+        No autograd graph of these parameters built on another stream may be alive at capture (a loss tensor kept
+        from an eager training step): its AccumulateGrad nodes carry that stream and the captured backward would
+        wait on it, which CUDA refuses ("operation would make the legacy stream depend on a capturing blocking
+        stream"; torch 2.11 on an H100). The trainer drops each step's loss before the next; validation builds no
+        graph."""
         from recbole.data.interaction import Interaction
 
         params = [p for p in self.model.parameters() if p.requires_grad]

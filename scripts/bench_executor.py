@@ -51,6 +51,9 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="worker processes of executor: processes")
     parser.add_argument("--methods", default="[none,mlm,adaptssr,cl4srec]", help="pretrain_methods of both runs")
     parser.add_argument("--out", default="saved/bench_executor", help="where the runs write")
+    parser.add_argument("--gpus_per_unit", type=float, default=None,
+                        help="GPU share of a unit in the processes run (with --device=cuda; the serial run has the "
+                             "whole GPU)")
     args, extra = parser.parse_known_args(argv)
     given = {arg.split("=")[0] for arg in extra}
     settings = [f"--pretrain_methods={args.methods}", "--similarity_users=0"]
@@ -60,6 +63,8 @@ def main(argv=None) -> int:
     timed(command(out, "warm-up", ["--pretrain_methods=[none]", "--similarity_users=0"],
                   ["--finetune_epochs=1", "--repeat=1"]), out)
     cpus = [] if "--cpus_per_unit" in given else ["--cpus_per_unit=1"]
+    if args.gpus_per_unit is not None:
+        cpus.append(f"--gpus_per_unit={args.gpus_per_unit}")
     runs = {"serial": command(out, "serial", settings, extra),
             "processes": command(out, "processes", settings, [*extra, "--executor=processes",
                                                              f"--executor_workers={args.workers}", *cpus])}
