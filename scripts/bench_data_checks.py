@@ -23,11 +23,12 @@ import glob
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bench_load import prepare  # scripts/ is on the path of a script run from it
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ["age", "lifestatus", "click", "like"]
@@ -48,25 +49,6 @@ def child(data_path: str, name: str) -> dict:
     return {"seconds": round(time.perf_counter() - started, 2), "cpu_seconds": round(time.process_time() - cpu, 2),
             "behaviours": report["behaviour_log"]["rows"], "users": report["behaviour_log"]["users"],
             "task_rows": {t: r["rows"] for t, r in report["tasks"].items()}}
-
-
-def prepare(workdir: Path, users: int, seed: int) -> Path:
-    raw, out = workdir / "raw", workdir / "data"
-    marker = workdir / "prepared.json"
-    params = {"users": users, "seed": seed, "tasks": TASKS}
-    if marker.exists() and json.loads(marker.read_text()).get("params") == params and (out / "ttl").is_dir():
-        return out
-    shutil.rmtree(raw, ignore_errors=True)
-    shutil.rmtree(out, ignore_errors=True)
-    print(f"generating {users:,} TTL users ...", file=sys.stderr, flush=True)
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "generate_ttl.py"), "--output", str(raw), "--users",
-                    str(users), "--seed", str(seed), "--quiet"], check=True)
-    print("converting ...", file=sys.stderr, flush=True)
-    subprocess.run([sys.executable, "-m", "dataset_converters", "ttl", "--input", str(raw), "--output", str(out),
-                    "--no-progress", "--tasks", ",".join(TASKS)], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-    shutil.rmtree(raw, ignore_errors=True)
-    marker.write_text(json.dumps({"params": params}))
-    return out
 
 
 def run_child(data: Path, mode: str) -> dict:
@@ -96,7 +78,7 @@ def main(argv=None) -> int:
     if args.child:
         print(json.dumps(child(args.child, "ttl")))
         return 0
-    data = prepare(args.workdir, args.users, args.seed)
+    data = prepare(args.workdir, args.users, args.seed, TASKS)
     results = [run_child(data, mode) for mode in ("first", "again")]
     sizes = {p.name: p.stat().st_size for p in sorted((data / "ttl").iterdir())}
     summary = {"users": args.users, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} "

@@ -89,10 +89,12 @@ def child(mode: str, data_path: str, name: str, max_len: int, step: bool = True)
             "loss": float(loss)}
 
 
-def prepare(workdir: Path, users: int, seed: int) -> Path:
+def prepare(workdir: Path, users: int, seed: int, tasks=("age",)) -> Path:
+    """``users`` generated TTL users converted with ``tasks`` into ``workdir/data/ttl`` (kept, and reused while the
+    parameters are the same). Also :mod:`bench_data_checks`'s."""
     raw, out = workdir / "raw", workdir / "data"
     marker = workdir / "prepared.json"
-    params = {"users": users, "seed": seed}
+    params = {"users": users, "seed": seed, "tasks": list(tasks)}
     if marker.exists() and json.loads(marker.read_text()).get("params") == params and (out / "ttl").is_dir():
         return out
     shutil.rmtree(raw, ignore_errors=True)
@@ -102,7 +104,7 @@ def prepare(workdir: Path, users: int, seed: int) -> Path:
                     str(users), "--seed", str(seed), "--quiet"], check=True)
     print("converting ...", file=sys.stderr, flush=True)
     subprocess.run([sys.executable, "-m", "dataset_converters", "ttl", "--input", str(raw), "--output", str(out),
-                    "--no-progress", "--tasks", "age"], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+                    "--no-progress", "--tasks", ",".join(tasks)], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     shutil.rmtree(raw, ignore_errors=True)  # only the converted data set is needed from here
     marker.write_text(json.dumps({"params": params}))
     return out

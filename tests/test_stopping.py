@@ -91,6 +91,15 @@ def test_bigger_is_better_and_nan_never_improves():
     assert (stopper.stopped_by, stopper.best_epoch, stopper.best_score) == ("patience", 1, 0.3)
 
 
+def continue_from_epoch_4(resumed):
+    """Epochs 4, 5, ... of FALLS_THEN_FLAT, 10 steps each, until the rule stops."""
+    for epoch, score in enumerate(FALLS_THEN_FLAT[4:], start=4):
+        list(resumed.limit(range(10)))
+        resumed.end_epoch(epoch, score)
+        if resumed.stopped_by:
+            break
+
+
 def test_state_round_trip_continues_identically():
     rule = StoppingRule(epochs=100, stopping_step=3, stopping_steps=45)
     first = EarlyStopping(rule, False)
@@ -99,11 +108,7 @@ def test_state_round_trip_continues_identically():
         first.end_epoch(epoch, score)
     resumed = EarlyStopping(rule, False)
     resumed.load_state_dict(first.state_dict())
-    for epoch, score in enumerate(FALLS_THEN_FLAT[4:], start=4):
-        list(resumed.limit(range(10)))
-        resumed.end_epoch(epoch, score)
-        if resumed.stopped_by:
-            break
+    continue_from_epoch_4(resumed)
     whole = run(rule, FALLS_THEN_FLAT)
     assert (resumed.stopped_by, resumed.epochs_run, resumed.steps_run, resumed.best_epoch) == \
            (whole.stopped_by, whole.epochs_run, whole.steps_run, whole.best_epoch)
@@ -124,11 +129,7 @@ def test_a_resume_checkpoint_without_the_stopping_state_continues_with_the_same_
     resumed = EarlyStopping(rule, False)
     resumed.load_state_dict(resume_stopping_state(old, steps_per_epoch=10))
     assert (resumed.epochs_run, resumed.steps_run, resumed.best_steps) == (4, 40, 30)
-    for epoch, score in enumerate(FALLS_THEN_FLAT[4:], start=4):
-        list(resumed.limit(range(10)))
-        resumed.end_epoch(epoch, score)
-        if resumed.stopped_by:
-            break
+    continue_from_epoch_4(resumed)
     whole = run(rule, FALLS_THEN_FLAT)
     assert (resumed.stopped_by, resumed.epochs_run, resumed.best_epoch) == (whole.stopped_by, whole.epochs_run,
                                                                             whole.best_epoch)

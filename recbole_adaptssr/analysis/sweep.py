@@ -27,7 +27,8 @@ REPEATS = ("seed",)
 STEM = "fig3_sweep"
 
 
-def _float(text):
+def number_or_none(text):
+    """``text`` (a CSV cell, a metric) as a float, or None when it is none, not a number or NaN."""
     try:
         value = float(text)
     except (TypeError, ValueError):
@@ -48,7 +49,7 @@ def swept_setting(dims) -> str | None:
         return FIG3_SETTING
     for d in dims:
         values = d.values() if d.kind == "grid" else None
-        if d.name not in REPEATS and values and all(_float(v) is not None and not isinstance(v, bool)
+        if d.name not in REPEATS and values and all(number_or_none(v) is not None and not isinstance(v, bool)
                                                     for v in values):
             return d.name
     return None
@@ -65,7 +66,7 @@ def pick_columns(rows: list, x=None, y=None, group=None) -> tuple:
         y = next((c for c in columns if c.startswith("valid ")), None)
     if x is None:
         x = FIG3_SETTING if FIG3_SETTING in columns else next(
-            (c for c in searched if all(_float(r[c]) is not None for r in rows if r[c] != "")), None)
+            (c for c in searched if all(number_or_none(r[c]) is not None for r in rows if r[c] != "")), None)
     missing = [name for name, c in (("x", x), ("y", y)) if c is None or c not in columns]
     if missing:
         raise ValueError(f"cannot tell {' and '.join(missing)} from the columns {columns}")
@@ -83,7 +84,7 @@ def series(rows: list, x: str, y: str, groups=(), include_stopped: bool = False)
     drawn = ("completed", "stopped_early") if include_stopped else ("completed",)
     points, skipped = {}, []
     for r in rows:
-        xv, yv = _float(r.get(x)), _float(r.get(y))
+        xv, yv = number_or_none(r.get(x)), number_or_none(r.get(y))
         if r.get("status") not in drawn or xv is None or yv is None:
             skipped.append((r.get("trial"), r.get("status"), r.get("error", "")))
             continue

@@ -14,10 +14,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 import time
 
+from recbole_adaptssr.analysis.sweep import number_or_none
 from recbole_adaptssr.experiment.results import atomic_write_text
 from recbole_adaptssr.tuning.trial import trial_settings
 
@@ -36,16 +36,6 @@ def error_text(error) -> str:
     if "Traceback" in text or len(text) > 300:
         text = text[:300]
     return text
-
-
-def _number(value):
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) else number
 
 
 def _trial_index(trial_id: str) -> int:
@@ -87,10 +77,10 @@ def trial_rows(grid, spec, dims) -> list:
         trial_id = getattr(trial, "trial_id", None) or metrics.get("trial_id") or os.path.basename(str(result.path))
         rows.append({
             "trial": str(trial_id), "status": status, "params": params, "method": method,
-            "valid": _number(metrics.get("best_objective")), "best_epoch": best_epoch or None, "epochs": epochs,
+            "valid": number_or_none(metrics.get("best_objective")), "best_epoch": best_epoch or None, "epochs": epochs,
             "pretrain_epochs": {k[len("pretrain_epochs_"):]: int(v) for k, v in metrics.items()
                                 if k.startswith("pretrain_epochs_") and v is not None},
-            "seconds": _number(metrics.get("time_total_s")), "error": error,
+            "seconds": number_or_none(metrics.get("time_total_s")), "error": error,
             "path": str(result.path or ""),
         })
     rows.sort(key=lambda r: _trial_index(r["trial"]))
