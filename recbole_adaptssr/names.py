@@ -10,10 +10,9 @@ import os
 _DOTS = (".", "..")
 
 
-def plain_name_problem(name, reserved=()) -> str | None:
+def plain_name_problem(name) -> str | None:
     """Why ``name`` is not a plain name (None when it is): empty, not text, a path separator, ``.``/``..``, a
-    leading dot (a hidden or relative name), a control character, or one of ``reserved`` (file names the command
-    itself writes beside it)."""
+    leading dot (a hidden or relative name) or a control character."""
     if not isinstance(name, str):
         return f"a name is text, got {type(name).__name__} {name!r}"
     if not name.strip():
@@ -25,14 +24,12 @@ def plain_name_problem(name, reserved=()) -> str | None:
         return "a name cannot be '.' or '..' or start with a dot"
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
         return "a name cannot hold a control character"
-    if name in reserved:
-        return f"{name!r} is the name of a file this command writes ({', '.join(sorted(reserved))})"
     return None
 
 
-def check_plain_name(name, what: str, reserved=(), where: str = "") -> str:
+def check_plain_name(name, what: str, where: str = "") -> str:
     """``name`` if it is a plain name, else a ``ValueError`` naming ``what`` (and ``where`` it was found)."""
-    problem = plain_name_problem(name, reserved)
+    problem = plain_name_problem(name)
     if problem:
         place = f" ({where})" if where else ""
         raise ValueError(f"{what} {name!r}{place} is not a plain name: {problem}; it becomes part of a file or "

@@ -62,12 +62,12 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     timed(command(out, "warm-up", ["--pretrain_methods=[none]", "--similarity_users=0"],
                   ["--finetune_epochs=1", "--repeat=1"]), out)
-    cpus = [] if "--cpus_per_unit" in given else ["--cpus_per_unit=1"]
+    shares = [] if "--cpus_per_unit" in given else ["--cpus_per_unit=1"]  # a worker's resources
     if args.gpus_per_unit is not None:
-        cpus.append(f"--gpus_per_unit={args.gpus_per_unit}")
+        shares.append(f"--gpus_per_unit={args.gpus_per_unit}")
     runs = {"serial": command(out, "serial", settings, extra),
             "processes": command(out, "processes", settings, [*extra, "--executor=processes",
-                                                             f"--executor_workers={args.workers}", *cpus])}
+                                                             f"--executor_workers={args.workers}", *shares])}
     seconds = {name: timed(cmd, out) for name, cmd in runs.items()}
     same = table2(out / "serial") == table2(out / "processes")
     for name, value in seconds.items():

@@ -28,7 +28,6 @@ FORMATS = ("png", "svg")
 DPI = 150
 #: the figures the comparison writes into its run folder (file stems)
 TABLE2, ABLATION = "table2", "fig4_ablation"
-COMPARISON_FIGURES = tuple(f"{stem}.{fmt}" for stem in (TABLE2, ABLATION) for fmt in FORMATS)
 ABLATION_BASE = "adaptssr"
 SIMILARITY_KINDS = {"augmented": ("original vs augmented", "tab:red"),
                     "other_user": ("different users", "tab:blue")}
