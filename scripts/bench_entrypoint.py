@@ -55,7 +55,11 @@ def child(args) -> dict:
     sys.argv = argv
     cuda = args.device.startswith("cuda")
     with StageTimer(cuda, start=started) as timer:
-        runpy.run_path(str(ROOT / "run_recbole_adaptssr.py"), run_name="__main__")
+        try:  # the entry point ends as a script does, with sys.exit(status)
+            runpy.run_path(str(ROOT / "run_recbole_adaptssr.py"), run_name="__main__")
+        except SystemExit as end:
+            if end.code not in (None, 0):
+                raise
     return {"variant": args.child, "overrides": overrides, "argv": argv, "stages": timer.records,
             "process_s": time.perf_counter() - started, "ray_imported": "ray" in sys.modules,
             "device": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__}
