@@ -16,7 +16,8 @@ So the results differ from dense Adam's wherever an item is absent from some bat
 difference is a choice of semantics, not rounding (docs/performance.md). Where every row's gradient is nonzero
 (a full-softmax stage: MLM's output layer is tied to the table) it is dense Adam. The step count is global (one per
 ``step()``), as in ``SparseAdam``. On CUDA one Triton kernel does the update without host synchronisation (graph
-and pipeline friendly); elsewhere, and without Triton, tensor operations on the selected rows.
+and pipeline friendly; its arithmetic equals ``torch.optim.Adam``'s to float32 rounding, not bitwise); elsewhere,
+and without Triton, tensor operations on the selected rows (bitwise dense Adam's on the touched rows).
 """
 
 from __future__ import annotations
