@@ -3,9 +3,10 @@
 Pre-trains ``--stages`` (default ``mlm,ssr``) with the package defaults and the settings given as ``--key=value``;
 the last stage runs ``--epochs`` epochs without early stopping. After every epoch of that stage the script also
 measures what the stage is for, on held-out users: a ridge-regression probe of the frozen user representation u
-(eval mode) on every downstream task of the data set (multiclass: accuracy of the argmax of a one-hot regression;
-binary: AUC; recommendation: NDCG@10 over all targets of a multi-hot regression), labelled users split 60/40 with
-``--seed``. Then, for each candidate stopping signal of the stage (its validation statistics) and each patience,
+(eval mode) on every downstream task of the data set that labels users (multiclass: accuracy of the argmax of a
+one-hot regression; binary: AUC; recommendation: NDCG@10 over all targets of a multi-hot regression), labelled users
+split 60/40 with ``--seed``. Tasks of other kinds (cvr labels (user, target) pairs) have no probe: they are named
+and left out. Then, for each candidate stopping signal of the stage (its validation statistics) and each patience,
 it reports where the rule "no better value for P epochs" would stop, the epoch it would keep, and the probe's
 value there against the probe's best.
 
@@ -30,6 +31,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 PATIENCES = (5, 10, 20, 30)
+#: the task kinds a probe of u alone measures (a cvr label belongs to a (user, target) pair)
+PROBED_KINDS = ("multiclass", "binary", "recommendation")
 #: candidate signals: statistic -> whether bigger is better
 SIGNALS = {"loss": False, "loss_fixed": False, "acc_explicit": True, "acc_implicit": True,
            "hard_acc_explicit": True, "hard_acc_implicit": True, "acc_top1": True}
@@ -74,6 +77,9 @@ class Probes:
         task_data = TaskData(os.path.join(data_path, dataset), dataset)
         for task in task_data.manifest:
             kind = task_data.kind(task).name
+            if kind not in PROBED_KINDS:
+                print(f"no probe for task {task!r} ({kind}: the probes cover {', '.join(PROBED_KINDS)})")
+                continue
             path = os.path.join(data_path, dataset, f"{dataset}.{task}")
             rows = [line.rstrip("\n").split("\t") for line in open(path, encoding="utf-8")][1:]
             self.tasks[task] = (kind, rows)

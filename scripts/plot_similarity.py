@@ -1,7 +1,7 @@
 """Fig. 5 of the paper: distributions of the cosine similarity between user representations.
 
-    python scripts/plot_similarity.py --checkpoints adaptssr=saved/RUN/adaptssr/pretrain/ssr.pth \
-        cl4srec=saved/RUN/cl4srec/pretrain/cl4srec.pth --dataset ttl --data_path dataset \
+    python scripts/plot_similarity.py --checkpoints adaptssr=saved/RUN/units/UNIT/pretrain/ssr.pth \
+        cl4srec=saved/RUN/units/UNIT/pretrain/cl4srec.pth --dataset ttl --data_path dataset \
         [--users 10000 --augment mask,crop --ratio 0.6 --seed 0 --out similarity]
 
 Writes OUT/similarity.png (one panel per checkpoint: KDE of original-vs-augmented and different-users

@@ -110,7 +110,11 @@ class StageTimer:
         return False
 
     def _steady(self, ends, sizes) -> dict:
-        """Median interval between step ends after the warm-up steps, and sequences/s over those steps."""
+        """Median interval between step ends after the warm-up steps, and sequences/s over those steps. The last,
+        partial batch runs eagerly: the steady state is the full batches', so it is left out before the warm-up
+        steps are counted (an epoch of fewer steps than the warm-up keeps its last full interval)."""
+        if sizes and sizes[-1] < max(sizes):
+            ends, sizes = ends[:-1], sizes[:-1]
         skip = min(self.warmup_steps, max(len(ends) - 2, 0))
         if len(ends) - skip < 2:
             return {}
@@ -118,11 +122,8 @@ class StageTimer:
             intervals = [a.elapsed_time(b) for a, b in zip(ends[skip:], ends[skip + 1:])]
         else:
             intervals = [1000 * (b - a) for a, b in zip(ends[skip:], ends[skip + 1:])]
-        # the last, partial batch runs eagerly: the steady state is the full batches'
-        full = [ms for ms, size in zip(intervals, sizes[skip + 1:]) if size == max(sizes)]
-        if not full:
-            return {}
-        total_ms = sum(full)
-        return {"warmup_steps": skip, "steady_steps": len(full),
-                "steady_ms_per_step": statistics.median(full), "steady_mean_ms_per_step": total_ms / len(full),
-                "steady_sequences_per_s": 1000 * max(sizes) * len(full) / total_ms}
+        total_ms = sum(intervals)
+        return {"warmup_steps": skip, "steady_steps": len(intervals),
+                "steady_ms_per_step": statistics.median(intervals),
+                "steady_mean_ms_per_step": total_ms / len(intervals),
+                "steady_sequences_per_s": 1000 * max(sizes) * len(intervals) / total_ms}

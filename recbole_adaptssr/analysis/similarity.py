@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fig. 5: distributions of the cosine similarity between user representations of original vs "
                     "augmented sequences and of different users, one panel per pre-trained checkpoint.")
     parser.add_argument("--checkpoints", nargs="+", required=True, metavar="NAME=PATH",
-                        help="pre-training checkpoints, e.g. adaptssr=saved/RUN/adaptssr/pretrain/ssr.pth")
+                        help="pre-training checkpoints, e.g. adaptssr=saved/RUN/units/UNIT/pretrain/ssr.pth")
     parser.add_argument("--dataset", required=True, help="data set name: DATA_PATH/NAME/NAME.inter")
     parser.add_argument("--data_path", required=True, help="folder holding the data set folder")
     parser.add_argument("--users", type=int, default=10000, help="users sampled (default 10000, as the paper)")
