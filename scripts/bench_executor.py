@@ -6,9 +6,9 @@ whether both give the same Table 2 (docs/execution.md, "Measured").
 
 Each run is a fresh ``run_recbole_adaptssr.py`` process (the command a user types), timed from start to exit, in a
 folder of its own under ``--out`` (also the working folder: the embedded data set is converted there); a warm-up
-run first converts the embedded data set and builds its caches, so
-neither timed run pays for them. Every other ``--key=value`` is a setting of both runs. ``torch_threads`` and
-``cpus_per_unit`` are 1 unless given: a unit then computes the same in this process and in a worker (torch's
+run first (no pre-training, one fine-tune epoch, on the data the other settings name) converts the data set and
+builds its caches, so neither timed run pays for them. Every other ``--key=value`` is a setting of both runs.
+``torch_threads`` and ``cpus_per_unit`` are 1 unless given: a unit then computes the same in this process and in a worker (torch's
 float results depend on its thread count). Prints one line per run and whether the tables agree; exits 1 if not.
 """
 
@@ -60,8 +60,11 @@ def main(argv=None) -> int:
     settings += [f"--{key}=1" for key in ("torch_threads",) if f"--{key}" not in given]
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    timed(command(out, "warm-up", ["--pretrain_methods=[none]", "--similarity_users=0"],
-                  ["--finetune_epochs=1", "--repeat=1"]), out)
+    # the warm-up reads the data the timed runs read (their settings but the ones it sets: a key given twice with
+    # two values is an error of RecBole's command line)
+    warm_up = {"--pretrain_methods": "[none]", "--similarity_users": "0", "--finetune_epochs": "1", "--repeat": "1"}
+    timed(command(out, "warm-up", [f"{key}={value}" for key, value in warm_up.items()],
+                  [arg for arg in extra if arg.split("=")[0] not in warm_up]), out)
     shares = [] if "--cpus_per_unit" in given else ["--cpus_per_unit=1"]  # a worker's resources
     if args.gpus_per_unit is not None:
         shares.append(f"--gpus_per_unit={args.gpus_per_unit}")
