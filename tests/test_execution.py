@@ -250,21 +250,39 @@ def test_ray_tasks_on_a_local_ray_give_the_same_results(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------ progress and logs
-def test_progress_counts_units_and_estimates_the_time_left_from_this_sessions_pace(caplog):
-    now = [100.0]
-    progress = Progress(10, clock=lambda: now[0])
+def test_progress_counts_units_and_estimates_the_time_left_from_this_sessions_units(caplog):
+    progress = Progress(10)
     with caplog.at_level(logging.INFO):
         progress.read_back(4)
         assert progress.eta() == "ETA unknown"
-        now[0] += 30
         progress.done("fit 1", 29.5, running=1)
-        now[0] += 30
         progress.failed("fit 2", "ValueError: x", "/run/u/f.log", running=0)
         progress.skipped("mean", "fit 2")
-    assert "unit 5 of 10 done: fit 1 in 30 s; 1 running, ETA 2 min 30 s" in caplog.text  # 30 s a unit, 5 left
-    assert "unit 6 of 10 FAILED: fit 2: ValueError: x (its log: /run/u/f.log); 0 running, ETA 2 min 00 s" in caplog.text
+    # 29.5 s a unit: 5 left shared by the 2 that ran side by side, then 4 left one at a time
+    assert "unit 5 of 10 done: fit 1 in 30 s; 1 running, ETA 1 min 14 s" in caplog.text
+    assert "unit 6 of 10 FAILED: fit 2: ValueError: x (its log: /run/u/f.log); 0 running, ETA 1 min 58 s" in caplog.text
     assert "unit 7 of 10 skipped: mean needs fit 2, which failed" in caplog.text
     assert [duration(s) for s in (42.4, 185, 7440)] == ["42 s", "3 min 05 s", "2 h 04 min"]
+
+
+def test_the_time_left_is_estimated_per_kind_of_unit():
+    """A long pre-training chain, then many short fine-tune units side by side (a comparison in 5 workers): once a
+    fine-tune unit finished, the estimate is the fine-tune units' time shared by the units running, not the
+    pre-training's pace times the units left."""
+    progress = Progress(22, kinds=["pretrain_stage"] * 2 + ["finetune"] * 20)
+    progress.done("mlm", 175, running=0, kind="pretrain_stage")
+    assert progress.eta(0) == "ETA 1 h 01 min"  # nothing else known yet: 21 units of 175 s
+    progress.done("ssr", 35, running=0, kind="pretrain_stage")
+    assert progress.eta(0) == "ETA 35 min 00 s"  # 20 fine-tune units of the 105 s mean so far
+    progress.done("age", 12, running=4, kind="finetune")
+    assert progress.eta(4) == "ETA 46 s"  # 19 units of 12 s over 5 side by side
+    progress.skipped("like", "age", kind="finetune")
+    assert progress.eta(4) == "ETA 43 s"  # 18 left
+    for _ in range(17):
+        progress.done("click", 14, running=1, kind="finetune")
+    assert progress.eta(0) == "ETA 14 s"  # the last one, alone: the fine-tune mean (17 x 14 + 12) / 18
+    progress.done("last", 14, running=0, kind="finetune")
+    assert progress.eta(0) == "none left"
 
 
 def test_each_unit_logs_to_its_own_file_and_gets_its_own_tensorboard_run(tmp_path):

@@ -136,7 +136,7 @@ class Executor(ABC):
         progress = None
         try:
             self.start()
-            progress = Progress(len(units))  # the ETA counts from here, not from before a Ray or the workers started
+            progress = Progress(len(units), kinds=[unit.kind for unit in pending])
             progress.read_back(len(outcome.read_back))
             while pending or running:
                 pending = self._start_ready(pending, running, outcome, run_dir, kinds, level, progress)
@@ -145,14 +145,15 @@ class Executor(ABC):
                         raise RuntimeError(f"no unit can start, and {[u.name for u in pending]} still wait")
                     break
                 for result in self.wait():
-                    running.pop(result.id)
+                    kind = running.pop(result.id).kind
                     outcome.results[result.id] = result
                     outcome.ran.append(result.id)
                     if result.done:
-                        progress.done(result.name, result.seconds, len(running))
+                        progress.done(result.name, result.seconds, len(running), kind)
                     else:
                         outcome.failed.append(result.id)
-                        progress.failed(result.name, result.error or result.status, result.log, len(running))
+                        progress.failed(result.name, result.error or result.status, result.log, len(running), kind,
+                                        result.seconds or None)  # a worker that died reports no time
         except KeyboardInterrupt:
             finished = progress.finished if progress is not None else len(outcome.read_back)
             logger.warning(f"interrupted with {finished} of {len(units)} units finished: their results are kept in "
@@ -176,7 +177,7 @@ class Executor(ABC):
             if blocked is not None:
                 cause = outcome.skipped.get(blocked, blocked)  # the failed unit, directly or through others
                 outcome.skipped[unit.id] = cause
-                progress.skipped(unit.name, outcome.results[cause].name)
+                progress.skipped(unit.name, outcome.results[cause].name, unit.kind)
                 continue
             ready = all(n in outcome.results and outcome.results[n].done for n in needs)
             if ready and (self.capacity is None or len(running) < self.capacity):
