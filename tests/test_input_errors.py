@@ -1,17 +1,23 @@
 """A bad input through the run commands (``recbole-adaptssr``, ``recbole-adaptssr-hyper``) is one ``<prog>: error:``
 line on stderr naming the key, file or line, with exit status 2 and no traceback (``--state=DEBUG``: the traceback);
-every other exception propagates."""
+every other exception propagates. The result scripts name what they read and the columns they can draw."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import logging
+from pathlib import Path
 
 import pytest
 
 from recbole_adaptssr import commands, quick_start
+from recbole_adaptssr.analysis import sweep
 from recbole_adaptssr.setting_errors import SettingError
 from recbole_adaptssr.tuning import cli
 from recbole_adaptssr.tuning.space import SpaceError
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
 def tiny_run(data_path, tmp_path, *settings) -> list:
@@ -90,3 +96,31 @@ def test_the_error_reaches_an_open_log_file_and_the_console_once(tiny_data_path,
         handler.close()
     assert "SettingError: device must be one of" in (tmp_path / "run.log").read_text()
     assert "device must be one of" in one_error_line(capsys.readouterr().err)
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_merge_results_says_a_comparison_folder_is_not_what_it_merges(tmp_path, capsys):
+    (tmp_path / "cmp").mkdir()
+    (tmp_path / "cmp" / "comparison.json").write_text(json.dumps({"runs": []}))
+    assert load_script("merge_results").main(["--out", str(tmp_path / "merged"), str(tmp_path / "cmp")]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert f"{tmp_path / 'cmp'}: a comparison run folder (comparison.json" in line
+    assert "merging reads the results.json of AdaptSSR pipeline runs and of RecBole baselines' runs" in line
+    assert not (tmp_path / "merged").exists()
+
+
+def test_plot_sweep_names_the_option_and_lists_the_columns():
+    rows = [{"trial": "a", "status": "completed", "mask_ratio": "0.2", "valid ndcg@10": "0.1"}]
+    with pytest.raises(ValueError) as error:
+        sweep.pick_columns(rows, x="augmentation_ratio", group="methd")
+    assert str(error.value) == ("--x 'augmentation_ratio' is not a column; --group 'methd' is not a column; the "
+                                "columns of the trials table: trial, status, mask_ratio, valid ndcg@10")
+    with pytest.raises(ValueError, match=r"no 'valid <metric>' column to draw: give --y; the columns of the trials "
+                                         r"table: trial, status, mask_ratio$"):
+        sweep.pick_columns([{k: v for k, v in rows[0].items() if k != "valid ndcg@10"}])

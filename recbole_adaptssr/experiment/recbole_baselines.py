@@ -51,7 +51,7 @@ from recbole_adaptssr.data.baseline_dataset import (BaselineTaskDataset, Behavio
                                                    task_pair_keys, with_behaviours)
 from recbole_adaptssr.data.fingerprint import vocabulary_fingerprint
 from recbole_adaptssr.data.task_dataset import TaskData
-from recbole_adaptssr.data.validation import validate_data
+from recbole_adaptssr.data.validation import DataError, validate_data
 from recbole_adaptssr.experiment.finetuning import prefixed_overrides, task_overrides, without_sampled_negatives
 from recbole_adaptssr.experiment.train_test import fit, run_stop_record, train_and_test, warn_if_capped
 from recbole_adaptssr.execution import Plan, Unit, register_unit_kind
@@ -484,18 +484,32 @@ def merged_label(result: RunResult) -> str:
     return result.start_point if result.start_point.startswith(result.model) else f"{result.model} ({result.start_point})"
 
 
+#: what :func:`merge_results` reads, said in each of its errors
+MERGED = ("the results.json of AdaptSSR pipeline runs and of RecBole baselines' runs (or the run folders holding "
+          "them)")
+
+
 def read_results(path: str) -> list:
-    """The :class:`RunResult` list of a ``results.json`` (a pipeline's or the baselines' runner's) or its folder."""
+    """The :class:`RunResult` list of a ``results.json`` (a pipeline's or the baselines' runner's) or its folder;
+    a path that is neither is a :class:`~recbole_adaptssr.data.validation.DataError` saying what it is."""
     if os.path.isdir(path):
-        path = os.path.join(path, "results.json")
-    with open(path, encoding="utf-8") as f:
-        payload = json.load(f)
+        folder, path = path, os.path.join(path, "results.json")
+        if not os.path.isfile(path) and os.path.isfile(os.path.join(folder, "comparison.json")):
+            raise DataError(folder, None, "a comparison run folder (comparison.json, written by --pretrain_methods; "
+                                          f"its table is comparison.md), not a results.json; merging reads {MERGED}")
+    if not os.path.isfile(path):
+        raise DataError(path, None, f"no such file; merging reads {MERGED}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            payload = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataError(path, None, f"not JSON ({error}); merging reads {MERGED}") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("runs"), list):
-        raise ValueError(f"{path}: not a results.json of recbole-adaptssr (no \"runs\" list)")
+        raise DataError(path, None, "not a results.json of recbole-adaptssr (no \"runs\" list)")
     try:
         return [RunResult(**run) for run in payload["runs"]]
     except TypeError as error:
-        raise ValueError(f"{path}: a run does not have RunResult's fields ({error})") from None
+        raise DataError(path, None, f"a run does not have RunResult's fields ({error})") from None
 
 
 def merge_results(paths: list, split: str = "test") -> tuple:
@@ -508,7 +522,8 @@ def merge_results(paths: list, split: str = "test") -> tuple:
             result.start_point = merged_label(result)
             key = (result.start_point, result.task, result.seed)
             if key in seen:
-                raise ValueError(f"{path}: {result.start_point} on {result.task}, seed {result.seed} is also in {seen[key]}")
+                raise DataError(path, None, f"{result.start_point} on {result.task}, seed {result.seed} is also in "
+                                            f"{seen[key]}")
             seen[key] = path
             runs.append(result)
     return summarize(runs, split), runs
