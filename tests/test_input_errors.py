@@ -39,6 +39,8 @@ def one_error_line(err: str) -> str:
     ("--device=tpu", "device must be one of ['cpu', 'cuda', 'cuda:N'], got 'tpu'"),  # Config
     ("--model=Nope", "unknown model 'Nope'"),  # a registry's ValueError, reported as a setting's
     ("--ssr_lamda_mode=adaptive", "'ssr_lamda_mode' (the command line; did you mean ssr_lambda_mode?)"),
+    ("--pretrain_methods=[adaptsr]", "unknown pre-training method 'adaptsr' in pretrain_methods"),  # a comparison
+    ("--executor=threads", "executor must be one of ['serial', 'processes', 'ray'], got 'threads'"),  # the executor
 ])
 def test_a_bad_setting_is_one_error_line_and_exit_status_2(tiny_data_path, tmp_path, capsys, setting, message):
     status = commands.main(tiny_run(tiny_data_path, tmp_path, setting))
