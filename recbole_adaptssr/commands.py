@@ -7,13 +7,21 @@
 Each returns the command's exit status. RecBole is not a declared requirement of the package (its ``ray<=2.6.3``
 pin cannot install next to ``ray[tune]>=2.40``: it is installed with ``--no-deps``, see README, Install): without
 it, the two commands that need it stop with the install command instead of a bare ``ModuleNotFoundError``.
+
+A bad input of the two run commands (:func:`input_errors`: a setting, a data file, a checkpoint, a search space) is
+one line ``<prog>: error: <message>`` on stderr (and in the run's log file when one is open) with exit status 2,
+argparse's status for a usage error, as the converters' (``EXIT_BAD_INPUT``); ``--state=DEBUG`` on the command line
+(RecBole's ``state`` setting) shows its traceback instead. Every other exception keeps its traceback: it is a bug.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from unittest import mock
+
+EXIT_BAD_INPUT = 2  # argparse's status for a usage error, and the converters'
 
 MAIN_DESCRIPTION = """\
 Run a model as RecBole's run_recbole.py does:
@@ -30,6 +38,10 @@ run_recbole_adaptssr.py ... (torchrun's rendezvous settings for several machines
 --nproc=N (with --world_size, --ip, --port, --group_offset for several machines). model and dataset may also come
 from a config file (e.g. a best.yaml written by recbole-adaptssr-hyper); without either, they are AdaptSSR and
 the embedded ml-100k.
+
+Exit status: 0 done; 1 some units failed (the tables hold the others; --resume=true runs them); 2 a bad input (a
+setting, data file, checkpoint), printed as "error: <message>" before anything trains; --state=DEBUG prints its
+traceback instead.
 """
 
 DEFAULTS = {"model": "AdaptSSR", "dataset": "ml-100k"}
@@ -91,14 +103,64 @@ def recbole_missing(prog: str) -> int | None:
     return None
 
 
+def input_errors() -> tuple:
+    """The exception types of a bad input: a setting (:class:`~recbole_adaptssr.setting_errors.SettingError`), a data
+    file (:class:`~recbole_adaptssr.data.validation.DataError`), a checkpoint
+    (:class:`~recbole_adaptssr.checkpoint.CheckpointError`), a search space
+    (:class:`~recbole_adaptssr.tuning.space.SpaceError`). Imported when a command runs, not with this module."""
+    from recbole_adaptssr.checkpoint import CheckpointError
+    from recbole_adaptssr.data.validation import DataError
+    from recbole_adaptssr.setting_errors import SettingError
+    from recbole_adaptssr.tuning.space import SpaceError
+
+    return SettingError, DataError, CheckpointError, SpaceError
+
+
+def debug_requested(argv) -> bool:
+    """``--state=DEBUG`` (RecBole's ``state`` setting, any case) is on the command line ``argv``
+    (``None``: ``sys.argv[1:]``); the last ``--state`` counts, as in RecBole's Config."""
+    states = [arg.split("=", 1)[1] for arg in (sys.argv[1:] if argv is None else argv) if arg.startswith("--state=")]
+    return bool(states) and states[-1].strip().strip("'\"").lower() == "debug"
+
+
+def log_to_files(message: str) -> None:
+    """``message`` as an ERROR record in the root logger's log files (a run's log, once one is open), not on the
+    console (the command prints it there once)."""
+    root = logging.getLogger()
+    record = root.makeRecord(root.name, logging.ERROR, __file__, 0, message, None, None)
+    for handler in root.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
+def reporting_input_errors(prog: str, argv, command) -> int:
+    """``command()``'s exit status; a bad input (:func:`input_errors`) is printed as ``<prog>: error: <message>``
+    (and logged to the run's log files) with :data:`EXIT_BAD_INPUT`, unless ``--state=DEBUG`` is in ``argv``: then,
+    as every other exception, it propagates with its traceback."""
+    try:
+        return command()
+    except input_errors() as error:
+        if debug_requested(argv):
+            raise
+        log_to_files(f"{type(error).__name__}: {error}")
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
 def main(argv=None) -> int:
-    """``recbole-adaptssr`` / ``run_recbole_adaptssr.py``: ``argv`` (default ``sys.argv[1:]``) as the command line."""
+    """``recbole-adaptssr`` / ``run_recbole_adaptssr.py``: ``argv`` (default ``sys.argv[1:]``) as the command line.
+    Exit status: 0 done, 1 some units failed (or no RecBole), 2 a bad input (:func:`reporting_input_errors`)."""
     parser = build_parser()
     args, _ = parser.parse_known_args(argv)
     offset = group_offset(args, parser)
     missing = recbole_missing(parser.prog)
     if missing:
         return missing
+    return reporting_input_errors(parser.prog, argv, lambda: run_main(parser, args, offset, argv))
+
+
+def run_main(parser, args, offset: int, argv) -> int:
+    """The main command's run, once its own options are read (see :func:`main`)."""
     config_file_list = args.config_files.strip().split(" ") if args.config_files else None
     model, dataset = (getattr(args, key) or from_config_files(config_file_list, key) or DEFAULTS[key]
                       for key in ("model", "dataset"))
@@ -126,13 +188,16 @@ def main(argv=None) -> int:
 
 
 def hyper(argv=None) -> int:
-    """``recbole-adaptssr-hyper`` / ``run_hyper_adaptssr.py`` (:mod:`recbole_adaptssr.tuning.cli`)."""
-    missing = recbole_missing(argparse.ArgumentParser().prog)
+    """``recbole-adaptssr-hyper`` / ``run_hyper_adaptssr.py`` (:mod:`recbole_adaptssr.tuning.cli`). Exit status: 0
+    done, 1 no RecBole, 2 a bad input (:func:`reporting_input_errors`; argparse's own usage errors too), 3
+    interrupted, 4 every trial failed."""
+    prog = argparse.ArgumentParser().prog
+    missing = recbole_missing(prog)
     if missing:
         return missing
     from recbole_adaptssr.tuning.cli import console_main
 
-    return console_main(argv)
+    return reporting_input_errors(prog, argv, lambda: console_main(argv))
 
 
 def convert(argv=None) -> int:

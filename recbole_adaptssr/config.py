@@ -10,6 +10,7 @@ from recbole.utils import ModelType
 from recbole_adaptssr import compat, setting_keys, setup
 from recbole_adaptssr.names import check_plain_name
 from recbole_adaptssr.plugins import PROPERTIES_DIR, properties_file
+from recbole_adaptssr.setting_errors import MissingFileError, SettingError, as_setting_errors
 from recbole_adaptssr.utils import get_model
 
 # list-valued settings of ours; on the command line ``--finetune_from=[ssr,none]`` arrives as a string
@@ -62,7 +63,9 @@ class Config(RecBoleConfig):
     * list settings (``finetune_from``, ``pretrain_stages``, ...) may be written ``[a,b]`` or ``a,b``;
     * settings are exact (:mod:`recbole_adaptssr.setting_keys`): an unknown key, a value of the wrong shape or two
       contradicting keys are an error naming where they were set; command-line (and ``config_dict`` text) values
-      are literals read by the key's declared type, never evaluated; the data set's name is a plain name;
+      are literals read by the key's declared type, never evaluated; the data set's name is a plain name; a
+      setting this class refuses (these, an unknown model, a config file that is missing or not a mapping, a device
+      that is not there) is a :class:`~recbole_adaptssr.setting_errors.SettingError`;
     * ``checkpoint_hmac_key`` is taken out of the settings (never logged or saved) and signs the checkpoints this
       process writes and verifies those it reads (:mod:`recbole_adaptssr.checkpoint`);
     * the model type follows the stage: a model may declare ``model_type_for(train_stage)``, and any model run on
@@ -102,17 +105,17 @@ class Config(RecBoleConfig):
         settings = {}
         for path in file_list or []:
             if not os.path.isfile(path):
-                raise FileNotFoundError(f"config file not found: {path}")
+                raise MissingFileError(f"config file not found: {path} (config_files)")
             with open(path, encoding="utf-8") as f:
                 try:
                     loaded = yaml.load(f.read(), Loader=self.yaml_loader)
                 except yaml.YAMLError as error:
-                    raise ValueError(f"{path}: not valid YAML: {error}") from None
+                    raise SettingError(f"{path}: not valid YAML: {error}") from None
             if loaded is None:
                 continue
             if not isinstance(loaded, dict):
-                raise ValueError(f"{path}: a config file must map settings to values (key: value), "
-                                 f"got a {type(loaded).__name__}")
+                raise SettingError(f"{path}: a config file must map settings to values (key: value), "
+                                   f"got a {type(loaded).__name__}")
             settings.update({key: setting_keys.normalise(key, value) for key, value in loaded.items()})
             self._origins.update({key: path for key in loaded})
         return settings
@@ -136,9 +139,11 @@ class Config(RecBoleConfig):
             if model is None:
                 raise KeyError("model must be given: --model=NAME, a config file, a config dict or the model argument")
         if isinstance(model, str):
-            model = get_model(model)
+            with as_setting_errors():  # an unknown model: the error names close matches
+                model = get_model(model)
         model, model_class, dataset = super()._get_model_and_dataset(model, dataset)
-        check_plain_name(dataset, "data set", where="dataset")  # before anything is read or written under it
+        with as_setting_errors():  # before anything is read or written under it
+            check_plain_name(dataset, "data set", where="dataset")
         return model, model_class, dataset
 
     def _check_user_settings(self):
@@ -158,7 +163,7 @@ class Config(RecBoleConfig):
         problems = [p for where, values in sources.items() for p in setting_keys.shape_errors(values, where, prefixes)]
         problems += setting_keys.conflict_errors(self.user_config_dict)
         if problems:
-            raise setting_keys.SettingError("; ".join(problems))
+            raise SettingError("; ".join(problems))
 
     def _take_signing_key(self):
         """Move ``checkpoint_hmac_key`` out of every settings dict into the checkpoint module (None: the
@@ -210,7 +215,7 @@ class Config(RecBoleConfig):
             os.environ["CUDA_VISIBLE_DEVICES"] = str(settings["gpu_id"])
         backend = settings.get("ddp_backend")
         if backend not in (None, "nccl", "gloo"):
-            raise ValueError(f"ddp_backend must be nccl, gloo or ~ (NCCL on GPUs, gloo on CPUs), got {backend!r}")
+            raise SettingError(f"ddp_backend must be nccl, gloo or ~ (NCCL on GPUs, gloo on CPUs), got {backend!r}")
         distributed.init_distributed(backend, use_gpu=use_gpu)
         gpu = use_gpu and torch.distributed.get_backend() == "nccl"
         settings.update(single_spec=False, local_rank=distributed.local_rank(), world_size=distributed.world_size(),
@@ -234,7 +239,7 @@ class Config(RecBoleConfig):
             "downstream_task") or self.external_config_dict.get("downstream_tasks")
         given = [key for key in PER_KIND_KEYS if key in self.user_config_dict]
         if downstream and given:
-            raise ValueError(
+            raise SettingError(
                 f"{given} cannot be set for downstream runs: each task kind has its own, e.g. "
                 "recommendation_metrics, recommendation_topk, recommendation_valid_metric, binary_metrics, "
                 "multiclass_valid_metric (see properties/downstream/*.yaml); the split is task_split"
@@ -276,7 +281,8 @@ class Config(RecBoleConfig):
 
         modules = setting("pretext_modules") or []
         for name in dict.fromkeys(str(s) for s in (setting("pretrain_stages") or [])):
-            task_class = get_pretext_task(name, modules)
+            with as_setting_errors():  # a stage of pretrain_stages that names no pretext task
+                task_class = get_pretext_task(name, modules)
             path = task_defaults_file(task_class)
             if path is not None:
                 check_defaults_namespace(task_class, self._update_internal_config_dict(path) or {}, path)
@@ -288,7 +294,8 @@ class Config(RecBoleConfig):
 
         self._update_internal_config_dict(properties_file("encoder", "user_model.yaml"))
         name = self.external_config_dict.get("user_model", self.internal_config_dict.get("user_model"))
-        encoder_class = get_user_model(name)
+        with as_setting_errors():  # user_model names no backbone
+            encoder_class = get_user_model(name)
         path = defaults_file(encoder_class)
         if path is not None:
             check_defaults_namespace(encoder_class, self._update_internal_config_dict(path) or {}, path)
@@ -313,18 +320,18 @@ def resolve_device(device, use_gpu=True, gpu_id="0", use_gpu_given=False, gpu_id
 
     text = str(device).strip().lower() if device is not None else None
     if text is not None and text != "cpu" and text != "cuda" and not (text.startswith("cuda:") and text[5:].isdigit()):
-        raise ValueError(f"device must be one of {list(DEVICES)}, got {device!r}")
+        raise SettingError(f"device must be one of {list(DEVICES)}, got {device!r}")
     if text == "cpu":
         return torch.device("cpu")
     if text is not None:
         if not torch.cuda.is_available():
-            raise ValueError(f"device={device!r}, but CUDA is not available on this machine "
-                             "(torch.cuda.is_available() is False): set device=cpu, or run where a GPU is visible")
+            raise SettingError(f"device={device!r}, but CUDA is not available on this machine "
+                               "(torch.cuda.is_available() is False): set device=cpu, or run where a GPU is visible")
         if use_gpu_given and not use_gpu:
-            raise ValueError(f"device={device!r} and use_gpu=False contradict each other: drop one of them")
+            raise SettingError(f"device={device!r} and use_gpu=False contradict each other: drop one of them")
         index = int(text[5:]) if ":" in text else _gpu_index(gpu_id, gpu_id_given)
         if index >= torch.cuda.device_count():
-            raise ValueError(f"device={device!r}, but this machine has {torch.cuda.device_count()} CUDA device(s)")
+            raise SettingError(f"device={device!r}, but this machine has {torch.cuda.device_count()} CUDA device(s)")
         return torch.device("cuda", index)
     if not use_gpu or not str(gpu_id).strip() or not torch.cuda.is_available():
         return torch.device("cpu")
@@ -339,11 +346,11 @@ def _gpu_index(gpu_id, given: bool) -> int:
     visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
     if "CUDA_VISIBLE_DEVICES" not in os.environ:
         if not first.isdigit():
-            raise ValueError(f"gpu_id must be a GPU number (or a comma-separated list of them), got {gpu_id!r}")
+            raise SettingError(f"gpu_id must be a GPU number (or a comma-separated list of them), got {gpu_id!r}")
         return int(first)
     if first not in visible:
-        raise ValueError(f"gpu_id={gpu_id!r}, but this process sees only the GPUs CUDA_VISIBLE_DEVICES="
-                         f"{os.environ['CUDA_VISIBLE_DEVICES']!r}: name one of them, or use device=cuda:N")
+        raise SettingError(f"gpu_id={gpu_id!r}, but this process sees only the GPUs CUDA_VISIBLE_DEVICES="
+                           f"{os.environ['CUDA_VISIBLE_DEVICES']!r}: name one of them, or use device=cuda:N")
     return visible.index(first)
 
 

@@ -1,6 +1,7 @@
 """Typed checks of settings, in one table: what each setting's value must be (:data:`CONSTRAINTS`), and which
 settings each part of a run reads (the groups below), checked before anything runs, each failure a
-``ValueError`` ``<key> must be <what it must be>, got <value>``.
+:class:`~recbole_adaptssr.setting_errors.SettingError` (a ``ValueError``) ``<key> must be <what it must be>, got
+<value>``.
 
 A prefixed key (``finetune_learning_rate``, ``mlm_epochs``, ``baseline_max_steps``) is checked against its key's
 constraint (:func:`constraint`), unset (``None``) allowed: the general key applies then. Checks that relate several
@@ -17,6 +18,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from numbers import Integral, Real
+
+from recbole_adaptssr.setting_errors import SettingError
 
 
 def _is_int(value) -> bool:
@@ -162,9 +165,10 @@ def constraint(key: str) -> Constraint:
 
 def check(get, keys, name=lambda key: key) -> None:
     """Check each of ``keys`` (``get(key)``: its value, None when unset; ``name(key)``: the setting that holds it,
-    which the message names: ``ssr_epochs`` for a stage's ``epochs``); the first problem is a ``ValueError``."""
+    which the message names: ``ssr_epochs`` for a stage's ``epochs``); the first problem is a
+    :class:`~recbole_adaptssr.setting_errors.SettingError`."""
     for key in keys:
         shown = name(key)
         problem = constraint(shown).problem(shown, get(key))
         if problem:
-            raise ValueError(problem)
+            raise SettingError(problem)

@@ -42,6 +42,8 @@ import glob
 import os
 import re
 
+from recbole_adaptssr.setting_errors import SettingError
+
 #: the entry points' own flags, which RecBole's Config also reads from the command line (and their types)
 ENTRY_POINT_FLAGS = {"config_files": "str", "model": "str", "dataset": "str", "nproc": "int", "world_size": "int",
                      "ip": "str", "port": "str", "group_offset": "int", "offset": "int"}
@@ -60,13 +62,6 @@ _NULLS = ("None", "null", "~")
 _TYPE_WORDS = {"str": "str", "string": "str", "int": "int", "integer": "int", "float": "float", "bool": "bool",
                "list": "list", "dict": "dict", "none": "none"}
 _COMMENT_TYPE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*:.*?#\s*\(([^)]*)\)")
-
-
-class SettingError(ValueError):
-    """A setting that cannot be used as written: unknown, of the wrong shape, or contradicting another.
-    ``unknown``: the unknown keys, if that is the problem."""
-
-    unknown: list = []
 
 
 # ------------------------------------------------------------------------------------------------- the YAMLs

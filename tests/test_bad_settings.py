@@ -1,5 +1,6 @@
 """Every bad setting fails up front, before anything is pre-trained (no run folder is made), with a message naming
-the key, the value and what is allowed; a data set that is not on disk is never downloaded.
+the key, the value and what is allowed, of a type the commands report as one ``error:`` line with exit status 2
+(:func:`recbole_adaptssr.commands.input_errors`); a data set that is not on disk is never downloaded.
 
 One table: (case, settings, command line, exception, message, and a reason when a case is a known gap: a strict
 xfail, so a fix turns it into a failure until the mark is removed)."""
@@ -13,6 +14,7 @@ import pytest
 import torch
 
 from recbole_adaptssr.checkpoint import CheckpointError
+from recbole_adaptssr.commands import input_errors
 from recbole_adaptssr.quick_start import run
 from task_data import base_config
 
@@ -138,8 +140,9 @@ def test_a_bad_setting_fails_before_anything_runs(task_data, tmp_path, monkeypat
     elif prepare is not None:
         files = prepare(task_data, tmp_path)
     config_dict = base_config(task_data, tmp_path, **{"mlm_epochs": 1, "ssr_epochs": 1, **settings})
-    with pytest.raises(error, match=message):
+    with pytest.raises(error, match=message) as raised:
         run(model, dataset, config_file_list=files, config_dict=config_dict)
+    assert isinstance(raised.value, input_errors()), type(raised.value)  # the commands print it, exit status 2
     assert not (tmp_path / "saved").exists()  # nothing pre-trained: no run folder
 
 

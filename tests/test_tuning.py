@@ -497,7 +497,7 @@ def test_a_study_whose_every_trial_failed_exits_non_zero(local_ray, data, tmp_pa
                            "--tune_task=cls", "--scheduler=fifo"])
     err = capsys.readouterr().err
     assert rc == cli.EXIT_ALL_FAILED == 4
-    assert "every trial of study bad failed (1 trial(s); the first: ValueError: head_dropout_prob must be a " \
+    assert "every trial of study bad failed (1 trial(s); the first: SettingError: head_dropout_prob must be a " \
            "probability" in err
     assert not (tmp_path / "bad" / "best.yaml").exists() and (tmp_path / "bad" / "trials.md").exists()
 

@@ -59,20 +59,22 @@ def pick_columns(rows: list, x=None, y=None, group=None) -> tuple:
     """``(x, y, groups)``: the swept column (default :data:`FIG3_SETTING`, else the first numeric searched
     column), the metric (the ``valid <metric>`` column) and the columns whose values make a line: ``group`` when
     given, else ``method`` (pre-training searches) and every other searched column with more than one value
-    except :data:`REPEATS`. Raises ``ValueError`` when x or y cannot be told."""
+    except :data:`REPEATS`. Raises ``ValueError`` naming the option (``--x``, ``--y``, ``--group`` of
+    ``scripts/plot_sweep.py``) and the table's columns when x, y or group is not a column or cannot be told."""
     columns = list(rows[0]) if rows else []
     searched = [c for c in columns if c not in NOT_SEARCHED and not c.startswith(("valid ", "pretrain epochs "))]
+    problems = [f"--{name} {given!r} is not a column" for name, given in (("x", x), ("y", y), ("group", group))
+                if given is not None and given not in columns]
     if y is None:
         y = next((c for c in columns if c.startswith("valid ")), None)
+        problems += [] if y else ["no 'valid <metric>' column to draw: give --y"]
     if x is None:
         x = FIG3_SETTING if FIG3_SETTING in columns else next(
             (c for c in searched if all(number_or_none(r[c]) is not None for r in rows if r[c] != "")), None)
-    missing = [name for name, c in (("x", x), ("y", y)) if c is None or c not in columns]
-    if missing:
-        raise ValueError(f"cannot tell {' and '.join(missing)} from the columns {columns}")
+        problems += [] if x else ["no numeric searched column to draw against: give --x"]
+    if problems:
+        raise ValueError("; ".join(problems) + f"; the columns of the trials table: {', '.join(columns)}")
     if group is not None:
-        if group not in columns:
-            raise ValueError(f"group {group!r} is not a column of the table: {columns}")
         return x, y, [group]
     varying = [c for c in searched if c not in (x, *REPEATS) and len({r[c] for r in rows}) > 1]
     return x, y, (["method"] if "method" in columns else []) + varying

@@ -28,30 +28,35 @@ from recbole_adaptssr.data import sequence_cache
 from recbole_adaptssr.data.dataset import dropping_duplicates, recent_behaviours
 from recbole_adaptssr.names import check_plain_name
 from recbole_adaptssr.downstream.base import get_task_kind
+from recbole_adaptssr.setting_errors import MissingFileError
 
 PAD = "[PAD]"
 
 
 def read_task_manifest(folder: str, name: str) -> dict:
-    """Return ``{task: {"kind": ..., ...}}`` from ``NAME.tasks.json`` of a converted data set."""
+    """Return ``{task: {"kind": ..., ...}}`` from ``NAME.tasks.json`` of a converted data set. A missing manifest is
+    a :class:`~recbole_adaptssr.setting_errors.MissingFileError` (also a ``FileNotFoundError``), one that cannot be
+    used a :class:`~recbole_adaptssr.data.validation.DataError` naming it."""
+    from recbole_adaptssr.data.validation import DataError
+
     path = os.path.join(folder, f"{name}.tasks.json")
     if not os.path.isfile(path):
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{path} not found: a downstream data set needs the task manifest written by dataset_converters"
         )
     with open(path, encoding="utf-8") as f:
         try:
             tasks = json.load(f).get("tasks", {})
         except (json.JSONDecodeError, AttributeError) as error:
-            raise ValueError(f"{path}: not a task manifest ({error})") from None
+            raise DataError(path, None, f"not a task manifest ({error})") from None
     if not isinstance(tasks, dict) or not all(isinstance(info, dict) for info in tasks.values()):
-        raise ValueError(f"{path}: \"tasks\" must map each task name to its description ({{\"kind\": ...}})")
+        raise DataError(path, None, "\"tasks\" must map each task name to its description ({\"kind\": ...})")
     for task, info in tasks.items():
         try:
             check_plain_name(task, "task")  # it names a file beside the manifest, and the runs' files
             get_task_kind(info.get("kind"))
         except ValueError as error:
-            raise ValueError(f"{path}: task {task!r}: {error}") from None
+            raise DataError(path, None, f"task {task!r}: {error}") from None
     return tasks
 
 

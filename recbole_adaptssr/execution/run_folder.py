@@ -12,7 +12,7 @@
   ``true``/``latest``: the newest unfinished run of the same identity, settings and data that no process holds), or
   None for a new run. Settings that only say how a run is carried out (:data:`RESUME_FREE`) may differ; data that
   changed since the run started (its fingerprint, :mod:`recbole_adaptssr.data.fingerprint`) is refused unless
-  ``allow_data_change``.
+  ``allow_data_change``; each refusal is a :class:`~recbole_adaptssr.setting_errors.SettingError` naming ``resume``.
 * :func:`remove_stale_temporaries`: temporary files of atomic writes a killed process left behind.
 * :func:`open_run_folder` puts these together for a command.
 """
@@ -33,6 +33,7 @@ from filelock import FileLock, Timeout
 
 from recbole_adaptssr.execution.settings import KEYS as EXECUTOR_KEYS
 from recbole_adaptssr.files import atomic_write
+from recbole_adaptssr.setting_errors import SettingError
 
 RUN_RECORD = "run.json"
 LOCK_FILE, HOLDER_FILE = ".lock", ".lock.pid"
@@ -142,8 +143,8 @@ def resume_target(value) -> str | None:
         return "latest"
     if isinstance(value, (str, int, float)) and not isinstance(value, bool):
         return str(value)
-    raise ValueError(f"resume must be a run folder, true/latest (the newest unfinished run of these settings) or "
-                     f"false, got {value!r}")
+    raise SettingError(f"resume must be a run folder, true/latest (the newest unfinished run of these settings) or "
+                       f"false, got {value!r}")
 
 
 def setting_differences(then: dict, now: dict, free=RESUME_FREE) -> list:
@@ -199,21 +200,22 @@ def resolve_resume(value, root: str, identity: dict, settings: dict, free=RESUME
     tried = [target] if os.path.isabs(target) else [target, os.path.join(root, target)]
     folder = next((path for path in tried if os.path.isdir(path)), None)
     if folder is None:
-        raise ValueError(f"resume={target!r}: no such run folder (looked at {', '.join(tried)})")
+        raise SettingError(f"resume={target!r}: no such run folder (looked at {', '.join(tried)})")
     record = read_run_record(folder)
     if record is None:
         what = identity.get("command", "run")
-        raise ValueError(f"resume={target!r}: {folder} is not a run folder of a {what} (no readable {RUN_RECORD})")
+        raise SettingError(f"resume={target!r}: {folder} is not a run folder of a {what} (no readable "
+                           f"{RUN_RECORD})")
     differences = [f"{k}: then {record.get(k)!r}, now {v!r}" for k, v in identity.items() if record.get(k) != v]
     differences += setting_differences(record.get("settings", {}), settings, free)
     if differences:
-        raise ValueError(f"resume={target!r}: the settings differ from those of the run in {folder} ("
-                         + "; ".join(differences) + "); resume with the same settings, or start a new run")
+        raise SettingError(f"resume={target!r}: the settings differ from those of the run in {folder} ("
+                           + "; ".join(differences) + "); resume with the same settings, or start a new run")
     changes = data_changes(record, data, allow_data_change)
     if changes:
-        raise ValueError(f"resume={target!r}: the data changed since the run in {folder} started ("
-                         + "; ".join(changes) + "); resume with its data, start a new run, or set "
-                         "allow_data_change=True to continue on the new data")
+        raise SettingError(f"resume={target!r}: the data changed since the run in {folder} started ("
+                           + "; ".join(changes) + "); resume with its data, start a new run, or set "
+                           "allow_data_change=True to continue on the new data")
     return os.path.abspath(folder)
 
 

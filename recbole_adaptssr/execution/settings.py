@@ -14,6 +14,8 @@ import math
 import os
 from dataclasses import dataclass, field
 
+from recbole_adaptssr.setting_errors import SettingError
+
 EXECUTORS = ("serial", "processes", "ray")
 KEYS = ("executor", "executor_workers", "cpus_per_unit", "gpus_per_unit", "ray_address")
 # the keys each executor reads (the others, when the user sets them, are an error: never silently ignored)
@@ -24,7 +26,7 @@ USED = {"serial": ("executor",), "processes": ("executor", "executor_workers", "
 def _number(key: str, value, minimum: float, strict: bool) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or (value <= minimum if strict else value < minimum):
-        raise ValueError(f"{key} must be a number {'>' if strict else '>='} {minimum:g}, got {value!r}")
+        raise SettingError(f"{key} must be a number {'>' if strict else '>='} {minimum:g}, got {value!r}")
     return float(value)
 
 
@@ -62,7 +64,7 @@ class ExecutorSettings:
         settings = dict(settings or {})
         unknown = sorted(set(settings) - set(KEYS))
         if unknown:
-            raise ValueError(f"unknown executor setting(s) {unknown}; known: {list(KEYS)}")
+            raise SettingError(f"unknown executor setting(s) {unknown}; known: {list(KEYS)}")
         return cls.build({**default_settings(), **settings}, list(gpu_ids), set(settings))
 
     @classmethod
@@ -70,25 +72,25 @@ class ExecutorSettings:
         """Check ``values`` (every key of :data:`KEYS`), naming the key of a bad value."""
         executor = values["executor"]
         if executor not in EXECUTORS:
-            raise ValueError(f"executor must be one of {list(EXECUTORS)}, got {executor!r}")
+            raise SettingError(f"executor must be one of {list(EXECUTORS)}, got {executor!r}")
         unused = [key for key in KEYS if key in set(user_keys) and key not in USED[executor]]
         if unused:
-            raise ValueError(f"{unused} {'has' if len(unused) == 1 else 'have'} no effect with executor: {executor} "
-                             f"(it reads {list(USED[executor])}); remove {'it' if len(unused) == 1 else 'them'} or "
-                             "choose another executor")
+            raise SettingError(f"{unused} {'has' if len(unused) == 1 else 'have'} no effect with executor: {executor} "
+                               f"(it reads {list(USED[executor])}); remove {'it' if len(unused) == 1 else 'them'} or "
+                               "choose another executor")
         workers = values["executor_workers"]
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-            raise ValueError(f"executor_workers must be an integer >= 1, or ~ (as many as the resources allow), "
-                             f"got {workers!r}")
+            raise SettingError(f"executor_workers must be an integer >= 1, or ~ (as many as the resources allow), "
+                               f"got {workers!r}")
         cpus = _number("cpus_per_unit", values["cpus_per_unit"], 0, strict=True)
         gpus = values["gpus_per_unit"]
         gpus = (1.0 if gpu_ids else 0.0) if gpus is None else _number("gpus_per_unit", gpus, 0, strict=False)
         if gpus > 1 and gpus != int(gpus):
-            raise ValueError(f"gpus_per_unit above 1 must be a whole number of GPUs, got {gpus:g}")
+            raise SettingError(f"gpus_per_unit above 1 must be a whole number of GPUs, got {gpus:g}")
         address = values["ray_address"]
         if address is not None and (not isinstance(address, str) or not address.strip()):
-            raise ValueError(f"ray_address must be an address (auto, or ray://HEAD:10001), or ~ for a local Ray, "
-                             f"got {address!r}")
+            raise SettingError(f"ray_address must be an address (auto, or ray://HEAD:10001), or ~ for a local Ray, "
+                               f"got {address!r}")
         settings = cls(executor, workers, cpus, gpus, address, tuple(str(g) for g in gpu_ids))
         if executor == "processes":
             settings.worker_devices()  # not enough GPUs for the workers: an error now
@@ -123,9 +125,9 @@ class ExecutorSettings:
         if capacity < count:
             have = f"gpu_id has {len(self.gpu_ids)} GPU(s) ({','.join(self.gpu_ids)})" if self.gpu_ids else \
                 "the run uses no GPU (device cpu, use_gpu False or no CUDA)"
-            raise ValueError(f"executor_workers={count} with gpus_per_unit={self.gpus_per_unit:g} needs "
-                             f"{math.ceil(count * self.gpus_per_unit)} GPU(s), and {have}; lower executor_workers "
-                             "or gpus_per_unit, or set gpus_per_unit: 0 to run on the CPU")
+            raise SettingError(f"executor_workers={count} with gpus_per_unit={self.gpus_per_unit:g} needs "
+                               f"{math.ceil(count * self.gpus_per_unit)} GPU(s), and {have}; lower executor_workers "
+                               "or gpus_per_unit, or set gpus_per_unit: 0 to run on the CPU")
         if self.gpus_per_unit <= 1:
             per_gpu = int(math.floor(1 / self.gpus_per_unit + 1e-9))
             return [self.gpu_ids[i // per_gpu] for i in range(count)]

@@ -54,6 +54,7 @@ from recbole_adaptssr.experiment.units import FINETUNE, PRETRAIN_STAGE, finetune
     stage_results
 from recbole_adaptssr.names import check_plain_name
 from recbole_adaptssr.plugins import properties_file
+from recbole_adaptssr.setting_errors import SettingError
 from recbole_adaptssr.settings_report import settings_report
 from recbole_adaptssr.stopping import RULE_KEYS, StoppingRule
 
@@ -95,23 +96,23 @@ def read_methods_file(path: str) -> dict:
         try:
             data = yaml.safe_load(f) or {}
         except yaml.YAMLError as error:
-            raise ValueError(f"{path}: not valid YAML: {error}") from error
+            raise SettingError(f"{path}: not valid YAML: {error}") from error
     methods = data.get("methods") if isinstance(data, dict) else None
     if not isinstance(methods, dict):
-        raise ValueError(f"{path}: expected a mapping under the top-level key 'methods:' (see docs/comparison.md)")
+        raise SettingError(f"{path}: expected a mapping under the top-level key 'methods:' (see docs/comparison.md)")
     out = {}
     for name, entry in methods.items():
         name = str(name)
         if not NAME.match(name):
-            raise ValueError(f"{path}: method name {name!r} may only use letters, digits, '_', '.' and '-'")
+            raise SettingError(f"{path}: method name {name!r} may only use letters, digits, '_', '.' and '-'")
         check_plain_name(name, "method", where=path)
         if entry is None:
             entry = {}
         if not isinstance(entry, dict):
-            raise ValueError(f"{path}: method {name!r} must be a mapping with keys {list(METHOD_FIELDS)}")
+            raise SettingError(f"{path}: method {name!r} must be a mapping with keys {list(METHOD_FIELDS)}")
         unknown = [k for k in entry if k not in METHOD_FIELDS]
         if unknown:
-            raise ValueError(f"{path}: method {name!r} has unknown key(s) {unknown}; allowed: {list(METHOD_FIELDS)}")
+            raise SettingError(f"{path}: method {name!r} has unknown key(s) {unknown}; allowed: {list(METHOD_FIELDS)}")
         out[name] = {**entry, "_source": path}
     return out
 
@@ -129,14 +130,14 @@ def resolve_method(name: str, table: dict) -> Method:
     if name not in table:
         close = difflib.get_close_matches(name, list(table), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown pre-training method {name!r} in pretrain_methods; known: {sorted(table)}{hint} "
-                         "(define your own in a YAML named by pretrain_methods_file, see docs/comparison.md)")
+        raise SettingError(f"unknown pre-training method {name!r} in pretrain_methods; known: {sorted(table)}{hint} "
+                           "(define your own in a YAML named by pretrain_methods_file, see docs/comparison.md)")
     chain, current = [], name
     while current is not None:
         if current in chain:
-            raise ValueError(f"method {name!r}: 'extends' loops through {chain + [current]}")
+            raise SettingError(f"method {name!r}: 'extends' loops through {chain + [current]}")
         if current not in table:
-            raise ValueError(f"method {chain[-1]!r} extends unknown method {current!r}")
+            raise SettingError(f"method {chain[-1]!r} extends unknown method {current!r}")
         chain.append(current)
         current = table[current].get("extends")
         current = None if current is None else str(current)
@@ -145,33 +146,34 @@ def resolve_method(name: str, table: dict) -> Method:
         entry = table[entry_name]
         settings = entry.get("settings") or {}
         if not isinstance(settings, dict):
-            raise ValueError(f"method {entry_name!r}: settings must be a mapping of setting -> value, got {settings!r}")
+            raise SettingError(f"method {entry_name!r}: settings must be a mapping of setting -> value, "
+                               f"got {settings!r}")
         merged["settings"] = {**merged["settings"], **settings}
         for key in ("stages", "finetune_from", "warmup"):
             if key in entry:
                 merged[key] = entry[key]
     entry = table[name]
     if "stages" not in merged:
-        raise ValueError(f"method {name!r} ({entry['_source']}) has no stages (use stages: [] for no pre-training)")
+        raise SettingError(f"method {name!r} ({entry['_source']}) has no stages (use stages: [] for no pre-training)")
     stages = merged["stages"]
     if stages is None:
         stages = []
     if isinstance(stages, str):
         stages = as_list(stages)
     if not isinstance(stages, list) or not all(isinstance(s, str) and s for s in stages):
-        raise ValueError(f"method {name!r}: stages must be a list of pretext task names, got {merged['stages']!r}")
+        raise SettingError(f"method {name!r}: stages must be a list of pretext task names, got {merged['stages']!r}")
     start = merged.get("finetune_from")
     if start is None:
         start = stages[-1] if stages else None
     elif str(start) not in stages:
-        raise ValueError(f"method {name!r}: finetune_from {start!r} is not one of its stages {stages}")
+        raise SettingError(f"method {name!r}: finetune_from {start!r} is not one of its stages {stages}")
     reserved = [key for key in merged["settings"] if key in RESERVED]
     if reserved:
-        raise ValueError(f"method {name!r}: settings may not set {reserved} (the comparison sets them; stages are "
-                         "the method's 'stages' key)")
+        raise SettingError(f"method {name!r}: settings may not set {reserved} (the comparison sets them; stages are "
+                           "the method's 'stages' key)")
     warmup = merged.get("warmup", True)
     if not isinstance(warmup, bool):
-        raise ValueError(f"method {name!r}: warmup must be True or False, got {warmup!r}")
+        raise SettingError(f"method {name!r}: warmup must be True or False, got {warmup!r}")
     return Method(name=name, stages=list(stages), settings=dict(merged["settings"]),
                   finetune_from=None if start is None else str(start), label=str(entry.get("label") or name),
                   description=str(entry.get("description") or ""), source=entry["_source"], warmup=warmup)
@@ -182,7 +184,7 @@ def with_warmup(method: Method, warmup: str) -> Method:
     does not refuse one: ``warmup: False``) runs the MLM warm-up first, as AdaptSSR does; fine-tuning still starts
     from its own last stage."""
     if warmup not in WARMUPS:
-        raise ValueError(f"baseline_warmup must be one of {list(WARMUPS)}, got {warmup!r}")
+        raise SettingError(f"baseline_warmup must be one of {list(WARMUPS)}, got {warmup!r}")
     if warmup == "none" or not method.stages or WARMUP_STAGE in method.stages or not method.warmup:
         return method
     return dataclasses.replace(method, stages=[WARMUP_STAGE, *method.stages],
@@ -194,10 +196,11 @@ def selected_methods(config) -> list:
     names = as_list(config["pretrain_methods"]) or []
     names = [str(n) for n in names]
     if not names:
-        raise ValueError("pretrain_methods is empty: name at least one method, e.g. --pretrain_methods=[none,adaptssr]")
+        raise SettingError("pretrain_methods is empty: name at least one method, "
+                           "e.g. --pretrain_methods=[none,adaptssr]")
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise ValueError(f"pretrain_methods lists {duplicates} more than once")
+        raise SettingError(f"pretrain_methods lists {duplicates} more than once")
     files = as_list(config["pretrain_methods_file"]) or []
     table = methods_table([str(f) for f in files])
     warmup = config["baseline_warmup"]
@@ -212,7 +215,7 @@ def _lookup_tasks(method: Method, modules) -> None:
         try:
             get_pretext_task(stage, modules)
         except (ValueError, ImportError) as error:
-            raise ValueError(f"pre-training method {method.name!r} (stages {method.stages}): {error}") from error
+            raise SettingError(f"pre-training method {method.name!r} (stages {method.stages}): {error}") from error
 
 
 def _check_setting_names(method: Method, stage_config) -> None:
@@ -221,7 +224,7 @@ def _check_setting_names(method: Method, stage_config) -> None:
     setting_keys.check_known({where: method.settings}, method.stages, stage_config.internal_config_dict)
     problems = setting_keys.shape_errors(method.settings, where, method.stages)
     if problems:
-        raise ValueError(f"pre-training method {method.name!r}: {'; '.join(problems)}")
+        raise SettingError(f"pre-training method {method.name!r}: {'; '.join(problems)}")
 
 
 def method_config(config, method: Method):
@@ -232,15 +235,15 @@ def method_config(config, method: Method):
 
 def check_methods(config, methods: list, task_data, tasks: list) -> dict:
     """Validate every method (its tasks, setting names, pre-training and fine-tuning settings) and return
-    ``{name: Config}``. Raises ``ValueError`` naming the method before anything is trained."""
+    ``{name: Config}``. Raises ``SettingError`` (a ``ValueError``) naming the method before anything is trained."""
     from recbole_adaptssr.experiment.validation import check_finetuning, check_pretraining
 
     uses_pretext = getattr(config.model_class, "uses_pretext_tasks", False)
     configs = {}
     for method in methods:
         if method.stages and not uses_pretext:
-            raise ValueError(f"pre-training method {method.name!r} needs a model with pretext tasks (AdaptSSR); "
-                             f"{config['model']} has none")
+            raise SettingError(f"pre-training method {method.name!r} needs a model with pretext tasks (AdaptSSR); "
+                               f"{config['model']} has none")
         modules = as_list(method.settings.get("pretext_modules", config["pretext_modules"])) or []
         _lookup_tasks(method, modules)
         try:
@@ -252,7 +255,7 @@ def check_methods(config, methods: list, task_data, tasks: list) -> dict:
         except ValueError as error:
             if str(error).startswith(f"pre-training method {method.name!r}"):
                 raise
-            raise ValueError(f"pre-training method {method.name!r}: {error}") from error
+            raise SettingError(f"pre-training method {method.name!r}: {error}") from error
         configs[method.name] = cfg
     setting_checks.check(lambda key: config[key], setting_checks.COMPARISON)
     return configs

@@ -51,7 +51,7 @@ from recbole_adaptssr.data.baseline_dataset import (BaselineTaskDataset, Behavio
                                                    task_pair_keys, with_behaviours)
 from recbole_adaptssr.data.fingerprint import vocabulary_fingerprint
 from recbole_adaptssr.data.task_dataset import TaskData
-from recbole_adaptssr.data.validation import validate_data
+from recbole_adaptssr.data.validation import DataError, validate_data
 from recbole_adaptssr.experiment.finetuning import prefixed_overrides, task_overrides, without_sampled_negatives
 from recbole_adaptssr.experiment.train_test import fit, run_stop_record, train_and_test, warn_if_capped
 from recbole_adaptssr.execution import Plan, Unit, register_unit_kind
@@ -62,6 +62,7 @@ from recbole_adaptssr.experiment.settings import RunSettings
 from recbole_adaptssr.experiment.units import check_run, run_result, task_data_of, unit_config
 from recbole_adaptssr.experiment.validation import check_finetuning
 from recbole_adaptssr.reproducibility import pin_threads
+from recbole_adaptssr.setting_errors import SettingError, as_setting_errors
 from recbole_adaptssr.stopping import DAGGER, StopRecord
 from recbole_adaptssr.trainer import TaskTrainer
 from recbole_adaptssr.utils import get_model, get_trainer
@@ -92,11 +93,12 @@ def baseline_models(config) -> list:
 def baseline_variants(config) -> list:
     variants = [str(v) for v in (config["baseline_pretrain"] or [])]
     if not variants:
-        raise ValueError(f"baseline_pretrain must list at least one of {list(VARIANTS)}, got {config['baseline_pretrain']!r}")
+        raise SettingError(f"baseline_pretrain must list at least one of {list(VARIANTS)}, got "
+                           f"{config['baseline_pretrain']!r}")
     bad = [v for v in variants if v not in VARIANTS]
     if bad:
-        raise ValueError(f"baseline_pretrain: unknown variant(s) {bad}; choose from {list(VARIANTS)} "
-                         "(behaviours: the behaviour log as well, none: the task's training split only)")
+        raise SettingError(f"baseline_pretrain: unknown variant(s) {bad}; choose from {list(VARIANTS)} "
+                           "(behaviours: the behaviour log as well, none: the task's training split only)")
     return list(dict.fromkeys(variants))
 
 
@@ -105,13 +107,14 @@ def check_models(models: list) -> dict:
     (:mod:`~recbole_adaptssr.experiment.recbole_support`), else an error naming it."""
     classes = {}
     for name in models:
-        model_class = get_model(name)  # unknown names: an error with close matches
+        with as_setting_errors():  # unknown names: an error with close matches
+            model_class = get_model(name)
         if getattr(model_class, "uses_pretext_tasks", False) or model_class.__module__.startswith("recbole_adaptssr."):
-            raise ValueError(f"recbole_baselines lists {name}, which is ours: run it with --model={name}, then merge "
-                             "the results files (scripts/merge_results.py)")
+            raise SettingError(f"recbole_baselines lists {name}, which is ours: run it with --model={name}, then "
+                               "merge the results files (scripts/merge_results.py)")
         reason = unsupported_reason(name, model_class)
         if reason:
-            raise ValueError(f"recbole_baselines: {name} is not supported on our tasks: {reason}")
+            raise SettingError(f"recbole_baselines: {name} is not supported on our tasks: {reason}")
         classes[name] = model_class
     return classes
 
@@ -122,13 +125,16 @@ def baseline_tasks(config, task_data: TaskData) -> list:
     if named:
         names = [str(named)] if isinstance(named, str) else [str(t) for t in named]
         for name in names:
-            if task_data.kind(name).name != "recommendation":
-                raise ValueError(f"RecBole's recommenders can run the recommendation tasks, not {name!r} "
-                                 f"({task_data.kind(name).name})")
+            with as_setting_errors():  # an unknown task: the error names the manifest's tasks
+                kind = task_data.kind(name)
+            if kind.name != "recommendation":
+                raise SettingError(f"RecBole's recommenders can run the recommendation tasks, not {name!r} "
+                                   f"({kind.name}); set downstream_task(s) to recommendation tasks")
         return names
     names = [t for t in task_data.manifest if task_data.kind(t).name == "recommendation"]
     if not names:
-        raise ValueError(f"{task_data.name}.tasks.json has no recommendation task: nothing for RecBole's recommenders")
+        raise SettingError(f"{task_data.name}.tasks.json has no recommendation task: nothing for RecBole's "
+                           "recommenders (recbole_baselines)")
     return names
 
 
@@ -369,7 +375,8 @@ class BaselineSettings:
         tasks = baseline_tasks(config, task_data)
         classes = check_models(baseline_models(config))
         variants = baseline_variants(config)
-        item_domains(config)
+        with as_setting_errors():
+            item_domains(config)
         check_finetuning(config, task_data, tasks, [])  # the kinds' settings, the task files, task_split, repeat
         return cls(run=RunSettings.from_config(config), tasks=tuple(tasks), models=tuple(classes),
                    sequential=frozenset(m for m, c in classes.items() if c.type == ModelType.SEQUENTIAL),
@@ -477,18 +484,32 @@ def merged_label(result: RunResult) -> str:
     return result.start_point if result.start_point.startswith(result.model) else f"{result.model} ({result.start_point})"
 
 
+#: what :func:`merge_results` reads, said in each of its errors
+MERGED = ("the results.json of AdaptSSR pipeline runs and of RecBole baselines' runs (or the run folders holding "
+          "them)")
+
+
 def read_results(path: str) -> list:
-    """The :class:`RunResult` list of a ``results.json`` (a pipeline's or the baselines' runner's) or its folder."""
+    """The :class:`RunResult` list of a ``results.json`` (a pipeline's or the baselines' runner's) or its folder;
+    a path that is neither is a :class:`~recbole_adaptssr.data.validation.DataError` saying what it is."""
     if os.path.isdir(path):
-        path = os.path.join(path, "results.json")
-    with open(path, encoding="utf-8") as f:
-        payload = json.load(f)
+        folder, path = path, os.path.join(path, "results.json")
+        if not os.path.isfile(path) and os.path.isfile(os.path.join(folder, "comparison.json")):
+            raise DataError(folder, None, "a comparison run folder (comparison.json, written by --pretrain_methods; "
+                                          f"its table is comparison.md), not a results.json; merging reads {MERGED}")
+    if not os.path.isfile(path):
+        raise DataError(path, None, f"no such file; merging reads {MERGED}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            payload = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataError(path, None, f"not JSON ({error}); merging reads {MERGED}") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("runs"), list):
-        raise ValueError(f"{path}: not a results.json of recbole-adaptssr (no \"runs\" list)")
+        raise DataError(path, None, "not a results.json of recbole-adaptssr (no \"runs\" list)")
     try:
         return [RunResult(**run) for run in payload["runs"]]
     except TypeError as error:
-        raise ValueError(f"{path}: a run does not have RunResult's fields ({error})") from None
+        raise DataError(path, None, f"a run does not have RunResult's fields ({error})") from None
 
 
 def merge_results(paths: list, split: str = "test") -> tuple:
@@ -501,7 +522,8 @@ def merge_results(paths: list, split: str = "test") -> tuple:
             result.start_point = merged_label(result)
             key = (result.start_point, result.task, result.seed)
             if key in seen:
-                raise ValueError(f"{path}: {result.start_point} on {result.task}, seed {result.seed} is also in {seen[key]}")
+                raise DataError(path, None, f"{result.start_point} on {result.task}, seed {result.seed} is also in "
+                                            f"{seen[key]}")
             seen[key] = path
             runs.append(result)
     return summarize(runs, split), runs

@@ -3,7 +3,11 @@ allowed: :func:`check_dataset` (the data set is on disk: nothing is ever downloa
 (settings every run uses), :func:`check_pretraining` (the stages), :func:`check_finetuning` (tasks, split, repeats,
 start points, verified checkpoints and the data they were pre-trained on) and :func:`selected_tasks`. What one
 setting's value must be is the table of :mod:`recbole_adaptssr.setting_checks`; what relates settings or reads files
-is here. The data files themselves are checked by :func:`recbole_adaptssr.data.validation.validate_data`."""
+is here. Every refusal is a :class:`~recbole_adaptssr.setting_errors.SettingError` (a missing data set or task file:
+its subclass :class:`~recbole_adaptssr.setting_errors.MissingFileError`, also a ``FileNotFoundError``; a checkpoint
+that cannot be trusted: :class:`~recbole_adaptssr.checkpoint.CheckpointError`); a plug-in's ``check_settings``
+raises ``ValueError``, reported as a ``SettingError`` (:func:`~recbole_adaptssr.setting_errors.as_setting_errors`).
+The data files themselves are checked by :func:`recbole_adaptssr.data.validation.validate_data`."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import os
 from numbers import Real
 
 from recbole_adaptssr import setting_checks
+from recbole_adaptssr.setting_errors import MissingFileError, SettingError, as_setting_errors
 from recbole_adaptssr.names import check_plain_name, check_unique
 from recbole_adaptssr.pretext.base import StageSettings, builtin_pretext_tasks, get_pretext_task
 from recbole_adaptssr.stopping import check_run_settings
@@ -29,7 +34,7 @@ def check_dataset(config) -> None:
     missing = [path for path in files if not os.path.isfile(path)]
     if missing:
         where = "the folder does not exist" if not os.path.isdir(folder) else f"missing: {', '.join(missing)}"
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"data set {name!r} not found: looked for {', '.join(files)} ({where}). Nothing is downloaded: convert "
             f"the raw data with python -m dataset_converters (README, 'Data layout') or set --data_path to the folder "
             f"that holds {name}/; the embedded data set is --dataset={EMBEDDED_DATASET}"
@@ -51,9 +56,10 @@ def check_settings(config) -> None:
     setting_checks.check(get, setting_checks.USER_MODEL)  # our user model's own settings
     from recbole_adaptssr.encoder.base import check_user_model
 
-    check_user_model(config)  # user_model names a backbone (close-match hint), its own settings, the pooling
+    with as_setting_errors():
+        check_user_model(config)  # user_model names a backbone (close-match hint), its own settings, the pooling
     if config["user_model"] in (None, "transformer") and config["hidden_size"] % config["n_heads"]:
-        raise ValueError(f"hidden_size must be a multiple of n_heads (each attention head gets hidden_size / "
+        raise SettingError(f"hidden_size must be a multiple of n_heads (each attention head gets hidden_size / "
                          f"n_heads dimensions), got hidden_size={config['hidden_size']} and "
                          f"n_heads={config['n_heads']}")
 
@@ -62,15 +68,17 @@ def check_pretraining(config) -> None:
     """``pretrain_stages`` names known pretext tasks whose settings are valid."""
     modules = config["pretext_modules"] or []
     for stage in config["pretrain_stages"] or []:
-        task_class = get_pretext_task(str(stage), modules)
+        with as_setting_errors():  # pretrain_stages names no pretext task
+            task_class = get_pretext_task(str(stage), modules)
         settings = StageSettings(config, str(stage))
         setting_checks.check(settings.get, setting_checks.STAGE, settings.key)
         needed = int(getattr(task_class, "min_batch_size", 1))
         if needed > 1 and config["train_batch_size"] < needed:
-            raise ValueError(f"train_batch_size must be an integer >= {needed}: pre-training stage {stage!r} "
+            raise SettingError(f"train_batch_size must be an integer >= {needed}: pre-training stage {stage!r} "
                              f"compares the sequences of a batch (batches of fewer contribute nothing), got "
                              f"{config['train_batch_size']!r}")
-        task_class.check_settings(settings)
+        with as_setting_errors():
+            task_class.check_settings(settings)
     setting_checks.check(lambda key: config[key], ("pretrain_valid_ratio",))
 
 
@@ -84,27 +92,30 @@ def check_finetuning(config, task_data, tasks: list, start_points: list) -> None
     for task in tasks:
         kind = task_data.kind(task)
         if not uses_pretext and kind.name != "recommendation":
-            raise ValueError(f"{config['model']} is a RecBole recommender: it can run the recommendation tasks, "
-                             f"not {task!r} ({kind.name})")
-        kind.check_settings(config)
+            raise SettingError(f"{config['model']} is a RecBole recommender: it can run the recommendation tasks, "
+                               f"not {task!r} ({kind.name}); set downstream_task(s) to recommendation tasks")
+        with as_setting_errors():
+            kind.check_settings(config)
         path = os.path.join(task_data.folder, f"{task_data.name}.{task}")
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"task file not found: {path} (listed in {task_data.name}.tasks.json)")
+            raise MissingFileError(f"task file not found: {path} (listed in {task_data.name}.tasks.json)")
     split = config["task_split"]
     if (not isinstance(split, list) or len(split) != 3 or any(isinstance(v, bool) or not isinstance(v, Real) or v <= 0
                                                               for v in split) or abs(sum(split) - 1.0) > 1e-6):
-        raise ValueError(f"task_split must be three positive numbers summing to 1 (train, valid, test), got {split!r}")
+        raise SettingError(f"task_split must be three positive numbers summing to 1 (train, valid, test), got "
+                           f"{split!r}")
     setting_checks.check(lambda key: config[key], setting_checks.FINETUNE)  # finetune_<key> replaces <key> there
     stages = [str(s) for s in config["pretrain_stages"] or []]
-    check_unique([_start_identity(str(s)) for s in start_points], "finetune_from")
+    with as_setting_errors():
+        check_unique([_start_identity(str(s)) for s in start_points], "finetune_from")
     for start in start_points:
         name = str(start)
         if name.lower() == "none" or name in stages:
             continue
         if name in builtin_pretext_tasks():
-            raise ValueError(f"finetune_from names stage {name!r}, but pretrain_stages is {stages}")
+            raise SettingError(f"finetune_from names stage {name!r}, but pretrain_stages is {stages}")
         if not os.path.isfile(name):
-            raise ValueError(
+            raise SettingError(
                 f"finetune_from entry {name!r} is neither none, a stage of pretrain_stages {stages}, nor a checkpoint file"
             )
         from recbole_adaptssr.checkpoint import load_checkpoint
@@ -112,7 +123,8 @@ def check_finetuning(config, task_data, tasks: list, start_points: list) -> None
 
         state = load_checkpoint(name)  # empty, truncated or altered: an error naming the file, before anything trains
         if uses_pretext:  # pre-trained with another user model or pooling: an error naming both
-            check_checkpoint(config, state, f"finetune_from entry {name!r}")
+            with as_setting_errors():
+                check_checkpoint(config, state, f"finetune_from entry {name!r}")
         check_checkpoint_data(config, state, name, task_data)
 
 
@@ -140,12 +152,13 @@ def check_checkpoint_data(config, state: dict, path: str, task_data) -> None:
               f"{len(counts):,} items)")
     if recorded is not None and not config["allow_data_change"]:
         change = fingerprint.differences({"behaviour_log": recorded}, {"behaviour_log": now})
-        raise ValueError(f"finetune_from entry {path!r} was pre-trained on other data ({'; '.join(change)}); "
-                         f"{figure}. Set allow_data_change=True to fine-tune it on this data anyway")
+        raise SettingError(f"finetune_from entry {path!r} was pre-trained on other data ({'; '.join(change)}); "
+                           f"{figure}. Set allow_data_change=True to fine-tune it on this data anyway")
     minimum = config["min_vocabulary_overlap"] or 0.0  # ~: no minimum
     if shares[0] < minimum or shares[0] == 0:
-        raise ValueError(f"finetune_from entry {path!r}: {figure}, below min_vocabulary_overlap={minimum} (every "
-                         "behaviour outside it becomes the mask token): it was pre-trained on another data set")
+        raise SettingError(f"finetune_from entry {path!r}: {figure}, below min_vocabulary_overlap={minimum} "
+                           "(every behaviour outside it becomes the mask token): it was pre-trained on another data "
+                           "set")
     from logging import getLogger
 
     getLogger().warning(f"finetune_from entry {path!r} was pre-trained on other data "
@@ -170,9 +183,10 @@ def check_recbole_model(config) -> None:
 
     reason = unsupported_reason(str(config["model"]), config.model_class)
     if reason:
-        raise ValueError(f"{config['model']} cannot run on our tasks: {reason}. RecBole's general, traditional and "
-                         "sequential recommenders can (--model=BPR --downstream_task=rec); --recbole_baselines="
-                         "[SASRec,BPR,...] also trains them on the behaviour log (docs/recbole-baselines.md)")
+        raise SettingError(f"model={config['model']} cannot run on our tasks: {reason}. RecBole's general, "
+                           "traditional and sequential recommenders can (--model=BPR --downstream_task=rec); "
+                           "--recbole_baselines=[SASRec,BPR,...] also trains them on the behaviour log "
+                           "(docs/recbole-baselines.md)")
 
 
 def selected_tasks(config, task_data) -> list:
@@ -183,11 +197,13 @@ def selected_tasks(config, task_data) -> list:
         names = list(task_data.manifest) if task_data is not None else []
         if task_data is not None and not names:
             path = os.path.join(task_data.folder, f"{task_data.name}.tasks.json")
-            raise ValueError(f"{path} lists no task (downstream_tasks is unset, i.e. every task of the manifest): "
-                             "convert the data set again, or set downstream_tasks=[] to pre-train only")
+            raise SettingError(f"{path} lists no task (downstream_tasks is unset, i.e. every task of the manifest): "
+                               "convert the data set again, or set downstream_tasks=[] to pre-train only")
     else:
-        names = check_unique([str(t) for t in config["downstream_tasks"]], "downstream_tasks")
+        with as_setting_errors():
+            names = check_unique([str(t) for t in config["downstream_tasks"]], "downstream_tasks")
     for name in names:
-        check_plain_name(name, "downstream task")
-        task_data.kind(name)  # unknown names fail here, naming the manifest's tasks
+        with as_setting_errors():  # unknown names fail here, naming the manifest's tasks
+            check_plain_name(name, "downstream task")
+            task_data.kind(name)
     return names

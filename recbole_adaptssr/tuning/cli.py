@@ -19,6 +19,10 @@ What is searched:
 Selection is on validation only: the objective is the tuned task's valid metric, reported every epoch (ASHA
 stops bad trials early). The best trial's settings are written as best.yaml and rerun ONCE at the end through
 the main entry point: that rerun checks the validation metric and gives the study's only test metrics.
+
+Exit status: 0 done; 2 a bad input (a setting, the space, a data file, a checkpoint), printed as "error: <message>"
+before Ray starts (--state=DEBUG prints its traceback instead); 3 interrupted (--resume continues); 4 every
+trial failed.
 """
 
 from __future__ import annotations
@@ -170,15 +174,10 @@ def main(argv=None, config_dict=None, callbacks=None):
 
 
 def console_main(argv=None) -> int:
-    """The script's exit status: 0 done, 1 error (printed), 3 interrupted (resume with --resume), 4 every trial
-    failed (the first error is printed; the trials table has each)."""
-    from recbole_adaptssr.tuning.space import SpaceError
-
-    try:
-        outcome = main(argv)
-    except (SpaceError, ValueError, FileNotFoundError) as error:
-        print(f"{os.path.basename(sys.argv[0])}: error: {error}", file=sys.stderr)
-        return 1
+    """The script's exit status: 0 done, 3 interrupted (resume with --resume), 4 every trial failed (the first error
+    is printed; the trials table has each). A bad input (a setting, the search space, a data file, a checkpoint)
+    raises before Ray starts: :func:`recbole_adaptssr.commands.hyper` prints it (exit status 2)."""
+    outcome = main(argv)
     if outcome.all_failed:
         print(f"run_hyper_adaptssr.py: error: every trial of study {outcome.name} failed "
               f"({len(outcome.rows)} trial(s); the first: {outcome.rows[0]['error']}); see "

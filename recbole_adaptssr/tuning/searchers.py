@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import importlib
 
-from recbole_adaptssr.tuning.space import grid_size, same_roots, to_param_space
+from recbole_adaptssr.setting_errors import SettingError
+from recbole_adaptssr.tuning.space import SpaceError, grid_size, same_roots, to_param_space
 
 SEARCH_ALGS = ("random", "grid", "optuna", "hyperopt")
 #: model-based searchers: (Ray module, class, the library it needs)
@@ -37,31 +38,31 @@ def from_recbole_tool(tool: str) -> str:
     """The search algorithm of RecBole's ``--tool=Hyperopt|Ray`` (case as RecBole's or lower)."""
     name = str(tool).lower()
     if name not in RECBOLE_TOOLS:
-        raise ValueError(f"--tool must be Hyperopt or Ray (RecBole's run_hyper.py), got {tool!r}")
+        raise SettingError(f"--tool must be Hyperopt or Ray (RecBole's run_hyper.py), got {tool!r}")
     return RECBOLE_TOOLS[name]
 
 
 def check_search(name: str, dims: list) -> None:
     """Refuse a search algorithm this space cannot run (naming the space's line), or whose library is missing."""
     if name not in SEARCH_ALGS:
-        raise ValueError(f"--search_alg must be one of {list(SEARCH_ALGS)}, got {name!r}")
+        raise SettingError(f"--search_alg must be one of {list(SEARCH_ALGS)}, got {name!r}")
     if name == "grid":
         for d in dims:
             if d.kind != "same" and d.values() is None:
-                raise ValueError(f"{d.where}: --search_alg=grid runs every combination of the values, but {d.name} "
+                raise SpaceError(f"{d.where}: --search_alg=grid runs every combination of the values, but {d.name} "
                                  f"{d.describe()} has no finite list of values: write it as choice or grid, or "
                                  "use --search_alg=random|optuna|hyperopt")
     if name in MODEL_BASED:
         for d in dims:
             if d.kind == "grid":
-                raise ValueError(f"{d.where}: {d.name} grid runs every value, one trial each, which the "
+                raise SpaceError(f"{d.where}: {d.name} grid runs every value, one trial each, which the "
                                  f"model-based searcher {name} does not: write '{d.name} choice {list(d.args[0])}' "
                                  "to let it pick among the values, or use --search_alg=grid|random")
         module, _, library = MODEL_BASED[name]
         try:
             importlib.import_module(library)
         except ImportError:
-            raise ValueError(f"--search_alg={name} needs the {library} package: {INSTALL}") from None
+            raise SettingError(f"--search_alg={name} needs the {library} package: {INSTALL}") from None
 
 
 def trials_per_sample(name: str, dims: list) -> int:

@@ -38,8 +38,9 @@ from dataclasses import dataclass, field
 
 from recbole_adaptssr.analysis.sweep import study_sweep
 from recbole_adaptssr.names import check_plain_name
+from recbole_adaptssr.setting_errors import SettingError, as_setting_errors
 from recbole_adaptssr.tuning import ray_compat
-from recbole_adaptssr.tuning.space import grid_size, merge_space, parse_line, read_space, space_text, \
+from recbole_adaptssr.tuning.space import SpaceError, grid_size, merge_space, parse_line, read_space, space_text, \
     to_param_space, upper_bound
 from recbole_adaptssr.tuning.trial import AUGMENTATION_RATIOS, BEST, PSEUDO_KEYS, TRIAL, StudySpec, resolve_method, \
     setting_list, trial_settings, trial_unit
@@ -228,7 +229,7 @@ def load_space(options: StudyOptions) -> list:
     extra = [parse_line(line, "--space", i) for i, line in enumerate(options.space_lines or [], start=1)]
     extra = [d for d in extra if d is not None]
     if not dims and not extra:
-        raise ValueError("no search space: give --params_file=FILE (and/or --space 'KEY KIND VALUES')")
+        raise SpaceError("no search space: give --params_file=FILE (and/or --space 'KEY KIND VALUES')")
     return merge_space(dims, extra) if dims else merge_space(extra[:1], extra[1:])
 
 
@@ -262,42 +263,45 @@ def check_space_settings(dims: list, stages, loaded=()) -> None:
         if setting_keys.unknown_keys([d.name], stages, loaded):
             close = setting_keys.suggestions(d.name, stages, loaded)
             hint = f"; did you mean {' or '.join(close)}?" if close else ""
-            raise ValueError(f"{d.where}: {d.name} is not a setting{hint}")
+            raise SpaceError(f"{d.where}: {d.name} is not a setting{hint}")
         problems = [p for v in d.values() or [] for p in setting_keys.shape_errors({d.name: v}, d.where, stages)]
         if problems:
-            raise ValueError(problems[0])
+            raise SpaceError(problems[0])
 
 
 def check_space_keys(dims: list, mode: str, uses_pretext: bool, start_point, stages, methods_files=()) -> None:
     """Searched keys that the study decides itself, or that this kind of search cannot change."""
     for d in dims:
         if d.name in RESERVED:
-            raise ValueError(f"{d.where}: {d.name} cannot be searched: {RESERVED[d.name]}")
+            raise SpaceError(f"{d.where}: {d.name} cannot be searched: {RESERVED[d.name]}")
         if d.name in ("metrics", "topk", "valid_metric", "eval_args"):
-            raise ValueError(f"{d.where}: {d.name} cannot be searched: each task kind has its own "
+            raise SpaceError(f"{d.where}: {d.name} cannot be searched: each task kind has its own "
                              "(<kind>_metrics, <kind>_valid_metric, ...) and the objective must stay fixed")
         if mode == "finetune" and is_pretraining_key(d.name, stages):
             what = ("the model has no pre-training" if not uses_pretext
                     else "a fine-tune search keeps one pre-trained start point: use --search=pretrain")
             hint = " (fine-tuning epochs are finetune_epochs)" if d.name == "epochs" else ""
-            raise ValueError(f"{d.where}: {d.name} is a pre-training setting{hint}; {what}")
+            raise SpaceError(f"{d.where}: {d.name} is a pre-training setting{hint}; {what}")
         if mode == "finetune" and uses_pretext and start_point is not None and d.name in ARCHITECTURE:
-            raise ValueError(f"{d.where}: {d.name} changes the user model, which the checkpoint {start_point} fixes: "
+            raise SpaceError(f"{d.where}: {d.name} changes the user model, which the checkpoint {start_point} fixes: "
                              "use --search=pretrain, or --finetune_from=none to fine-tune from scratch")
         if mode == "pretrain" and d.name == "pretrain_method":
             for value in d.values() or []:
-                resolve_method(value, methods_files)  # unknown methods fail here, before Ray starts
+                try:
+                    resolve_method(value, methods_files)  # unknown methods fail here, before Ray starts
+                except ValueError as error:
+                    raise SpaceError(f"{d.where}: {error}") from None
         if d.name == "pretrain_method" and any(x.name == "pretrain_stages" for x in dims):
-            raise ValueError(f"{d.where}: search pretrain_method or pretrain_stages, not both")
+            raise SpaceError(f"{d.where}: search pretrain_method or pretrain_stages, not both")
 
 
 def choose_mode(requested: str, dims: list, uses_pretext: bool, start_requested, stages) -> str:
     if requested not in SEARCH_MODES:
-        raise ValueError(f"--search must be one of {list(SEARCH_MODES)}, got {requested!r}")
+        raise SettingError(f"--search must be one of {list(SEARCH_MODES)}, got {requested!r}")
     if not uses_pretext:
         if requested == "pretrain":
-            raise ValueError("--search=pretrain: this model has no pre-training (a RecBole model is searched on its "
-                             "task: --search=finetune)")
+            raise SettingError("--search=pretrain: this model has no pre-training (a RecBole model is searched on its "
+                               "task: --search=finetune)")
         return "finetune"
     if requested != "auto":
         return requested
@@ -327,8 +331,8 @@ def prepare(options: StudyOptions, settings_args=(), config_dict=None, log=print
             config = Config(model=options.model, dataset=name, config_file_list=files or None,
                             config_dict={**(config_dict or {}), "data_path": _absolute(root)})
         if config["pretrain_methods"]:
-            raise ValueError("pretrain_methods (the comparison) cannot be a fixed setting of a study: search "
-                             "pretrain_method instead, e.g. 'pretrain_method grid [adaptssr, cl4srec]'")
+            raise SettingError("pretrain_methods (the comparison) cannot be a fixed setting of a study: search "
+                               "pretrain_method instead, e.g. 'pretrain_method grid [adaptssr, cl4srec]'")
         uses_pretext = bool(getattr(config.model_class, "uses_pretext_tasks", False))
         stages = [str(s) for s in config["pretrain_stages"] or []] if uses_pretext else []
         task_data = TaskData(config["data_path"], config["dataset"])
@@ -337,18 +341,19 @@ def prepare(options: StudyOptions, settings_args=(), config_dict=None, log=print
             tasks = [t for t in tasks if task_data.kind(t).name == "recommendation"] or tasks
         task = options.tune_task or (tasks[0] if tasks else None)
         if task is None:
-            raise ValueError(f"{config['dataset']} has no downstream task to tune on (see --tune_task)")
-        kind = task_data.kind(task)  # an unknown task fails here, naming the manifest's tasks
+            raise SettingError(f"{config['dataset']} has no downstream task to tune on (see --tune_task)")
+        with as_setting_errors():  # an unknown task fails here, naming the manifest's tasks
+            kind = task_data.kind(task)
         if not uses_pretext and kind.name != "recommendation":
-            raise ValueError(f"{options.model} is a RecBole recommender: it can be tuned on a recommendation task, "
-                             f"not {task!r} ({kind.name})")
+            raise SettingError(f"{options.model} is a RecBole recommender: it can be tuned on a recommendation task, "
+                               f"not {task!r} ({kind.name})")
         metric = str(kind.evaluation_settings(config)["valid_metric"]).lower()
         metric_mode = "max" if config["valid_metric_bigger"] else "min"
         start_requested = options.finetune_from
         mode = choose_mode(options.search, dims, uses_pretext, start_requested, stages)
         if mode == "pretrain" and start_requested is not None:
-            raise ValueError("--finetune_from fixes one start point (a fine-tune search); a pre-training search "
-                             "fine-tunes each trial from the stage its method starts from")
+            raise SettingError("--finetune_from fixes one start point (a fine-tune search); a pre-training search "
+                               "fine-tunes each trial from the stage its method starts from")
         settings = user_settings(config)
         settings.setdefault("seed", int(config["seed"]))  # explicit in best.yaml, whatever the default
         methods_files = [str(f) for f in setting_list(settings.get("pretrain_methods_file")) or []]
@@ -369,13 +374,13 @@ def prepare(options: StudyOptions, settings_args=(), config_dict=None, log=print
             if start is None:
                 configured = [str(v) for v in setting_list(config["finetune_from"]) or []]
                 if len(configured) != 1:
-                    raise ValueError(f"finetune_from is {configured}: a fine-tune search needs ONE start point, "
-                                     "give --finetune_from=STAGE|PATH|none")
+                    raise SettingError(f"finetune_from is {configured}: a fine-tune search needs ONE start point, "
+                                       "give --finetune_from=STAGE|PATH|none")
                 start = configured[0]
             start = str(start)
             if start.lower() != "none" and start not in stages and not os.path.isfile(_absolute(start)):
-                raise ValueError(f"--finetune_from={start!r} is neither none, a stage of pretrain_stages {stages}, "
-                                 "nor a checkpoint file")
+                raise SettingError(f"--finetune_from={start!r} is neither none, a stage of pretrain_stages "
+                                   f"{stages}, nor a checkpoint file")
         fixed = None if start is None or start.lower() == "none" else start
         check_space_settings(dims, stages, config.internal_config_dict)
         check_space_keys(dims, mode, uses_pretext, fixed, stages, spec.methods_files)
@@ -481,8 +486,8 @@ def resolve_study_start(config, start: str, stages: list, output_dir: str, log) 
         return path, os.path.basename(path)
     path = _absolute(start)
     if not os.path.isfile(path):
-        raise ValueError(f"--finetune_from={start!r} is neither none, a stage of pretrain_stages {stages}, "
-                         "nor a checkpoint file")
+        raise SettingError(f"--finetune_from={start!r} is neither none, a stage of pretrain_stages {stages}, "
+                           "nor a checkpoint file")
     return path, os.path.basename(path)
 
 
@@ -538,7 +543,7 @@ def make_scheduler(options: StudyOptions, spec: StudySpec):
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     if options.scheduler not in SCHEDULERS:
-        raise ValueError(f"--scheduler must be one of {list(SCHEDULERS)}, got {options.scheduler!r}")
+        raise SettingError(f"--scheduler must be one of {list(SCHEDULERS)}, got {options.scheduler!r}")
     if options.scheduler == "fifo":
         return FIFOScheduler()
     return ASHAScheduler(time_attr="training_iteration", max_t=max(1, spec.max_epochs),
@@ -554,15 +559,16 @@ def run_study(options: StudyOptions, settings_args=(), config_dict=None, callbac
 
     started = time.time()
     spec, dims, output_dir, resolve_start = prepare(options, settings_args, config_dict, log)
-    name = check_plain_name(study_name(options, spec), "study name", where="--name")
+    with as_setting_errors():
+        name = check_plain_name(study_name(options, spec), "study name", where="--name")
     storage = _absolute(options.storage_path or os.path.join(default_root(spec), "ray_results"))
     path = _join(storage, name)
     if options.resume:
         changes = study_changes(read_study_record(output_dir), spec, options)
         if changes:
-            raise ValueError(f"--resume: study {name} ({output_dir}) was started with other settings, space or data ("
-                             + "; ".join(changes) + "); resume it with the same command, or start a new study "
-                             "with another --name")
+            raise SettingError(f"--resume: study {name} ({output_dir}) was started with other settings, space or data ("
+                               + "; ".join(changes) + "); resume it with the same command, or start a new study "
+                               "with another --name")
     os.makedirs(output_dir, exist_ok=True)
     log(f"study {name}: {spec.mode} search of {spec.model} on {spec.data_name}/{spec.task}, objective "
         f"{spec.metric} ({spec.metric_mode}, validation, every epoch), {options.search_alg} search, "
@@ -570,9 +576,9 @@ def run_study(options: StudyOptions, settings_args=(), config_dict=None, callbac
         f"space:\n{space_text(dims)}")
     exists = tune.Tuner.can_restore(path)
     if options.resume and not exists:
-        raise ValueError(f"--resume: no study to restore at {path} (check --storage_path and --name)")
+        raise SettingError(f"--resume: no study to restore at {path} (check --storage_path and --name)")
     if exists and not options.resume:
-        raise ValueError(f"a study already exists at {path}: add --resume to continue it, or choose another --name")
+        raise SettingError(f"a study already exists at {path}: add --resume to continue it, or choose another --name")
     searchers.check_search(options.search_alg, dims)  # before Ray starts
     start_ray(options, log)
     resolve_start()
