@@ -66,6 +66,9 @@ class CheckpointError(ValueError):
         self.path, self.problem = os.fspath(path), problem
         super().__init__(f"checkpoint {self.path}: {problem}")
 
+    def __reduce__(self):  # picklable (a worker process or a Ray task sends it back): rebuilt from its fields
+        return type(self), (self.path, self.problem)
+
 
 class CheckpointWriteError(OSError):
     """Writing a checkpoint failed; the previous file at ``path`` (if any) is intact."""

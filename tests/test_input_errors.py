@@ -126,3 +126,18 @@ def test_plot_sweep_names_the_option_and_lists_the_columns():
     with pytest.raises(ValueError, match=r"no 'valid <metric>' column to draw: give --y; the columns of the trials "
                                          r"table: trial, status, mask_ratio$"):
         sweep.pick_columns([{k: v for k, v in rows[0].items() if k != "valid ndcg@10"}])
+
+
+def test_the_input_errors_survive_pickling():
+    """A worker process or a Ray task sends its exception back pickled: each input error is rebuilt whole."""
+    import pickle
+
+    from recbole_adaptssr.checkpoint import CheckpointError
+    from recbole_adaptssr.data.validation import DataError
+    from recbole_adaptssr.setting_errors import MissingFileError
+
+    for error in (DataError("d/x.inter", 7, "3 fields, the header has 4"), DataError("d/x.inter", None, "empty"),
+                  CheckpointError("saved/a.pth", "truncated"), SettingError("lr must be > 0"),
+                  SpaceError("--space:1: bad"), MissingFileError("no file c.yaml")):
+        again = pickle.loads(pickle.dumps(error))
+        assert type(again) is type(error) and str(again) == str(error) and vars(again) == vars(error)

@@ -71,6 +71,9 @@ class DataError(ValueError):
         self.path, self.line, self.problem = str(path), line, problem
         super().__init__(f"{self.path}, line {line}: {problem}" if line else f"{self.path}: {problem}")
 
+    def __reduce__(self):  # picklable (a worker process or a Ray task sends it back): rebuilt from its fields
+        return type(self), (self.path, self.line, self.problem)
+
 
 @dataclass
 class FileReport:
