@@ -569,17 +569,17 @@ def run_study(options: StudyOptions, settings_args=(), config_dict=None, callbac
             raise SettingError(f"--resume: study {name} ({output_dir}) was started with other settings, space or data ("
                                + "; ".join(changes) + "); resume it with the same command, or start a new study "
                                "with another --name")
-    os.makedirs(output_dir, exist_ok=True)
-    log(f"study {name}: {spec.mode} search of {spec.model} on {spec.data_name}/{spec.task}, objective "
-        f"{spec.metric} ({spec.metric_mode}, validation, every epoch), {options.search_alg} search, "
-        f"{options.scheduler} scheduler\n"
-        f"space:\n{space_text(dims)}")
     exists = tune.Tuner.can_restore(path)
     if options.resume and not exists:
         raise SettingError(f"--resume: no study to restore at {path} (check --storage_path and --name)")
     if exists and not options.resume:
         raise SettingError(f"a study already exists at {path}: add --resume to continue it, or choose another --name")
-    searchers.check_search(options.search_alg, dims)  # before Ray starts
+    searchers.check_search(options.search_alg, dims)  # before Ray starts, and before the study's folder is made
+    os.makedirs(output_dir, exist_ok=True)
+    log(f"study {name}: {spec.mode} search of {spec.model} on {spec.data_name}/{spec.task}, objective "
+        f"{spec.metric} ({spec.metric_mode}, validation, every epoch), {options.search_alg} search, "
+        f"{options.scheduler} scheduler\n"
+        f"space:\n{space_text(dims)}")
     start_ray(options, log)
     resolve_start()
     out.write_study_record(output_dir, spec, options, name, path)
