@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from recbole.config import Config as RecBoleConfig
 from recbole.utils import ModelType
@@ -96,6 +97,23 @@ class Config(RecBoleConfig):
         (RecBole's calls ``eval``): see :func:`recbole_adaptssr.setting_keys.parse_value`."""
         return {key: setting_keys.parse_value(key, value) if isinstance(value, str) else
                 setting_keys.normalise(key, value) for key, value in (config_dict or {}).items()}
+
+    def _load_cmd_line(self):
+        """RecBole's, with its refusal of a key given twice with two values as a setting error naming the key and
+        both values (RecBole raised a ``SyntaxError`` quoting only the second)."""
+        try:
+            return super()._load_cmd_line()
+        except SyntaxError:
+            given = {}
+            for arg in sys.argv[1:]:
+                if arg.startswith("--") and arg.count("=") == 1:
+                    key, value = arg[2:].split("=")
+                    given.setdefault(key, []).append(value)
+            twice = {key: values for key, values in given.items() if len(set(values)) > 1}
+            raise SettingError("; ".join(f"--{key} is given {len(values)} times with different values ("
+                                         + ", ".join(repr(v) for v in values) + "): give it once"
+                                         for key, values in twice.items()) or "the command line gives a key twice "
+                               "with different values") from None
 
     def _load_config_files(self, file_list):
         """RecBole's, with errors that name the file: a missing file, a YAML syntax error, or a file that is not a

@@ -50,6 +50,12 @@ def test_a_bad_setting_is_one_error_line_and_exit_status_2(tiny_data_path, tmp_p
     assert not (tmp_path / "saved").exists()
 
 
+def test_a_key_given_twice_with_two_values_is_named_with_both(tiny_data_path, tmp_path, capsys):
+    status = commands.main([*tiny_run(tiny_data_path, tmp_path, "--device=cpu"), "--device=cuda"])
+    line = one_error_line(capsys.readouterr().err)
+    assert status == 2 and "--device is given 2 times with different values ('cpu', 'cuda'): give it once" in line
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--space", "learning_rate uniform 0.1"], "--space:1: uniform needs 2 bounds (a b), got '0.1'"),  # the space
     (["--space", "lerning_rate choice [0.1]"], "--space:1: lerning_rate is not a setting; did you mean learning_rate"),
