@@ -60,7 +60,7 @@ def test_a_key_given_twice_with_two_values_is_named_with_both(tiny_data_path, tm
     (["--space", "learning_rate uniform 0.1"], "--space:1: uniform needs 2 bounds (a b), got '0.1'"),  # the space
     (["--space", "lerning_rate choice [0.1]"], "--space:1: lerning_rate is not a setting; did you mean learning_rate"),
     (["--space", "learning_rate choice [0.1]", "--device=tpu"], "device must be one of"),  # a setting of the runs
-    (["--space", "learning_rate loguniform 1e-4 1e-2", "--search_alg=grid"], "--search_alg=grid runs every"),
+    (["--space", "learning_rate uniform 1e-4 1e-2", "--search_alg=grid"], "--search_alg=grid runs every"),
 ])
 def test_the_hyper_command_reports_a_bad_space_or_setting_before_ray_starts(task_data, tmp_path, capsys, argv, message):
     status = commands.hyper([*argv, "--dataset=tt", f"--data_path={task_data.root}",
