@@ -11,7 +11,7 @@ from recbole.utils import ModelType
 from recbole_adaptssr import compat, setting_keys, setup
 from recbole_adaptssr.names import check_plain_name
 from recbole_adaptssr.plugins import PROPERTIES_DIR, properties_file
-from recbole_adaptssr.setting_errors import MissingFileError, SettingError, as_setting_errors
+from recbole_adaptssr.setting_errors import MissingFileError, SettingError
 from recbole_adaptssr.utils import get_model
 
 # list-valued settings of ours; on the command line ``--finetune_from=[ssr,none]`` arrives as a string
@@ -157,11 +157,9 @@ class Config(RecBoleConfig):
             if model is None:
                 raise KeyError("model must be given: --model=NAME, a config file, a config dict or the model argument")
         if isinstance(model, str):
-            with as_setting_errors():  # an unknown model: the error names close matches
-                model = get_model(model)
+            model = get_model(model)  # an unknown model: a SettingError naming close matches
         model, model_class, dataset = super()._get_model_and_dataset(model, dataset)
-        with as_setting_errors():  # before anything is read or written under it
-            check_plain_name(dataset, "data set", where="dataset")
+        check_plain_name(dataset, "data set", where="dataset")  # before anything is read or written under it
         return model, model_class, dataset
 
     def _check_user_settings(self):
@@ -299,8 +297,7 @@ class Config(RecBoleConfig):
 
         modules = setting("pretext_modules") or []
         for name in dict.fromkeys(str(s) for s in (setting("pretrain_stages") or [])):
-            with as_setting_errors():  # a stage of pretrain_stages that names no pretext task
-                task_class = get_pretext_task(name, modules)
+            task_class = get_pretext_task(name, modules)
             path = task_defaults_file(task_class)
             if path is not None:
                 check_defaults_namespace(task_class, self._update_internal_config_dict(path) or {}, path)
@@ -312,8 +309,7 @@ class Config(RecBoleConfig):
 
         self._update_internal_config_dict(properties_file("encoder", "user_model.yaml"))
         name = self.external_config_dict.get("user_model", self.internal_config_dict.get("user_model"))
-        with as_setting_errors():  # user_model names no backbone
-            encoder_class = get_user_model(name)
+        encoder_class = get_user_model(name)
         path = defaults_file(encoder_class)
         if path is not None:
             check_defaults_namespace(encoder_class, self._update_internal_config_dict(path) or {}, path)

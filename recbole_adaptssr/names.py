@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 
+from recbole_adaptssr.setting_errors import SettingError
+
 #: what a name may not be: the current and parent folder
 _DOTS = (".", "..")
 
@@ -28,22 +30,24 @@ def plain_name_problem(name) -> str | None:
 
 
 def check_plain_name(name, what: str, where: str = "") -> str:
-    """``name`` if it is a plain name, else a ``ValueError`` naming ``what`` (and ``where`` it was found)."""
+    """``name`` if it is a plain name, else a :class:`~recbole_adaptssr.setting_errors.SettingError` (a
+    ``ValueError``) naming ``what`` (and ``where`` it was found)."""
     problem = plain_name_problem(name)
     if problem:
         place = f" ({where})" if where else ""
-        raise ValueError(f"{what} {name!r}{place} is not a plain name: {problem}; it becomes part of a file or "
-                         "folder name")
+        raise SettingError(f"{what} {name!r}{place} is not a plain name: {problem}; it becomes part of a file or "
+                           "folder name")
     return name
 
 
 def check_unique(values, what: str) -> list:
-    """``values`` as a list; a value listed twice is a ``ValueError`` naming ``what`` (a duplicate would run twice
+    """``values`` as a list; a value listed twice is a :class:`~recbole_adaptssr.setting_errors.SettingError` naming
+    ``what`` (a duplicate would run twice
     and count twice, e.g. one seed reported as two)."""
     values = list(values)
     twice = [v for i, v in enumerate(values) if v in values[:i]]
     if twice:
-        raise ValueError(f"{what} lists {sorted(set(map(str, twice)))} more than once: {values}; list each once")
+        raise SettingError(f"{what} lists {sorted(set(map(str, twice)))} more than once: {values}; list each once")
     return values
 
 

@@ -10,6 +10,7 @@ import os
 
 from recbole_adaptssr.model import MODELS
 from recbole_adaptssr.plugins import did_you_mean
+from recbole_adaptssr.setting_errors import SettingError
 
 
 def get_model(model_name: str):
@@ -25,7 +26,7 @@ def get_model(model_name: str):
         MODELS.import_builtins()
         ours = sorted(MODELS)
         hint = did_you_mean(model_name, [*ours, *recbole_model_names()], fold_case=True)
-        raise ValueError(f"unknown model {model_name!r}: neither ours ({ours}) nor RecBole's{hint}") from None
+        raise SettingError(f"unknown model {model_name!r}: neither ours ({ours}) nor RecBole's{hint}") from None
 
 
 def recbole_model_names() -> list:

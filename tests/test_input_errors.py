@@ -37,7 +37,7 @@ def one_error_line(err: str) -> str:
 @pytest.mark.parametrize("setting,message", [
     ("--MAX_ITEM_LIST_LENGTH=0", "MAX_ITEM_LIST_LENGTH must be an integer >= 1"),  # the checks' table
     ("--device=tpu", "device must be one of ['cpu', 'cuda', 'cuda:N'], got 'tpu'"),  # Config
-    ("--model=Nope", "unknown model 'Nope'"),  # a registry's ValueError, reported as a setting's
+    ("--model=Nope", "unknown model 'Nope'"),  # get_model: a name a setting gives
     ("--ssr_lamda_mode=adaptive", "'ssr_lamda_mode' (the command line; did you mean ssr_lambda_mode?)"),
     ("--pretrain_methods=[adaptsr]", "unknown pre-training method 'adaptsr' in pretrain_methods"),  # a comparison
     ("--executor=threads", "executor must be one of ['serial', 'processes', 'ray'], got 'threads'"),  # the executor

@@ -28,7 +28,7 @@ from recbole_adaptssr.data import sequence_cache
 from recbole_adaptssr.data.dataset import dropping_duplicates, recent_behaviours
 from recbole_adaptssr.names import check_plain_name
 from recbole_adaptssr.downstream.base import get_task_kind
-from recbole_adaptssr.setting_errors import MissingFileError
+from recbole_adaptssr.setting_errors import MissingFileError, SettingError
 
 PAD = "[PAD]"
 
@@ -90,7 +90,7 @@ class TaskData:
     def kind(self, task: str):
         """The :class:`~recbole_adaptssr.downstream.base.TaskKind` of ``task``."""
         if task not in self.manifest:
-            raise ValueError(f"unknown downstream task {task!r}; {self.name}.tasks.json has {sorted(self.manifest)}")
+            raise SettingError(f"unknown downstream task {task!r}; {self.name}.tasks.json has {sorted(self.manifest)}")
         return get_task_kind(self.manifest[task]["kind"])
 
 

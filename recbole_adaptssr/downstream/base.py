@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from recbole_adaptssr.plugins import Registry, did_you_mean
+from recbole_adaptssr.setting_errors import as_setting_errors
 
 
 def _unknown_kind(name, registry) -> str:
@@ -111,4 +112,5 @@ def builtin_task_kinds() -> list:
 
 def get_task_kind(name: str) -> type:
     """The :class:`TaskKind` called ``name`` (module ``recbole_adaptssr.downstream.<name>``)."""
-    return TASK_KINDS.lookup(name)
+    with as_setting_errors():  # the name is a setting's value
+        return TASK_KINDS.lookup(name)

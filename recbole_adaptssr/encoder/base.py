@@ -35,6 +35,7 @@ from torch import nn
 
 from recbole_adaptssr.encoder.pooling import POOLINGS
 from recbole_adaptssr.plugins import Registry, check_plugin_namespace, did_you_mean, plugin_defaults_file
+from recbole_adaptssr.setting_errors import as_setting_errors
 
 DEFAULT_USER_MODEL = "transformer"
 DEFAULT_POOLING = "attention"
@@ -217,7 +218,8 @@ def builtin_user_models() -> list:
 def get_user_model(name) -> type:
     """The :class:`SequenceEncoder` subclass called ``name`` (the ``user_model`` setting): already imported, else
     ``recbole_adaptssr.encoder.<name lower-cased>``. An unknown name is an error with the closest known names."""
-    return USER_MODELS.lookup(name)
+    with as_setting_errors():  # the name is a setting's value
+        return USER_MODELS.lookup(name)
 
 
 def defaults_file(encoder_class: type) -> str | None:

@@ -107,8 +107,7 @@ def check_models(models: list) -> dict:
     (:mod:`~recbole_adaptssr.experiment.recbole_support`), else an error naming it."""
     classes = {}
     for name in models:
-        with as_setting_errors():  # unknown names: an error with close matches
-            model_class = get_model(name)
+        model_class = get_model(name)  # unknown names: an error with close matches
         if getattr(model_class, "uses_pretext_tasks", False) or model_class.__module__.startswith("recbole_adaptssr."):
             raise SettingError(f"recbole_baselines lists {name}, which is ours: run it with --model={name}, then "
                                "merge the results files (scripts/merge_results.py)")
@@ -125,8 +124,7 @@ def baseline_tasks(config, task_data: TaskData) -> list:
     if named:
         names = [str(named)] if isinstance(named, str) else [str(t) for t in named]
         for name in names:
-            with as_setting_errors():  # an unknown task: the error names the manifest's tasks
-                kind = task_data.kind(name)
+            kind = task_data.kind(name)  # an unknown task: the error names the manifest's tasks
             if kind.name != "recommendation":
                 raise SettingError(f"RecBole's recommenders can run the recommendation tasks, not {name!r} "
                                    f"({kind.name}); set downstream_task(s) to recommendation tasks")

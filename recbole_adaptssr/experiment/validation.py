@@ -60,23 +60,22 @@ def check_settings(config) -> None:
         check_user_model(config)  # user_model names a backbone (close-match hint), its own settings, the pooling
     if config["user_model"] in (None, "transformer") and config["hidden_size"] % config["n_heads"]:
         raise SettingError(f"hidden_size must be a multiple of n_heads (each attention head gets hidden_size / "
-                         f"n_heads dimensions), got hidden_size={config['hidden_size']} and "
-                         f"n_heads={config['n_heads']}")
+                           f"n_heads dimensions), got hidden_size={config['hidden_size']} and "
+                           f"n_heads={config['n_heads']}")
 
 
 def check_pretraining(config) -> None:
     """``pretrain_stages`` names known pretext tasks whose settings are valid."""
     modules = config["pretext_modules"] or []
     for stage in config["pretrain_stages"] or []:
-        with as_setting_errors():  # pretrain_stages names no pretext task
-            task_class = get_pretext_task(str(stage), modules)
+        task_class = get_pretext_task(str(stage), modules)
         settings = StageSettings(config, str(stage))
         setting_checks.check(settings.get, setting_checks.STAGE, settings.key)
         needed = int(getattr(task_class, "min_batch_size", 1))
         if needed > 1 and config["train_batch_size"] < needed:
             raise SettingError(f"train_batch_size must be an integer >= {needed}: pre-training stage {stage!r} "
-                             f"compares the sequences of a batch (batches of fewer contribute nothing), got "
-                             f"{config['train_batch_size']!r}")
+                               f"compares the sequences of a batch (batches of fewer contribute nothing), got "
+                               f"{config['train_batch_size']!r}")
         with as_setting_errors():
             task_class.check_settings(settings)
     setting_checks.check(lambda key: config[key], ("pretrain_valid_ratio",))
@@ -106,8 +105,7 @@ def check_finetuning(config, task_data, tasks: list, start_points: list) -> None
                            f"{split!r}")
     setting_checks.check(lambda key: config[key], setting_checks.FINETUNE)  # finetune_<key> replaces <key> there
     stages = [str(s) for s in config["pretrain_stages"] or []]
-    with as_setting_errors():
-        check_unique([_start_identity(str(s)) for s in start_points], "finetune_from")
+    check_unique([_start_identity(str(s)) for s in start_points], "finetune_from")
     for start in start_points:
         name = str(start)
         if name.lower() == "none" or name in stages:
@@ -200,10 +198,8 @@ def selected_tasks(config, task_data) -> list:
             raise SettingError(f"{path} lists no task (downstream_tasks is unset, i.e. every task of the manifest): "
                                "convert the data set again, or set downstream_tasks=[] to pre-train only")
     else:
-        with as_setting_errors():
-            names = check_unique([str(t) for t in config["downstream_tasks"]], "downstream_tasks")
+        names = check_unique([str(t) for t in config["downstream_tasks"]], "downstream_tasks")
     for name in names:
-        with as_setting_errors():  # unknown names fail here, naming the manifest's tasks
-            check_plain_name(name, "downstream task")
-            task_data.kind(name)
+        check_plain_name(name, "downstream task")
+        task_data.kind(name)  # unknown names fail here, naming the manifest's tasks
     return names

@@ -32,6 +32,7 @@ from recbole_adaptssr import distributed
 from recbole_adaptssr import precision as step_precision
 from recbole_adaptssr.item_softmax import KERNELS, PRECISIONS
 from recbole_adaptssr.plugins import Registry, check_plugin_namespace, did_you_mean, plugin_defaults_file
+from recbole_adaptssr.setting_errors import as_setting_errors
 from recbole_adaptssr.stopping import check_stopping_settings
 
 
@@ -200,7 +201,8 @@ def builtin_pretext_tasks() -> list:
 def get_pretext_task(name: str, modules=()) -> type:
     """The :class:`PretextTask` subclass called ``name``: already imported, else ``recbole_adaptssr.pretext.<name>``,
     else found in one of ``modules`` (the ``pretext_modules`` setting)."""
-    return PRETEXT_TASKS.lookup(name, modules)
+    with as_setting_errors():  # the name is a setting's value
+        return PRETEXT_TASKS.lookup(name, modules)
 
 
 def task_defaults_file(task_class: type) -> str | None:

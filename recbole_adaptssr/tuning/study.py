@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 from recbole_adaptssr.analysis.sweep import study_sweep
 from recbole_adaptssr.names import check_plain_name
-from recbole_adaptssr.setting_errors import SettingError, as_setting_errors
+from recbole_adaptssr.setting_errors import SettingError
 from recbole_adaptssr.tuning import ray_compat
 from recbole_adaptssr.tuning.space import SpaceError, grid_size, merge_space, parse_line, read_space, space_text, \
     to_param_space, upper_bound
@@ -342,8 +342,7 @@ def prepare(options: StudyOptions, settings_args=(), config_dict=None, log=print
         task = options.tune_task or (tasks[0] if tasks else None)
         if task is None:
             raise SettingError(f"{config['dataset']} has no downstream task to tune on (see --tune_task)")
-        with as_setting_errors():  # an unknown task fails here, naming the manifest's tasks
-            kind = task_data.kind(task)
+        kind = task_data.kind(task)  # an unknown task fails here, naming the manifest's tasks
         if not uses_pretext and kind.name != "recommendation":
             raise SettingError(f"{options.model} is a RecBole recommender: it can be tuned on a recommendation task, "
                                f"not {task!r} ({kind.name})")
@@ -559,8 +558,7 @@ def run_study(options: StudyOptions, settings_args=(), config_dict=None, callbac
 
     started = time.time()
     spec, dims, output_dir, resolve_start = prepare(options, settings_args, config_dict, log)
-    with as_setting_errors():
-        name = check_plain_name(study_name(options, spec), "study name", where="--name")
+    name = check_plain_name(study_name(options, spec), "study name", where="--name")
     storage = _absolute(options.storage_path or os.path.join(default_root(spec), "ray_results"))
     path = _join(storage, name)
     if options.resume:
